@@ -1,0 +1,111 @@
+"""Corruption operators C_t and the `Corruption` object x_t = C_t x_0 + s_t η (SPEC §1).
+
+    from soft_diffusion import corruptions
+    y = corruptions.gaussian_blur(x, sigma)            # x [B,H,W,C], sigma [B] px
+    corruption = corruptions.make(cfg)                 # cfg: dataclass, dict or ConfigDict
+    x_t = corruption.corrupt(x0, t, noise)             # C_t x0 + s_t noise
+
+A new corruption family is one file here with an operator class (`apply(x, t)`) and a
+`from_config` builder, one entry in `REGISTRY`, and its fields in `CorruptionConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from soft_diffusion import schedules
+from soft_diffusion.corruptions.base import Corruption, LinearOperator, as_dict
+from soft_diffusion.corruptions.blur import BlurOperator, blur_matrices, gaussian_blur
+from soft_diffusion.corruptions.identity import IdentityOperator
+from soft_diffusion.corruptions.masking import MASK_ORDERS, MaskOperator, mask_values, removal_order, soft_mask
+
+__all__ = [
+  "REGISTRY",
+  "BlurOperator",
+  "Corruption",
+  "CorruptionConfig",
+  "IdentityOperator",
+  "LinearOperator",
+  "MASK_ORDERS",
+  "MaskOperator",
+  "blur_matrices",
+  "gaussian_blur",
+  "make",
+  "mask_values",
+  "removal_order",
+  "soft_mask",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptionConfig:
+  """Typed form of `config.corruption` (field comments: configs/default.py)."""
+
+  name: str = "blur"
+  noise_schedule: str = "clipped_geometric"
+  noise_std_min: float = 0.01
+  noise_std_max: float = 0.1
+  noise_clip_t: float = 0.25
+  blur_schedule: str = "log"
+  blur_sigma_min: float = 0.01
+  blur_sigma_max: float = 23.0
+  blur_sigma_table: tuple[float, ...] | None = None
+  mask_order: str = "center"
+  mask_ramp_width: float = 0.1
+  mask_fraction: float = 1.0
+  mask_seed: int = 0
+
+  @classmethod
+  def from_any(cls, cfg: Any) -> CorruptionConfig:
+    """From a CorruptionConfig, dataclass, Mapping or ConfigDict; unknown keys are an error."""
+    if isinstance(cfg, cls):
+      return cfg
+    values = as_dict(cfg)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"config.corruption has unknown field(s) {unknown}; allowed: {sorted(known)}")
+    if values.get("blur_sigma_table") is not None:
+      values["blur_sigma_table"] = tuple(values["blur_sigma_table"])
+    return cls(**values)
+
+
+def _blur(cfg: CorruptionConfig) -> BlurOperator:
+  return BlurOperator(
+    schedules.make_blur_schedule(
+      cfg.blur_schedule,
+      sigma_min=cfg.blur_sigma_min,
+      sigma_max=cfg.blur_sigma_max,
+      sigma_table=cfg.blur_sigma_table,
+    )
+  )
+
+
+def _mask(cfg: CorruptionConfig) -> MaskOperator:
+  return MaskOperator(cfg.mask_order, cfg.mask_ramp_width, cfg.mask_fraction, cfg.mask_seed)
+
+
+def _identity(cfg: CorruptionConfig) -> IdentityOperator:
+  del cfg
+  return IdentityOperator()
+
+
+# name -> builder of the operator C_t from a CorruptionConfig.
+REGISTRY: dict[str, Callable[[CorruptionConfig], LinearOperator]] = {
+  "blur": _blur,
+  "mask": _mask,
+  "identity": _identity,
+}
+
+
+def make(cfg: Any) -> Corruption:
+  """Builds the `Corruption` described by a config block (see CorruptionConfig)."""
+  cfg = CorruptionConfig.from_any(cfg)
+  if cfg.name not in REGISTRY:
+    raise ValueError(f"corruption name must be one of {sorted(REGISTRY)}, got {cfg.name!r}")
+  noise = schedules.make_noise_schedule(
+    cfg.noise_schedule, std_min=cfg.noise_std_min, std_max=cfg.noise_std_max, clip_t=cfg.noise_clip_t
+  )
+  return Corruption(operator=REGISTRY[cfg.name](cfg), noise_schedule=noise)

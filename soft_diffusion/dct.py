@@ -1,0 +1,59 @@
+"""Orthonormal DCT-II matrices and the Gaussian-blur multipliers in that basis (SPEC §1.1).
+
+The blur of SPEC §1.1 is diagonal in the orthonormal 2-D DCT-II basis: coefficient (k, l) of an
+H×W image is multiplied by
+
+    exp(-(π²/2) · σ² · (k²/H² + l²/W²))  =  m_H(σ)[k] · m_W(σ)[l],
+
+so it separates into one factor per image axis. Everything here is a constant of the image
+shape (built once with numpy in float64 at trace time) or an elementwise function of σ.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@functools.lru_cache(maxsize=64)
+def dct_matrix(n: int) -> np.ndarray:
+  """Orthonormal DCT-II matrix D of size n×n, float64: X̂ = D x, x = Dᵀ X̂.
+
+  D[k, i] = sqrt(2/n) · c_k · cos(π (2i + 1) k / (2n)), c_0 = 1/√2, c_k = 1 otherwise;
+  matches `scipy.fft.dct(x, type=2, norm='ortho')`. The returned array is read-only.
+  """
+  if n < 1:
+    raise ValueError(f"dct_matrix: n must be >= 1, got {n}")
+  k = np.arange(n)[:, None]
+  i = np.arange(n)[None, :]
+  d = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
+  d[0] /= np.sqrt(2.0)
+  d.setflags(write=False)
+  return d
+
+
+def frequency_exponent(n: int) -> np.ndarray:
+  """(π²/2) · (k/n)² for k < n, float64: the per-axis exponent of the blur multiplier."""
+  k = np.arange(n, dtype=np.float64)
+  return 0.5 * np.pi**2 * (k / n) ** 2
+
+
+def blur_multipliers_1d(sigma: jax.Array, n: int) -> jax.Array:
+  """Per-axis DCT multipliers exp(-σ² (π²/2)(k/n)²): sigma [...] -> [..., n]."""
+  sigma = jnp.asarray(sigma)
+  dtype = jnp.promote_types(sigma.dtype, jnp.float32)
+  exponent = jnp.asarray(frequency_exponent(n), dtype)
+  return jnp.exp(-jnp.square(sigma.astype(dtype))[..., None] * exponent)
+
+
+def blur_multipliers_2d(sigma: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Full H×W DCT multipliers for each σ, in numpy float64: sigma [M] -> [M, H, W].
+
+  Host-side twin of `blur_multipliers_1d` for one-off computations such as level selection.
+  """
+  sigma = np.asarray(sigma, np.float64)
+  exponent = frequency_exponent(height)[:, None] + frequency_exponent(width)[None, :]
+  return np.exp(-np.square(sigma)[..., None, None] * exponent)
