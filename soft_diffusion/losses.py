@@ -40,7 +40,9 @@ def _check_positive_noise(noise_std: jax.Array) -> None:
   if isinstance(noise_std, jax.core.Tracer):
     return
   if not bool(jnp.all(noise_std > 0)):
-    raise ValueError(f"corruption.noise_std(t) must be > 0 for every t (full support), got min {float(jnp.min(noise_std))}")
+    raise ValueError(
+      f"corruption.noise_std(t) must be > 0 for every t (full support), got min {float(jnp.min(noise_std))}"
+    )
 
 
 def soft_score_matching_per_example(

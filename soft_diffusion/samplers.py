@@ -39,7 +39,9 @@ def _bcast(v: jax.Array) -> jax.Array:
   return v[:, None, None, None]
 
 
-def momentum_update(corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.Array, t_next: jax.Array, noise: jax.Array) -> jax.Array:
+def momentum_update(
+  corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.Array, t_next: jax.Array, noise: jax.Array
+) -> jax.Array:
   """One step of the Momentum Sampler (the paper's Algorithm 2)."""
   var_t = jnp.square(corruption.noise_std(t))
   var_next = jnp.square(corruption.noise_std(t_next))
@@ -49,13 +51,17 @@ def momentum_update(corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.A
   return z + (corruption.apply(x0_hat, t_next) - y_t)
 
 
-def naive_update(corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.Array, t_next: jax.Array, noise: jax.Array) -> jax.Array:
+def naive_update(
+  corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.Array, t_next: jax.Array, noise: jax.Array
+) -> jax.Array:
   """One step of the naive sampler (Algorithm 1): re-corrupt x̂_0 to level t_next."""
   del x_t, t
   return corruption.corrupt(x0_hat, t_next, noise)
 
 
-def deterministic_update(corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.Array, t_next: jax.Array, noise: jax.Array) -> jax.Array:
+def deterministic_update(
+  corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.Array, t_next: jax.Array, noise: jax.Array
+) -> jax.Array:
   """One step of the deterministic sampler. EXTENSION (DDIM-like), not in the paper."""
   del noise
   ratio = corruption.noise_std(t_next) / corruption.noise_std(t)
@@ -105,19 +111,49 @@ def reverse_process(
   return (x0, x0_hat) if return_x0_hat else x0
 
 
-def momentum_sampler(denoise_fn: DenoiseFn, x_init: jax.Array, corruption: Any, *, num_steps: int, key: jax.Array, return_x0_hat: bool = False):
+def momentum_sampler(
+  denoise_fn: DenoiseFn,
+  x_init: jax.Array,
+  corruption: Any,
+  *,
+  num_steps: int,
+  key: jax.Array,
+  return_x0_hat: bool = False,
+):
   """The Momentum Sampler (paper's Algorithm 2); see the module docstring and `reverse_process`."""
-  return reverse_process(momentum_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat)
+  return reverse_process(
+    momentum_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
+  )
 
 
-def naive_sampler(denoise_fn: DenoiseFn, x_init: jax.Array, corruption: Any, *, num_steps: int, key: jax.Array, return_x0_hat: bool = False):
+def naive_sampler(
+  denoise_fn: DenoiseFn,
+  x_init: jax.Array,
+  corruption: Any,
+  *,
+  num_steps: int,
+  key: jax.Array,
+  return_x0_hat: bool = False,
+):
   """The naive sampler (paper's Algorithm 1); see the module docstring and `reverse_process`."""
-  return reverse_process(naive_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat)
+  return reverse_process(
+    naive_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
+  )
 
 
-def deterministic_sampler(denoise_fn: DenoiseFn, x_init: jax.Array, corruption: Any, *, num_steps: int, key: jax.Array, return_x0_hat: bool = False):
+def deterministic_sampler(
+  denoise_fn: DenoiseFn,
+  x_init: jax.Array,
+  corruption: Any,
+  *,
+  num_steps: int,
+  key: jax.Array,
+  return_x0_hat: bool = False,
+):
   """EXTENSION, not in the paper: deterministic DDIM-like sampler; see `reverse_process`."""
-  return reverse_process(deterministic_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat)
+  return reverse_process(
+    deterministic_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
+  )
 
 
 SAMPLERS: dict[str, Callable[..., Any]] = {

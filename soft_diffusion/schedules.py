@@ -62,7 +62,9 @@ class GeometricNoiseSchedule:
     return self.std_min * (self.std_max / self.std_min) ** progress
 
 
-def clipped_geometric_noise(std_min: float = 0.01, std_max: float = 0.1, clip_t: float = 0.25) -> GeometricNoiseSchedule:
+def clipped_geometric_noise(
+  std_min: float = 0.01, std_max: float = 0.1, clip_t: float = 0.25
+) -> GeometricNoiseSchedule:
   """The default s_t of SPEC §1.3 [choice]: geometric from std_min to std_max over [0, clip_t]."""
   return GeometricNoiseSchedule(std_min, std_max, clip_t)
 
@@ -127,7 +129,7 @@ class TableBlurSchedule:
       raise ValueError(f"blur sigma table needs at least 2 levels, got {len(sigmas)}")
     if not all(math.isfinite(s) and s >= 0 for s in sigmas):
       raise ValueError(f"blur sigma table must hold finite values >= 0, got {sigmas}")
-    if any(b < a for a, b in zip(sigmas, sigmas[1:])):
+    if any(b < a for a, b in zip(sigmas[:-1], sigmas[1:], strict=True)):
       raise ValueError(f"blur sigma table must be non-decreasing in t, got {sigmas}")
 
   def __call__(self, t: jax.Array) -> jax.Array:
@@ -322,7 +324,4 @@ def select_blur_levels(
     multipliers, power_spectrum.sum(axis=-1), noise_stds, num_values=height * width * channels
   )
   selection = select_levels(distances, num_levels)
-  return BlurLevels(
-    sigmas=candidate_sigmas[selection.indices], selection=selection, candidate_sigmas=candidate_sigmas
-  )
-
+  return BlurLevels(sigmas=candidate_sigmas[selection.indices], selection=selection, candidate_sigmas=candidate_sigmas)

@@ -172,7 +172,9 @@ def test_corruptions_are_linear(rng):
 def test_make_accepts_config_dict_dataclass_and_mapping():
   cfg = ml_collections.ConfigDict({"name": "blur", "blur_schedule": "table", "blur_sigma_table": [0.0, 1.0, 4.0]})
   a = corruptions.make(cfg)
-  b = corruptions.make(corruptions.CorruptionConfig(name="blur", blur_schedule="table", blur_sigma_table=(0.0, 1.0, 4.0)))
+  b = corruptions.make(
+    corruptions.CorruptionConfig(name="blur", blur_schedule="table", blur_sigma_table=(0.0, 1.0, 4.0))
+  )
   assert a == b and hash(a) == hash(b)
   np.testing.assert_allclose(a.operator.sigma_schedule(jnp.array([0.25, 0.75])), [0.5, 2.5], rtol=1e-6)
 

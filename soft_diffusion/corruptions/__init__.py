@@ -53,7 +53,7 @@ class CorruptionConfig:
   blur_sigma_max: float = 23.0
   blur_sigma_table: tuple[float, ...] | None = None
   mask_order: str = "center"
-  mask_ramp_width: float = 0.1
+  mask_ramp_width: float = 0.25
   mask_fraction: float = 1.0
   mask_seed: int = 0
 

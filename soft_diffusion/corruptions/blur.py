@@ -22,7 +22,9 @@ from soft_diffusion import dct
 from soft_diffusion.corruptions import base
 
 
-def blur_matrices(sigma: jax.Array, n: int, dtype: Any = jnp.float32, precision: Any = jax.lax.Precision.HIGHEST) -> jax.Array:
+def blur_matrices(
+  sigma: jax.Array, n: int, dtype: Any = jnp.float32, precision: Any = jax.lax.Precision.HIGHEST
+) -> jax.Array:
   """A_n(σ) = Dᵀ diag(m_n(σ)) D for each σ: sigma [B] -> [B, n, n] (symmetric)."""
   d = jnp.asarray(dct.dct_matrix(n), dtype)
   multipliers = dct.blur_multipliers_1d(sigma, n).astype(dtype)

@@ -9,8 +9,13 @@ pixels the sampler must fill in next):
 
 so m_0 = 1 everywhere, every m_t(p) is non-increasing in t, and with fraction = 1 every pixel is
 fully masked at t = 1. Orders: "center" (Chebyshev distance from the image centre in coordinates
-normalised to [-1, 1]: a central square, or rectangle, that grows with t, as in inpainting) and "random" (a fixed permutation drawn
-from `seed`).
+normalised to [-1, 1]: a central square, or rectangle, that grows with t, as in inpainting) and
+"random" (a fixed permutation drawn from `seed`).
+
+Default ramp width w = 0.25 [choice, measured]: with the exact Gaussian posterior as the
+denoiser (tests/test_samplers.py, 8×8, centre order), the Momentum Sampler's mean relative error
+of the DCT variances was 0.105 / 0.057 / 0.031 at 100 / 200 / 400 steps for w = 0.25, against
+0.262 / 0.146 / 0.078 for w = 0.1: a narrow ramp needs about four times the steps.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class MaskOperator:
   """C_t x = m_t ⊙ x with the soft mask described in the module docstring."""
 
   order: str = "center"
-  ramp_width: float = 0.1
+  ramp_width: float = 0.25
   fraction: float = 1.0
   seed: int = 0
 
@@ -84,6 +89,8 @@ class MaskOperator:
     return (m[..., None] * x).astype(x.dtype)
 
 
-def soft_mask(x: jax.Array, t: jax.Array, *, order: str = "center", ramp_width: float = 0.1, fraction: float = 1.0, seed: int = 0) -> jax.Array:
+def soft_mask(
+  x: jax.Array, t: jax.Array, *, order: str = "center", ramp_width: float = 0.25, fraction: float = 1.0, seed: int = 0
+) -> jax.Array:
   """Functional form: m_t ⊙ x. Args: x [B, H, W, C]; t [B]. Returns [B, H, W, C]."""
   return MaskOperator(order, ramp_width, fraction, seed).apply(x, t)

@@ -1,0 +1,41 @@
+"""Default configuration: the schema, with a comment per field. Variants import it and override.
+
+So far it holds the blocks the functional core reads (seed, corruption, loss, sample); the data,
+model, train and checkpoint blocks arrive with the training pipeline. Every [choice] of
+../shared/SPEC.md is a field here, so it can be ablated from the command line.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # one seed for everything; per-step keys are fold_in(key(seed), step)
+
+  # x_t = C_t x_0 + s_t η (SPEC §1). Fields mirror soft_diffusion.corruptions.CorruptionConfig.
+  config.corruption = c = ml_collections.ConfigDict()
+  c.name = "blur"  # C_t: 'blur' (Gaussian, DCT-exact) | 'mask' (soft mask) | 'identity' (VE SDE)
+  c.noise_schedule = "clipped_geometric"  # s_t: 'clipped_geometric' | 'geometric' (VE) | 'constant'
+  c.noise_std_min = 0.01  # s_0 (> 0); images are in [-1, 1]
+  c.noise_std_max = 0.1  # s_t for t >= noise_clip_t (VE baseline: up to 90)
+  c.noise_clip_t = 0.25  # t_c of the clipped geometric schedule, in (0, 1]
+  c.blur_schedule = "log"  # σ_B(t): 'log' (log-spaced) | 'table' (piecewise linear, SPEC §3)
+  c.blur_sigma_min = 0.01  # σ_B(0), pixels (log schedule)
+  c.blur_sigma_max = 23.0  # σ_B(1), pixels (log schedule); paper range on 64×64: [0.01, 23]
+  c.blur_sigma_table = ml_collections.config_dict.placeholder(tuple)  # K levels at t_k = k/(K-1)
+  c.mask_order = "center"  # pixel removal order: 'center' (growing central square) | 'random'
+  c.mask_ramp_width = 0.25  # width in t over which a pixel fades out, in (0, 1]
+  c.mask_fraction = 1.0  # share of pixels fully masked by t = 1, in (0, 1]
+  c.mask_seed = 0  # permutation seed for mask_order = 'random'
+
+  # Soft Score Matching (SPEC §2).
+  config.loss = ml_collections.ConfigDict()
+  config.loss.weighting = "uniform"  # w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)
+
+  # Sampling (SPEC §4).
+  config.sample = ml_collections.ConfigDict()
+  config.sample.sampler = "momentum"  # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension)
+  config.sample.num_steps = 300  # network evaluations per sample
+  config.sample.num_images = 64  # images drawn by --mode sample
+  config.sample.seed = 0  # same checkpoint + same seed -> identical images
+  return config

@@ -1,0 +1,60 @@
+"""The public API of DESIGN.md: names, call forms, and duck-typed user corruptions."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import soft_diffusion
+from soft_diffusion import corruptions, losses, samplers, schedules
+
+
+def test_design_md_calls():
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)), jnp.float32)
+  t = jnp.array([0.2, 0.8])
+  noise = jax.random.normal(jax.random.key(0), x.shape)
+  assert corruptions.gaussian_blur(x, jnp.array([0.0, 2.0])).shape == x.shape
+  corruption = corruptions.make(corruptions.CorruptionConfig())
+  assert corruption.apply(x, t).shape == x.shape
+  assert corruption.noise_std(t).shape == (2,)
+  assert corruption.corrupt(x, t, noise).shape == x.shape
+  denoise_fn = lambda x_t, t: x_t
+  assert losses.soft_score_matching_loss(denoise_fn, x, t, noise, corruption).shape == ()
+  for sampler in (samplers.momentum_sampler, samplers.naive_sampler):
+    assert sampler(denoise_fn, x, corruption, num_steps=2, key=jax.random.key(1)).shape == x.shape
+  assert set(samplers.SAMPLERS) == {"momentum", "naive", "deterministic"}
+  assert set(corruptions.REGISTRY) == {"blur", "mask", "identity"}
+  assert callable(schedules.select_blur_levels)
+  assert soft_diffusion.__version__
+
+
+@dataclasses.dataclass(frozen=True)
+class Downsample:
+  """A user's own linear corruption, not registered anywhere: average-pool-then-upsample mixed
+  with the identity, with constant noise."""
+
+  def apply(self, x, t):
+    b, h, w, c = x.shape
+    pooled = x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+    up = jnp.repeat(jnp.repeat(pooled, 2, axis=1), 2, axis=2)
+    a = t[:, None, None, None]
+    return (1 - a) * x + a * up
+
+  def noise_std(self, t):
+    return jnp.full_like(t, 0.05)
+
+  def corrupt(self, x0, t, noise):
+    return self.apply(x0, t) + 0.05 * noise
+
+
+def test_loss_and_samplers_take_any_object_with_the_three_methods():
+  corruption = Downsample()
+  x0 = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, 4, 4, 1)), jnp.float32)
+  t = jnp.array([0.5, 1.0])
+  noise = jax.random.normal(jax.random.key(0), x0.shape)
+  assert float(losses.soft_score_matching_loss(lambda x_t, t: x0, x0, t, noise, corruption)) == 0.0
+  out = jax.jit(
+    lambda x: samplers.momentum_sampler(lambda x_t, t: x_t, x, corruption, num_steps=3, key=jax.random.key(2))
+  )(x0)
+  assert out.shape == x0.shape and bool(jnp.all(jnp.isfinite(out)))
