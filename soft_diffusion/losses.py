@@ -35,14 +35,19 @@ def loss_weight(noise_std: jax.Array, weighting: str) -> jax.Array:
   raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
 
 
-def _check_positive_noise(noise_std: jax.Array) -> None:
-  """Raises when s_t is known (not traced) and not > 0 somewhere: the theory needs s_t > 0."""
-  if isinstance(noise_std, jax.core.Tracer):
-    return
-  if not bool(jnp.all(noise_std > 0)):
+def _checked_inputs(x0: Any, t: Any, noise_std_fn: Callable[[jax.Array], jax.Array], weighting: str):
+  """Validated (x0 [B,H,W,C], t [B], s_t [B] float32). s_t > 0 is checked whenever it is known
+  at trace time (the theory needs full support); traced values cannot be checked here."""
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+  x0 = base.check_images(x0, "x0")
+  t = base.check_batch_vector(t, x0.shape[0], "t")
+  noise_std = jnp.asarray(noise_std_fn(t), jnp.float32)
+  if not isinstance(noise_std, jax.core.Tracer) and not bool(jnp.all(noise_std > 0)):
     raise ValueError(
       f"corruption.noise_std(t) must be > 0 for every t (full support), got min {float(jnp.min(noise_std))}"
     )
+  return x0, t, noise_std
 
 
 def soft_score_matching_per_example(
@@ -55,12 +60,7 @@ def soft_score_matching_per_example(
   weighting: str = "uniform",
 ) -> jax.Array:
   """Per-example Soft Score Matching loss, [B] float32 (see `soft_score_matching_loss`)."""
-  if weighting not in WEIGHTINGS:
-    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-  x0 = base.check_images(x0, "x0")
-  t = base.check_batch_vector(t, x0.shape[0], "t")
-  noise_std = jnp.asarray(corruption.noise_std(t), jnp.float32)
-  _check_positive_noise(noise_std)
+  x0, t, noise_std = _checked_inputs(x0, t, corruption.noise_std, weighting)
   x_t = corruption.corrupt(x0, t, noise)
   x0_hat = denoise_fn(x_t, t)
   if x0_hat.shape != x0.shape:
@@ -109,12 +109,7 @@ def denoising_score_matching_loss(
   λ(t) = s_t⁴ ("uniform") or s_t² ("inverse_noise_var", score_sde's choice) puts the loss on
   the same scale as `soft_score_matching_loss` with C_t = I, which it must then equal.
   """
-  if weighting not in WEIGHTINGS:
-    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-  x0 = base.check_images(x0, "x0")
-  t = base.check_batch_vector(t, x0.shape[0], "t")
-  noise_std = jnp.asarray(noise_std_fn(t), jnp.float32)
-  _check_positive_noise(noise_std)
+  x0, t, noise_std = _checked_inputs(x0, t, noise_std_fn, weighting)
   std = noise_std[:, None, None, None]
   x_t = x0 + std * noise
   score = (denoise_fn(x_t, t) - x_t) / jnp.square(std)

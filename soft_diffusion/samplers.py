@@ -6,8 +6,8 @@ Every sampler has the signature
 
 and runs from t = 1 to t = 0 in `num_steps` steps of Δt = 1/num_steps: step i evaluates
 x̂_0 = denoise_fn(x_t, t) at t = 1 - i/num_steps (never at t < 0) and moves to t - Δt with an
-update rule. A sampler is one update rule `update(corruption, x_t, x0_hat, t, t_next, noise)`
-passed to `reverse_process`; adding one is a new update function and one `SAMPLERS` entry.
+update rule. A sampler is one update rule `update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process`;
+adding one is a new update function, `sampler_from_update`, and one `SAMPLERS` entry.
 
 * `momentum_sampler`: the paper's Algorithm 2 (Momentum Sampler):
       ŷ = C_t x̂_0,  ε̂ = ŷ - x_t,
@@ -33,6 +33,7 @@ from soft_diffusion.corruptions import base
 
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
 UpdateFn = Callable[..., jax.Array]
+Sampler = Callable[..., Any]
 
 
 def _bcast(v: jax.Array) -> jax.Array:
@@ -111,59 +112,48 @@ def reverse_process(
   return (x0, x0_hat) if return_x0_hat else x0
 
 
-def momentum_sampler(
-  denoise_fn: DenoiseFn,
-  x_init: jax.Array,
-  corruption: Any,
-  *,
-  num_steps: int,
-  key: jax.Array,
-  return_x0_hat: bool = False,
-):
-  """The Momentum Sampler (paper's Algorithm 2); see the module docstring and `reverse_process`."""
-  return reverse_process(
-    momentum_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
-  )
+def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
+  """A sampler with the shared signature that runs `update` through `reverse_process`."""
+
+  def sampler(
+    denoise_fn: DenoiseFn,
+    x_init: jax.Array,
+    corruption: Any,
+    *,
+    num_steps: int,
+    key: jax.Array,
+    return_x0_hat: bool = False,
+  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    return reverse_process(
+      update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
+    )
+
+  sampler.__name__ = sampler.__qualname__ = name
+  sampler.__doc__ = doc + "\n\nSignature and returns: see `reverse_process`."
+  return sampler
 
 
-def naive_sampler(
-  denoise_fn: DenoiseFn,
-  x_init: jax.Array,
-  corruption: Any,
-  *,
-  num_steps: int,
-  key: jax.Array,
-  return_x0_hat: bool = False,
-):
-  """The naive sampler (paper's Algorithm 1); see the module docstring and `reverse_process`."""
-  return reverse_process(
-    naive_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
-  )
+momentum_sampler = sampler_from_update(
+  momentum_update, "momentum_sampler", "The Momentum Sampler, the paper's Algorithm 2 (module docstring)."
+)
+naive_sampler = sampler_from_update(
+  naive_update, "naive_sampler", "The naive sampler, the paper's Algorithm 1: re-corrupt each estimate."
+)
+deterministic_sampler = sampler_from_update(
+  deterministic_update,
+  "deterministic_sampler",
+  "EXTENSION, not in the paper: a deterministic DDIM-like sampler (module docstring).",
+)
 
 
-def deterministic_sampler(
-  denoise_fn: DenoiseFn,
-  x_init: jax.Array,
-  corruption: Any,
-  *,
-  num_steps: int,
-  key: jax.Array,
-  return_x0_hat: bool = False,
-):
-  """EXTENSION, not in the paper: deterministic DDIM-like sampler; see `reverse_process`."""
-  return reverse_process(
-    deterministic_update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
-  )
-
-
-SAMPLERS: dict[str, Callable[..., Any]] = {
+SAMPLERS: dict[str, Sampler] = {
   "momentum": momentum_sampler,
   "naive": naive_sampler,
   "deterministic": deterministic_sampler,
 }
 
 
-def get(name: str) -> Callable[..., Any]:
+def get(name: str) -> Sampler:
   """The sampler registered as `name` (one of SAMPLERS)."""
   if name not in SAMPLERS:
     raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {name!r}")
