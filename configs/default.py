@@ -1,7 +1,7 @@
 """Default configuration: the schema, with a comment per field. Variants import it and override.
 
-So far it holds the blocks the functional core reads (seed, corruption, loss, sample); the data,
-model, train and checkpoint blocks arrive with the training pipeline. Every [choice] of
+So far it holds the blocks the library reads (seed, data, corruption, loss, sample); the model,
+train and checkpoint blocks arrive with the training loop. Every [choice] of
 ../shared/SPEC.md is a field here, so it can be ablated from the command line.
 """
 
@@ -11,6 +11,22 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # one seed for everything; per-step keys are fold_in(key(seed), step)
+
+  # Input pipeline (soft_diffusion/data). Fields mirror soft_diffusion.data.DataConfig.
+  config.data = d = ml_collections.ConfigDict()
+  d.name = "digits"  # 'digits' (embedded, 8×8 scikit-learn digits) | 'celeb_a' (TFDS) | 'folder' (your images)
+  d.path = ml_collections.config_dict.placeholder(str)  # folder for 'folder'; TFDS data_dir otherwise (None = default)
+  # Digits are stored at 8×8; 16×16 leaves room for a U-Net with three resolutions (16, 8, 4) and
+  # for blur levels between "sharp" and "one blob", while staying cheap enough for a 2-core CPU.
+  d.image_size = 16  # side of the square training images, pixels
+  d.crop_size = ml_collections.config_dict.placeholder(int)  # central crop before resizing; None = largest square
+  d.random_flip = False  # random horizontal flip in training (digits: no, faces: yes)
+  d.train_split = "train"  # split read for training
+  d.eval_split = "validation"  # split read for evaluation / reference statistics
+  d.folder_holdout_every = 10  # 'folder': every n-th file (sorted by path) is the validation split; 0 = none
+  d.num_workers = 0  # grain worker processes decoding in the background (0 = in the main process)
+  d.read_threads = 4  # grain threads reading records
+  d.prefetch_buffer_size = 64  # elements grain reads ahead
 
   # x_t = C_t x_0 + s_t η (SPEC §1). Fields mirror soft_diffusion.corruptions.CorruptionConfig.
   config.corruption = c = ml_collections.ConfigDict()

@@ -10,7 +10,7 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from soft_diffusion import corruptions, losses, samplers
+from soft_diffusion import corruptions, data, losses, samplers
 
 
 def main() -> None:
@@ -34,6 +34,12 @@ def main() -> None:
       if batched_output and not b.sharding.is_equivalent_to(batch_sharding, b.ndim):
         sys.exit(f"{label}: output sharding {b.sharding} is not the batch sharding")
     print(f"{label}: sharded == unsharded")
+
+  # Host-local batch -> global array over the mesh (one process holds all 8 devices here).
+  global_x0 = data.to_global_array(x0, mesh)
+  if not global_x0.sharding.is_equivalent_to(batch_sharding, 4) or not np.array_equal(np.asarray(global_x0), x0):
+    sys.exit("to_global_array: wrong sharding or values")
+  print("to_global_array: sharded == unsharded")
 
   check("gaussian_blur", jax.jit(corruptions.gaussian_blur), x0, sigma)
   for name in sorted(corruptions.REGISTRY):

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from soft_diffusion import corruptions, losses, samplers
+from soft_diffusion import corruptions, data, losses, samplers
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.glob("*.py"))
@@ -27,6 +27,7 @@ def test_there_are_configs():
 def test_config_builds_corruption_loss_and_sampler(path):
   config = load(path)
   corruptions.make(config.corruption)
+  data.DataConfig.from_any(config.data)
   assert config.loss.weighting in losses.WEIGHTINGS
   samplers.get(config.sample.sampler)
 
@@ -40,3 +41,9 @@ def test_default_config_uses_the_library_defaults():
   assert (
     corruptions.CorruptionConfig.from_any(load(CONFIG_DIR / "default.py").corruption) == corruptions.CorruptionConfig()
   )
+
+
+def test_default_config_data_block_matches_the_typed_schema():
+  config = load(CONFIG_DIR / "default.py")
+  assert set(config.data.keys()) == {f.name for f in dataclasses.fields(data.DataConfig)}
+  assert data.DataConfig.from_any(config.data) == data.DataConfig()
