@@ -98,6 +98,16 @@ class RandomFlip(grain.transforms.RandomMap):
     return np.ascontiguousarray(image[:, ::-1]) if rng.random() < 0.5 else image
 
 
+def _single_threaded_blas(worker_index: int, worker_count: int) -> None:
+  """Grain worker start-up: one BLAS thread per worker. The resize matmuls are small, and
+  several worker processes each running a multi-threaded (spin-waiting) BLAS pool thrash the
+  CPU cores they share."""
+  del worker_index, worker_count
+  import threadpoolctl
+
+  threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
 def local_batch_size(global_batch_size: int, num_devices: int, process_count: int) -> int:
   """Per-process batch size; the global batch must split evenly over devices and processes."""
   if global_batch_size < 1 or global_batch_size % num_devices:
@@ -156,7 +166,9 @@ def make_dataset(
 
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; outside absl.app, use defaults
       flags.FLAGS.mark_as_parsed()
-    iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.num_workers))
+    iter_ds = iter_ds.mp_prefetch(
+      grain.MultiprocessingOptions(num_workers=cfg.num_workers), worker_init_fn=_single_threaded_blas
+    )
   return iter_ds
 
 
