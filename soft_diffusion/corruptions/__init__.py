@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from soft_diffusion import schedules
-from soft_diffusion.corruptions.base import Corruption, LinearOperator, as_dict
+from soft_diffusion import schedules, typed_config
+from soft_diffusion.corruptions.base import Corruption, LinearOperator
 from soft_diffusion.corruptions.blur import BlurOperator, blur_matrices, gaussian_blur
 from soft_diffusion.corruptions.identity import IdentityOperator
 from soft_diffusion.corruptions.masking import MASK_ORDERS, MaskOperator, mask_values, removal_order, soft_mask
@@ -60,16 +60,7 @@ class CorruptionConfig:
   @classmethod
   def from_any(cls, cfg: Any) -> CorruptionConfig:
     """From a CorruptionConfig, dataclass, Mapping or ConfigDict; unknown keys are an error."""
-    if isinstance(cfg, cls):
-      return cfg
-    values = as_dict(cfg)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"config.corruption has unknown field(s) {unknown}; allowed: {sorted(known)}")
-    if values.get("blur_sigma_table") is not None:
-      values["blur_sigma_table"] = tuple(values["blur_sigma_table"])
-    return cls(**values)
+    return typed_config.from_block(cls, cfg, "corruption")
 
 
 def _blur(cfg: CorruptionConfig) -> BlurOperator:

@@ -11,7 +11,6 @@ broadcast) with 0 = clean and 1 = most corrupted.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import jax
@@ -78,14 +77,3 @@ class Corruption:
 
 
 jax.tree_util.register_static(Corruption)
-
-
-def as_dict(cfg: Any) -> dict[str, Any]:
-  """A plain dict from a config block: a Mapping, a dataclass, or anything with `to_dict()`."""
-  if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-    return dataclasses.asdict(cfg)
-  if hasattr(cfg, "to_dict"):
-    return dict(cfg.to_dict())
-  if isinstance(cfg, Mapping):
-    return dict(cfg)
-  raise ValueError(f"config must be a dataclass, a Mapping or a ConfigDict, got {type(cfg).__name__}")

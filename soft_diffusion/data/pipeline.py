@@ -19,6 +19,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from soft_diffusion import typed_config
 from soft_diffusion.data import preprocess, sources
 
 DATASETS = ("digits", "celeb_a", "folder")
@@ -61,16 +62,7 @@ class DataConfig:
   @classmethod
   def from_any(cls, cfg: Any) -> DataConfig:
     """From a DataConfig, dataclass, Mapping or ConfigDict; unknown keys are an error."""
-    from soft_diffusion.corruptions.base import as_dict
-
-    if isinstance(cfg, cls):
-      return cfg
-    values = as_dict(cfg)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"config.data has unknown field(s) {unknown}; allowed: {sorted(known)}")
-    return cls(**values)
+    return typed_config.from_block(cls, cfg, "data")
 
 
 def make_source(cfg: DataConfig, split: str):
