@@ -1,0 +1,120 @@
+"""An NCSN++/DDPM++-style U-Net in Flax Linen: the raw network φ_θ(x_t, t).
+
+The network knows nothing about diffusion; `denoiser.py` turns it into the clean-image
+estimate h_θ = φ_θ + x_t (SPEC §2). Architecture (score_sde's DDPM++/NCSN++ family, simplified):
+sinusoidal embedding of t → MLP; a 3×3 input conv; per resolution level `num_res_blocks`
+residual blocks (GroupNorm, swish, conv, + time embedding, GroupNorm, swish, dropout, conv;
+skip connections rescaled by 1/√2), self-attention at the resolutions in `attention_resolutions`,
+average-pool downsampling; a middle block (res, attention, res); a mirrored upsampling path with
+skip concatenation and nearest-neighbour upsampling; GroupNorm, swish and a zero-initialised
+3×3 output conv (so φ = 0 and h = x_t at initialisation).
+
+Computation runs in `dtype` (e.g. bfloat16) with float32 parameters; the output is float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
+  """Sinusoidal embedding of t ∈ [0, 1] (scaled by 1000, as for DDPM step indices): [B] -> [B, dim]."""
+  if dim % 2:
+    raise ValueError(f"embedding dim must be even, got {dim}")
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+  args = 1000.0 * t.astype(jnp.float32)[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+def _groups(channels: int) -> int:
+  return min(32, max(1, channels // 4))
+
+
+class ResBlock(nn.Module):
+  out_channels: int
+  dropout: float
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, temb: jax.Array, *, train: bool) -> jax.Array:
+    h = nn.swish(nn.GroupNorm(_groups(x.shape[-1]), dtype=self.dtype)(x))
+    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype)(h)
+    h = h + nn.Dense(self.out_channels, dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
+    h = nn.swish(nn.GroupNorm(_groups(self.out_channels), dtype=self.dtype)(h))
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros)(h)
+    if x.shape[-1] != self.out_channels:
+      x = nn.Conv(self.out_channels, (1, 1), dtype=self.dtype)(x)
+    return (x + h) / math.sqrt(2.0)
+
+
+class AttnBlock(nn.Module):
+  num_heads: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, height, width, c = x.shape
+    h = nn.GroupNorm(_groups(c), dtype=self.dtype)(x).reshape(b, height * width, c)
+    h = nn.MultiHeadDotProductAttention(
+      self.num_heads, dtype=self.dtype, out_kernel_init=nn.initializers.zeros, force_fp32_for_softmax=True
+    )(h, h)
+    return (x + h.reshape(b, height, width, c)) / math.sqrt(2.0)
+
+
+class UNet(nn.Module):
+  """φ_θ(x_t, t): [B, H, W, C] x [B] -> [B, H, W, C] (H, W divisible by 2^(levels-1))."""
+
+  channels: int = 128
+  channel_mult: Sequence[int] = (1, 2, 2, 2)
+  num_res_blocks: int = 4
+  attention_resolutions: Sequence[int] = (16,)
+  dropout: float = 0.1
+  num_heads: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
+    out_channels = x.shape[-1]
+    temb = timestep_embedding(t, self.channels)
+    temb = nn.Dense(4 * self.channels, dtype=self.dtype)(temb)
+    temb = nn.Dense(4 * self.channels, dtype=self.dtype)(nn.swish(temb))
+
+    h = nn.Conv(self.channels, (3, 3), dtype=self.dtype)(x.astype(self.dtype))
+    skips = [h]
+    for level, mult in enumerate(self.channel_mult):
+      for _ in range(self.num_res_blocks):
+        h = ResBlock(self.channels * mult, self.dropout, self.dtype)(h, temb, train=train)
+        if h.shape[1] in self.attention_resolutions:
+          h = AttnBlock(self.num_heads, self.dtype)(h)
+        skips.append(h)
+      if level != len(self.channel_mult) - 1:
+        h = nn.avg_pool(h, (2, 2), strides=(2, 2))
+        skips.append(h)
+
+    h = ResBlock(h.shape[-1], self.dropout, self.dtype)(h, temb, train=train)
+    h = AttnBlock(self.num_heads, self.dtype)(h)
+    h = ResBlock(h.shape[-1], self.dropout, self.dtype)(h, temb, train=train)
+
+    for level, mult in reversed(list(enumerate(self.channel_mult))):
+      for _ in range(self.num_res_blocks + 1):
+        h = jnp.concatenate([h, skips.pop()], axis=-1)
+        h = ResBlock(self.channels * mult, self.dropout, self.dtype)(h, temb, train=train)
+        if h.shape[1] in self.attention_resolutions:
+          h = AttnBlock(self.num_heads, self.dtype)(h)
+      if level != 0:
+        b, height, width, c = h.shape
+        h = jax.image.resize(h, (b, 2 * height, 2 * width, c), method="nearest")
+        h = nn.Conv(c, (3, 3), dtype=self.dtype)(h)
+    assert not skips
+
+    h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]), dtype=self.dtype)(h))
+    h = nn.Conv(out_channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros)(h)
+    return h.astype(jnp.float32)
