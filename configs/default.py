@@ -1,7 +1,6 @@
 """Default configuration: the schema, with a comment per field. Variants import it and override.
 
-So far it holds the blocks the library reads (seed, data, corruption, loss, sample); the model,
-train and checkpoint blocks arrive with the training loop. Every [choice] of
+Every [choice] of
 ../shared/SPEC.md is a field here, so it can be ablated from the command line.
 """
 
@@ -48,10 +47,46 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict()
   config.loss.weighting = "uniform"  # w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)
 
+  # Network φ_θ (soft_diffusion/models/unet.py); defaults: SPEC §6 (NCSN++ CelebA-64 recipe).
+  config.model = m = ml_collections.ConfigDict()
+  m.channels = 128  # base channel count
+  m.channel_mult = (1, 2, 2, 2)  # channels per resolution level = channels * mult
+  m.num_res_blocks = 4  # residual blocks per level
+  m.attention_resolutions = (16,)  # feature-map sides with self-attention
+  m.dropout = 0.1
+  m.num_heads = 1  # attention heads
+  m.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (params, corruption and loss stay float32)
+
+  # Optimizer (SPEC §6).
+  config.optim = o = ml_collections.ConfigDict()
+  o.lr = 2e-4  # Adam learning rate after warm-up
+  o.beta1 = 0.9
+  o.beta2 = 0.999
+  o.eps = 1e-8
+  o.warmup_steps = 5000  # linear learning-rate warm-up
+  o.grad_clip = 1.0  # global-norm gradient clipping
+  o.ema_decay = 0.999  # EMA of the parameters, used for sampling
+  o.ema_warmup = True  # decay min(ema_decay, (1+step)/(10+step)): short runs are not dominated by the init
+
+  # Training loop.
+  config.train = tr = ml_collections.ConfigDict()
+  tr.batch_size = 128  # global batch (all devices, all hosts)
+  tr.num_steps = 1_300_000  # optimizer steps
+  tr.t_min = 0.0  # t ~ U(t_min, 1)
+  tr.log_every_steps = 100  # metrics + progress line
+  tr.sample_every_steps = 10_000  # sample grid from fixed seeds (EMA params) into WORKDIR/samples
+  tr.loss_bins = 4  # loss is also reported in this many equal bins of t
+  tr.prior_num_images = 5000  # training images used to fit the sampler's prior p_1
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_steps = 5000  # Orbax checkpoint interval (async, atomic)
+  config.checkpoint.max_to_keep = 3
+
   # Sampling (SPEC §4).
   config.sample = ml_collections.ConfigDict()
   config.sample.sampler = "momentum"  # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension)
   config.sample.num_steps = 300  # network evaluations per sample
   config.sample.num_images = 64  # images drawn by --mode sample
   config.sample.seed = 0  # same checkpoint + same seed -> identical images
+  config.sample.batch_size = 256  # images per sampler call
   return config

@@ -1,0 +1,1 @@
+"""Experiment configs (ml_collections); variants import `configs.default` and override."""

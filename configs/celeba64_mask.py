@@ -1,0 +1,17 @@
+"""Soft Diffusion with soft masking on CelebA 64×64 (SPEC §1.2: a growing central square).
+
+    python -m soft_diffusion.main --config configs/celeba64_mask.py --workdir runs/celeba64_mask --config.data.path=DATA
+
+The paper reports no number for masking; this config exists to run the corruption at scale.
+Runtime and result: not measured yet.
+"""
+
+from configs import celeba64
+
+
+def get_config():
+  config = celeba64.get_config()
+  config.corruption.name = "mask"
+  config.corruption.mask_order = "center"
+  config.corruption.mask_ramp_width = 0.25
+  return config

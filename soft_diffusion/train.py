@@ -1,0 +1,585 @@
+"""Training: `train_and_evaluate(config, workdir)`, the only place with state, I/O and logging.
+
+Sections, top to bottom: settings (every config block validated into typed dataclasses before
+anything is compiled or written) · mesh · input · model and state (created directly with their
+sharding) · train step (one jit, donated state) · prior p_1 · checkpoints (Orbax: state, EMA,
+optimizer, step, data iterator, config + versions) · loop (metrics, progress, sample grids,
+SIGTERM, non-finite guard).
+
+Randomness: step n uses fold_in(key(seed), n), split into t, noise and dropout keys, so a resumed
+run draws exactly what an uninterrupted one would, for any device count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import logging
+import math
+import pathlib
+import signal
+import time
+from typing import Any
+
+import flax
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+from soft_diffusion import corruptions, data, losses, priors, samplers, typed_config
+from soft_diffusion.models import UNet, make_denoise_fn
+
+# ----------------------------------------------------------------------------------------------
+# Settings: typed, validated config blocks.
+
+log = logging.getLogger(__name__)
+
+
+def _check(ok: bool, field: str, allowed: str, value: Any) -> None:
+  if not ok:
+    raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
+
+
+def _positive_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  channels: int = 32
+  channel_mult: tuple[int, ...] = (1, 2, 2)
+  num_res_blocks: int = 1
+  attention_resolutions: tuple[int, ...] = (8,)
+  dropout: float = 0.0
+  num_heads: int = 1
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    _check(_positive_int(self.channels), "model.channels", "an int >= 1", self.channels)
+    _check(
+      len(self.channel_mult) >= 1 and all(_positive_int(m) for m in self.channel_mult),
+      "model.channel_mult",
+      "a non-empty sequence of ints >= 1",
+      self.channel_mult,
+    )
+    _check(_positive_int(self.num_res_blocks), "model.num_res_blocks", "an int >= 1", self.num_res_blocks)
+    _check(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+    _check(_positive_int(self.num_heads), "model.num_heads", "an int >= 1", self.num_heads)
+    _check(self.dtype in ("float32", "bfloat16"), "model.dtype", "'float32' or 'bfloat16'", self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  lr: float = 2e-4
+  beta1: float = 0.9
+  beta2: float = 0.999
+  eps: float = 1e-8
+  warmup_steps: int = 5000
+  grad_clip: float = 1.0
+  ema_decay: float = 0.999
+  ema_warmup: bool = True
+
+  def __post_init__(self):
+    _check(self.lr > 0, "optim.lr", "> 0", self.lr)
+    _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2", "in [0, 1)", (self.beta1, self.beta2))
+    _check(self.eps > 0, "optim.eps", "> 0", self.eps)
+    _check(
+      isinstance(self.warmup_steps, int) and self.warmup_steps >= 0,
+      "optim.warmup_steps",
+      "an int >= 0",
+      self.warmup_steps,
+    )
+    _check(self.grad_clip > 0, "optim.grad_clip", "> 0", self.grad_clip)
+    _check(0 <= self.ema_decay < 1, "optim.ema_decay", "in [0, 1)", self.ema_decay)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  batch_size: int = 128
+  num_steps: int = 1_300_000
+  t_min: float = 0.0
+  log_every_steps: int = 100
+  sample_every_steps: int = 10_000
+  loss_bins: int = 4
+  prior_num_images: int = 5000
+
+  def __post_init__(self):
+    for field in ("batch_size", "num_steps", "log_every_steps", "sample_every_steps", "loss_bins", "prior_num_images"):
+      _check(_positive_int(getattr(self, field)), f"train.{field}", "an int >= 1", getattr(self, field))
+    _check(0.0 <= self.t_min < 1.0, "train.t_min", "in [0, 1)", self.t_min)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  every_steps: int = 5000
+  max_to_keep: int = 3
+
+  def __post_init__(self):
+    _check(_positive_int(self.every_steps), "checkpoint.every_steps", "an int >= 1", self.every_steps)
+    _check(_positive_int(self.max_to_keep), "checkpoint.max_to_keep", "an int >= 1", self.max_to_keep)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+  sampler: str = "momentum"
+  num_steps: int = 300
+  num_images: int = 64
+  seed: int = 0
+  batch_size: int = 256
+
+  def __post_init__(self):
+    _check(self.sampler in samplers.SAMPLERS, "sample.sampler", f"one of {sorted(samplers.SAMPLERS)}", self.sampler)
+    for field in ("num_steps", "num_images", "batch_size"):
+      _check(_positive_int(getattr(self, field)), f"sample.{field}", "an int >= 1", getattr(self, field))
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Every config block, typed and validated."""
+
+  seed: int
+  data: data.DataConfig
+  corruption: corruptions.CorruptionConfig
+  loss_weighting: str
+  model: ModelConfig
+  optim: OptimConfig
+  train: TrainConfig
+  checkpoint: CheckpointConfig
+  sample: SampleConfig
+
+
+def settings_from_config(config: Any) -> Settings:
+  """Validates the whole config (one-line errors naming the field) before anything runs."""
+  blocks = typed_config.as_dict(config)
+  allowed = {"seed", "data", "corruption", "loss", "model", "optim", "train", "checkpoint", "sample"}
+  unknown = sorted(set(blocks) - allowed)
+  if unknown:
+    raise ValueError(f"config has unknown block(s) {unknown}; allowed: {sorted(allowed)}")
+  missing = sorted(allowed - set(blocks))
+  if missing:
+    raise ValueError(f"config lacks block(s) {missing}")
+  _check(isinstance(blocks["seed"], int), "seed", "an int", blocks["seed"])
+  loss = dict(blocks["loss"])
+  weighting = loss.pop("weighting", "uniform")
+  _check(not loss, "loss", "only {'weighting'}", sorted(loss))
+  _check(weighting in losses.WEIGHTINGS, "loss.weighting", f"one of {losses.WEIGHTINGS}", weighting)
+  settings = Settings(
+    seed=blocks["seed"],
+    data=typed_config.from_block(data.DataConfig, blocks["data"], "data"),
+    corruption=typed_config.from_block(corruptions.CorruptionConfig, blocks["corruption"], "corruption"),
+    loss_weighting=weighting,
+    model=typed_config.from_block(ModelConfig, blocks["model"], "model"),
+    optim=typed_config.from_block(OptimConfig, blocks["optim"], "optim"),
+    train=typed_config.from_block(TrainConfig, blocks["train"], "train"),
+    checkpoint=typed_config.from_block(CheckpointConfig, blocks["checkpoint"], "checkpoint"),
+    sample=typed_config.from_block(SampleConfig, blocks["sample"], "sample"),
+  )
+  corruptions.make(settings.corruption)  # validates names and ranges
+  levels = len(settings.model.channel_mult) - 1
+  _check(
+    settings.data.image_size % (2**levels) == 0,
+    "data.image_size",
+    f"divisible by 2^(len(model.channel_mult) - 1) = {2**levels}",
+    settings.data.image_size,
+  )
+  return settings
+
+
+# ----------------------------------------------------------------------------------------------
+# Mesh, model, optimizer, state.
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """1-D ("data",) mesh over every device of every process."""
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+
+
+def make_model(cfg: ModelConfig) -> UNet:
+  return UNet(
+    channels=cfg.channels,
+    channel_mult=tuple(cfg.channel_mult),
+    num_res_blocks=cfg.num_res_blocks,
+    attention_resolutions=tuple(cfg.attention_resolutions),
+    dropout=cfg.dropout,
+    num_heads=cfg.num_heads,
+    dtype=jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32,
+  )
+
+
+def make_optimizer(cfg: OptimConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Adam with linear warm-up and global-norm clipping (SPEC §6)."""
+  schedule = (
+    optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps) if cfg.warmup_steps else optax.constant_schedule(cfg.lr)
+  )
+  optimizer = optax.chain(
+    optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+  )
+  return optimizer, schedule
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  ema_params: Any
+  opt_state: Any
+  first_nonfinite_step: jax.Array  # -1 until a step meets a non-finite loss or gradient
+
+
+def create_state(model: UNet, optimizer, image_shape, seed: int, sharding) -> TrainState:
+  """Initial state, created directly with `sharding` (replicated) on every device."""
+
+  def init():
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    params = model.init(jax.random.fold_in(jax.random.key(seed), -1 % 2**31), x, jnp.zeros((1,)))["params"]
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      ema_params=params,
+      opt_state=optimizer.init(params),
+      first_nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+  abstract = jax.eval_shape(init)
+  shardings = jax.tree.map(lambda _: sharding, abstract)
+  return jax.jit(init, out_shardings=shardings)()
+
+
+def make_train_step(model: UNet, corruption, optimizer, schedule, settings: Settings):
+  """(state, batch [B,H,W,C]) -> (state, metrics). A step with a non-finite loss or gradient
+  leaves the state unchanged and records its number in `first_nonfinite_step`."""
+  t_min = settings.train.t_min
+  num_bins = settings.train.loss_bins
+  ema_decay, ema_warmup = settings.optim.ema_decay, settings.optim.ema_warmup
+
+  def train_step(state: TrainState, batch: jax.Array):
+    key = jax.random.fold_in(jax.random.key(settings.seed), state.step)
+    k_t, k_noise, k_dropout = jax.random.split(key, 3)
+    t = jax.random.uniform(k_t, (batch.shape[0],), minval=t_min, maxval=1.0)
+    noise = jax.random.normal(k_noise, batch.shape)
+
+    def loss_fn(params):
+      denoise_fn = make_denoise_fn(model, params, train=True, dropout_key=k_dropout)
+      per_example = losses.soft_score_matching_per_example(
+        denoise_fn, batch, t, noise, corruption, weighting=settings.loss_weighting
+      )
+      return per_example.mean(), per_example
+
+    (loss, per_example), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    decay = jnp.minimum(ema_decay, (1.0 + state.step) / (10.0 + state.step)) if ema_warmup else ema_decay
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new = TrainState(
+      step=state.step + 1,
+      params=params,
+      ema_params=ema,
+      opt_state=opt_state,
+      first_nonfinite_step=state.first_nonfinite_step,
+    )
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+    first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step)
+    new = new.replace(first_nonfinite_step=first_bad)
+    bins = jnp.clip((t * num_bins).astype(jnp.int32), 0, num_bins - 1)
+    metrics = {
+      "loss": loss,
+      "grad_norm": grad_norm,
+      "lr": schedule(state.step),
+      "bin_sum": jax.ops.segment_sum(per_example, bins, num_bins),
+      "bin_count": jax.ops.segment_sum(jnp.ones_like(per_example), bins, num_bins),
+    }
+    return new, metrics
+
+  return train_step
+
+
+# ----------------------------------------------------------------------------------------------
+# Prior p_1 and sampling.
+
+
+def fit_prior(settings: Settings, corruption) -> priors.GaussianPrior:
+  """Fits p_1 to C_1 x_0 + s_1 η over up to `train.prior_num_images` training images."""
+  ds = data.make_dataset(
+    settings.data, split=settings.data.train_split, batch_size=256, seed=settings.seed, train=False
+  )
+  corrupt_at_one = jax.jit(lambda x, key: corruption.corrupt(x, jnp.ones(x.shape[0]), jax.random.normal(key, x.shape)))
+  chunks, count = [], 0
+  for i, batch in enumerate(ds):
+    chunks.append(np.asarray(corrupt_at_one(batch, jax.random.fold_in(jax.random.key(settings.seed + 1), i))))
+    count += len(batch)
+    if count >= settings.train.prior_num_images:
+      break
+  return priors.fit_gaussian_prior(np.concatenate(chunks)[: settings.train.prior_num_images])
+
+
+def save_prior(prior: priors.GaussianPrior, path: pathlib.Path) -> None:
+  tmp = path.with_suffix(".tmp.npz")
+  np.savez(tmp, **{k: np.asarray(v) for k, v in prior._asdict().items()})
+  tmp.replace(path)  # atomic
+
+
+def load_prior(path: pathlib.Path) -> priors.GaussianPrior:
+  if not path.exists():
+    raise FileNotFoundError(f"no prior at {path}; it is written when training starts in that workdir")
+  with np.load(path) as f:
+    return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
+
+
+def make_sample_fn(model: UNet, corruption, sample: SampleConfig):
+  """jitted (params, prior, key, num) -> x_0 images [num, H, W, C] in [-1, 1]."""
+  sampler = samplers.get(sample.sampler)
+
+  def sample_fn(params, prior, key):
+    k_prior, k_sampler = jax.random.split(key)
+    x_init = priors.sample_prior(prior, k_prior, sample.batch_size)
+    x0 = sampler(make_denoise_fn(model, params), x_init, corruption, num_steps=sample.num_steps, key=k_sampler)
+    return jnp.clip(x0, -1.0, 1.0)
+
+  return jax.jit(sample_fn)
+
+
+def draw_samples(sample_fn, params, prior, sample: SampleConfig, num: int) -> np.ndarray:
+  """`num` images as uint8 [num, H, W, C], batch by batch from fixed keys fold_in(seed, i)."""
+  out = []
+  for i in range(math.ceil(num / sample.batch_size)):
+    x = sample_fn(params, prior, jax.random.fold_in(jax.random.key(sample.seed), i))
+    out.append(np.asarray(jnp.round((x + 1.0) * 127.5)).astype(np.uint8))
+  return np.concatenate(out)[:num]
+
+
+def image_grid(images: np.ndarray) -> np.ndarray:
+  """uint8 [N, H, W, C] -> one uint8 [rows*H, cols*W, C] grid (square-ish, 1 px gaps)."""
+  n, h, w, c = images.shape
+  cols = math.ceil(math.sqrt(n))
+  rows = math.ceil(n / cols)
+  grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 255, np.uint8)
+  for i, img in enumerate(images):
+    r, q = divmod(i, cols)
+    grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = img
+  return grid
+
+
+def write_png(images: np.ndarray, path: pathlib.Path, scale: int = 1) -> None:
+  from PIL import Image
+
+  grid = image_grid(images)
+  img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+  if scale > 1:
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+  tmp = path.with_suffix(".tmp.png")
+  img.save(tmp)
+  tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def checkpoint_manager(workdir: pathlib.Path, cfg: CheckpointConfig) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=cfg.max_to_keep, enable_async_checkpointing=True, create=True)
+  return ocp.CheckpointManager(
+    workdir / "checkpoints",
+    options=options,
+    item_handlers={
+      "state": ocp.StandardCheckpointHandler(),
+      "data": grain.checkpoint.CheckpointHandler(),
+      "meta": ocp.JsonCheckpointHandler(),
+    },
+  )
+
+
+def run_metadata(config: Any) -> dict[str, Any]:
+  versions = {}
+  for pkg in ("soft_diffusion", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy"):
+    try:
+      versions[pkg] = importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+      versions[pkg] = None
+  return {"config": json.loads(json.dumps(typed_config.as_dict(config), default=str)), "versions": versions}
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop.
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop polls (restored on exit)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: no handler
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) in `workdir`; returns the last logged metrics and the final step."""
+  # -- settings: validate everything before compiling or writing anything
+  settings = settings_from_config(config)
+  corruption = corruptions.make(settings.corruption)
+  workdir = pathlib.Path(workdir)
+
+  # -- mesh
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
+  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+  local_batch = data.local_batch_size(settings.train.batch_size, jax.device_count(), jax.process_count())
+
+  # -- input (opens the source: a missing dataset fails here, before any compile)
+  dataset = data.make_dataset(
+    settings.data,
+    split=settings.data.train_split,
+    batch_size=local_batch,
+    seed=settings.seed,
+    train=True,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  iterator = iter(dataset)
+  first = next(iterator)
+  image_shape = first.shape[1:]
+  iterator = iter(dataset)  # restart: the stream must not depend on this peek
+
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "samples").mkdir(exist_ok=True)
+
+  # -- model, optimizer, state
+  model = make_model(settings.model)
+  optimizer, schedule = make_optimizer(settings.optim)
+  state = create_state(model, optimizer, image_shape, settings.seed, replicated)
+  state_shardings = jax.tree.map(lambda _: replicated, state)
+
+  # -- step
+  train_step = jax.jit(
+    make_train_step(model, corruption, optimizer, schedule, settings),
+    in_shardings=(state_shardings, batch_sharding),
+    out_shardings=(state_shardings, replicated),
+    donate_argnums=(0,),
+  )
+
+  # -- checkpoints: resume if there is one
+  manager = checkpoint_manager(workdir, settings.checkpoint)
+  if manager.latest_step() is not None:
+    restored = manager.restore(
+      manager.latest_step(),
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, state)),
+        data=grain.checkpoint.CheckpointRestore(iterator),
+      ),
+    )
+    state = restored["state"]
+    log.info("resumed from step %d", int(state.step))
+  meta = run_metadata(config)
+
+  # -- prior p_1 (written once per workdir, reused on resume and by --mode sample)
+  prior_path = workdir / "prior.npz"
+  if prior_path.exists():
+    prior = load_prior(prior_path)
+  else:
+    prior = fit_prior(settings, corruption)
+    if jax.process_index() == 0:
+      save_prior(prior, prior_path)
+  sample_fn = make_sample_fn(model, corruption, settings.sample)
+
+  def save(step: int) -> None:
+    bad = int(state.first_nonfinite_step)
+    if bad >= 0:
+      raise FloatingPointError(
+        f"non-finite loss or gradient at step {bad}; not checkpointing (last good: {manager.latest_step()})"
+      )
+    manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(iterator),
+        meta=ocp.args.JsonSave(meta),
+      ),
+    )
+
+  # -- loop
+  from clu import metric_writers
+
+  writer = metric_writers.create_default_writer(str(workdir / "logs"), just_logging=jax.process_index() > 0)
+  step = int(state.step)
+  total = settings.train.num_steps
+  pending: list[dict[str, jax.Array]] = []
+  last_metrics: dict[str, Any] = {}
+  interval_start, interval_step = time.perf_counter(), step
+  run_start, run_start_step = time.perf_counter(), step
+  with _Preemption() as preemption:
+    while step < total:
+      batch = data.to_global_array(next(iterator), mesh)
+      state, metrics = train_step(state, batch)
+      pending.append(metrics)
+      step += 1
+      if preemption.requested:
+        log.info("SIGTERM: saving step %d and exiting", step)
+        save(step)
+        manager.wait_until_finished()
+        break
+      if step % settings.train.log_every_steps == 0 or step == total:
+        bad = int(state.first_nonfinite_step)
+        if bad >= 0:
+          raise FloatingPointError(
+            f"non-finite loss or gradient at step {bad}; last good checkpoint: {manager.latest_step()}"
+          )
+        fetched = jax.device_get(pending)
+        pending = []
+        now = time.perf_counter()
+        steps_per_s = (step - interval_step) / (now - interval_start)
+        bin_sum = np.sum([m["bin_sum"] for m in fetched], axis=0)
+        bin_count = np.sum([m["bin_count"] for m in fetched], axis=0)
+        last_metrics = {
+          "loss": float(np.mean([m["loss"] for m in fetched])),
+          "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
+          "lr": float(fetched[-1]["lr"]),
+          "images_per_s": steps_per_s * settings.train.batch_size,
+        }
+        nb = settings.train.loss_bins
+        for b in range(nb):
+          if bin_count[b]:
+            last_metrics[f"loss_t{b / nb:.2f}-{(b + 1) / nb:.2f}"] = float(bin_sum[b] / bin_count[b])
+        writer.write_scalars(step, last_metrics)
+        overall = (step - run_start_step) / (now - run_start)
+        eta = (total - step) / overall if overall > 0 else float("inf")
+        log.info(
+          "step %d/%d  loss %.5f  %.2f steps/s (%.0f images/s)  ETA %s",
+          step,
+          total,
+          last_metrics["loss"],
+          steps_per_s,
+          last_metrics["images_per_s"],
+          time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
+        interval_start, interval_step = now, step
+      if step % settings.train.sample_every_steps == 0 or step == total:
+        images = draw_samples(sample_fn, state.ema_params, prior, settings.sample, min(64, settings.sample.num_images))
+        if jax.process_index() == 0:
+          write_png(images, workdir / "samples" / f"grid_step{step:08d}.png", scale=4 if images.shape[1] <= 32 else 1)
+      if step % settings.checkpoint.every_steps == 0 or step == total:
+        save(step)
+  manager.wait_until_finished()
+  writer.flush()
+  if hasattr(iterator, "close"):
+    iterator.close()
+  return {"step": step, **last_metrics}
