@@ -1,10 +1,18 @@
+# `make demo`: create .venv, install the pinned package, train the digits demo and write samples.
 # `make test`: create .venv, install the pinned package with its test extra, lint, run the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench clean
+DEMO_DIR ?= runs/digits
+
+.PHONY: demo test lint bench clean
+
+demo: $(STAMP)
+	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR)
+	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR) --mode sample
+	$(BIN)/python benchmarks/digits_quality.py $(DEMO_DIR)/samples/samples.npz
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -67,6 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   o.grad_clip = 1.0  # global-norm gradient clipping
   o.ema_decay = 0.999  # EMA of the parameters, used for sampling
   o.ema_warmup = True  # decay min(ema_decay, (1+step)/(10+step)): short runs are not dominated by the init
+  o.decay = "constant"  # learning rate after warm-up: 'constant' (SPEC §6) | 'cosine' (to 0 at decay_steps)
+  o.decay_steps = 0  # end of the cosine decay (> warmup_steps); unused for 'constant'
 
   # Training loop.
   config.train = tr = ml_collections.ConfigDict()

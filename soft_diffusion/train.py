@@ -83,9 +83,18 @@ class OptimConfig:
   grad_clip: float = 1.0
   ema_decay: float = 0.999
   ema_warmup: bool = True
+  decay: str = "constant"
+  decay_steps: int = 0
 
   def __post_init__(self):
     _check(self.lr > 0, "optim.lr", "> 0", self.lr)
+    _check(self.decay in ("constant", "cosine"), "optim.decay", "'constant' or 'cosine'", self.decay)
+    _check(
+      self.decay == "constant" or (isinstance(self.decay_steps, int) and self.decay_steps > self.warmup_steps),
+      "optim.decay_steps",
+      f"an int > optim.warmup_steps = {self.warmup_steps} when optim.decay = 'cosine'",
+      self.decay_steps,
+    )
     _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2", "in [0, 1)", (self.beta1, self.beta2))
     _check(self.eps > 0, "optim.eps", "> 0", self.eps)
     _check(
@@ -212,10 +221,13 @@ def make_model(cfg: ModelConfig) -> UNet:
 
 
 def make_optimizer(cfg: OptimConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Adam with linear warm-up and global-norm clipping (SPEC §6)."""
-  schedule = (
-    optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps) if cfg.warmup_steps else optax.constant_schedule(cfg.lr)
-  )
+  """Adam with linear warm-up and global-norm clipping (SPEC §6); optionally cosine decay to 0."""
+  if cfg.decay == "cosine":
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, cfg.decay_steps, 0.0)
+  elif cfg.warmup_steps:
+    schedule = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+  else:
+    schedule = optax.constant_schedule(cfg.lr)
   optimizer = optax.chain(
     optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
   )
@@ -271,7 +283,7 @@ def make_train_step(model: UNet, corruption, optimizer, schedule, settings: Sett
       return per_example.mean(), per_example
 
     (loss, per_example), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     decay = jnp.minimum(ema_decay, (1.0 + state.step) / (10.0 + state.step)) if ema_warmup else ema_decay
@@ -572,7 +584,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
           time.strftime("%H:%M:%S", time.gmtime(eta)),
         )
         interval_start, interval_step = now, step
-      if step % settings.train.sample_every_steps == 0 or step == total:
+      if step % settings.train.sample_every_steps == 0:
         images = draw_samples(sample_fn, state.ema_params, prior, settings.sample, min(64, settings.sample.num_images))
         if jax.process_index() == 0:
           write_png(images, workdir / "samples" / f"grid_step{step:08d}.png", scale=4 if images.shape[1] <= 32 else 1)
