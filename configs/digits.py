@@ -37,16 +37,16 @@ def get_config():
   config.optim.lr = 2e-3
   config.optim.warmup_steps = 200
   config.optim.decay = "cosine"  # a short run ends with small steps
-  config.optim.decay_steps = 2500
+  config.optim.decay_steps = 3200
 
   config.train.batch_size = 64
-  config.train.num_steps = 2500
+  config.train.num_steps = 3200
   config.train.log_every_steps = 100
-  config.train.sample_every_steps = 1250
+  config.train.sample_every_steps = 1600
   config.train.prior_num_images = 1617  # the whole train split
 
-  config.checkpoint.every_steps = 1250
+  config.checkpoint.every_steps = 800
   config.sample.num_steps = 100
-  config.sample.num_images = 64
-  config.sample.batch_size = 64
+  config.sample.num_images = 256
+  config.sample.batch_size = 256
   return config
