@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def sample(config: Any, workdir: str) -> pathlib.Path:
   """Writes samples.npz and samples.png under WORKDIR/samples; returns the .npz path."""
   settings = train.settings_from_config(config)
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()  # Orbax needs absolute paths
   checkpoints = workdir / "checkpoints"
   if not checkpoints.is_dir():
     raise FileNotFoundError(

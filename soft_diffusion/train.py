@@ -449,7 +449,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   # -- settings: validate everything before compiling or writing anything
   settings = settings_from_config(config)
   corruption = corruptions.make(settings.corruption)
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()  # Orbax needs absolute paths
 
   # -- mesh
   mesh = make_mesh()

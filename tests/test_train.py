@@ -57,8 +57,9 @@ def flat(tree):
   return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def test_resume_gives_bitwise_the_same_state_and_sampling_is_deterministic(tfds_dir, tmp_path):
-  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+def test_resume_gives_bitwise_the_same_state_and_sampling_is_deterministic(tfds_dir, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # relative workdirs, as users type them
+  straight, resumed = pathlib.Path("straight"), pathlib.Path("resumed")
   train.train_and_evaluate(tiny_config(tfds_dir, num_steps=4), str(straight))
   train.train_and_evaluate(tiny_config(tfds_dir, num_steps=2), str(resumed))
   train.train_and_evaluate(tiny_config(tfds_dir, num_steps=4), str(resumed))  # resumes at step 2
