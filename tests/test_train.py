@@ -46,7 +46,7 @@ def tiny_config(tfds_dir, **train_overrides):
 
 def saved_state(workdir, step):
   manager = ocp.CheckpointManager(
-    pathlib.Path(workdir) / "checkpoints", item_handlers={"state": ocp.StandardCheckpointHandler()}
+    pathlib.Path(workdir).resolve() / "checkpoints", item_handlers={"state": ocp.StandardCheckpointHandler()}
   )
   return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
 
