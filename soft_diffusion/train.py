@@ -467,10 +467,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  iterator = iter(dataset)
-  first = next(iterator)
-  image_shape = first.shape[1:]
-  iterator = iter(dataset)  # restart: the stream must not depend on this peek
+  peek = iter(dataset)
+  image_shape = next(peek).shape[1:]
+  if hasattr(peek, "close"):  # stops its worker processes
+    peek.close()
+  iterator = iter(dataset)  # a fresh iterator: the stream must not depend on the peek
 
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "samples").mkdir(exist_ok=True)

@@ -3,6 +3,7 @@ errors. A tiny config on the embedded digits (8×8, a 2-level U-Net) keeps compi
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -75,43 +76,73 @@ def test_resume_gives_bitwise_the_same_state_and_sampling_is_deterministic(tfds_
   np.testing.assert_array_equal(first, second)
 
 
+def main_command(workdir, *overrides):
+  return [
+    sys.executable,
+    "-m",
+    "soft_diffusion.main",
+    "--config",
+    "configs/digits.py",
+    f"--workdir={workdir}",
+    *overrides,
+  ]
+
+
+def run_main(workdir, *overrides, timeout=120):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run(
+    main_command(workdir, *overrides), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+  )
+
+
 def test_bad_override_fails_before_anything_is_written(tmp_path):
   workdir = tmp_path / "run"
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "soft_diffusion.main",
-      "--config",
-      "configs/digits.py",
-      f"--workdir={workdir}",
-      "--config.model.dtype=float16",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
-  )
+  proc = run_main(workdir, "--config.model.dtype=float16")
   assert proc.returncode != 0
   assert "config.model.dtype must be 'float32' or 'bfloat16', got 'float16'" in proc.stderr
   assert not workdir.exists()
 
 
 def test_misspelled_override_is_rejected(tmp_path):
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "soft_diffusion.main",
-      "--config",
-      "configs/digits.py",
-      f"--workdir={tmp_path}",
-      "--config.train.num_step=5",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  proc = run_main(tmp_path, "--config.train.num_step=5")
   assert proc.returncode != 0 and "num_step" in proc.stderr
+
+
+def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tfds_dir, tmp_path):
+  workdir = tmp_path / "run"
+  small = [
+    f"--config.data.path={tfds_dir}",
+    "--config.data.image_size=8",
+    "--config.model.channels=4",
+    "--config.model.channel_mult=(1, 2)",
+    "--config.model.attention_resolutions=()",
+    "--config.train.batch_size=8",
+    "--config.train.log_every_steps=5",
+    "--config.train.prior_num_images=64",
+    "--config.checkpoint.every_steps=100000",
+    "--config.optim.decay=constant",
+  ]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(
+    main_command(workdir, *small, "--config.train.num_steps=100000"),
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    env=env,
+  )
+  lines = []
+  for line in proc.stdout:  # wait until training is under way
+    lines.append(line)
+    if "step 10/100000" in line:
+      proc.send_signal(signal.SIGTERM)
+      break
+  rest, _ = proc.communicate(timeout=300)
+  log = "".join(lines) + rest
+  assert proc.returncode == 0, log[-3000:]
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert len(saved) == 1 and 10 <= saved[0] < 100000, f"checkpoints after SIGTERM: {saved}"
+  resumed = run_main(workdir, *small, f"--config.train.num_steps={saved[0] + 5}", timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"resumed from step {saved[0]}" in resumed.stderr
+  assert (workdir / "checkpoints" / str(saved[0] + 5)).is_dir()
