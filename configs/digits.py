@@ -42,10 +42,10 @@ def get_config():
   config.train.batch_size = 64
   config.train.num_steps = 3200
   config.train.log_every_steps = 100
-  config.train.sample_every_steps = 1600
+  config.train.sample_every_steps = 3200  # one grid, at the end
   config.train.prior_num_images = 1617  # the whole train split
 
-  config.checkpoint.every_steps = 800
+  config.checkpoint.every_steps = 1600
   config.sample.num_steps = 100
   config.sample.num_images = 256
   config.sample.batch_size = 256
