@@ -40,13 +40,11 @@ from soft_diffusion.models import UNet, make_denoise_fn
 log = logging.getLogger(__name__)
 
 
-def _check(ok: bool, field: str, allowed: str, value: Any) -> None:
-  if not ok:
-    raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
+_check = typed_config.check
 
 
 def _positive_int(value: Any) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+  return typed_config.is_int_at_least(value, 1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,3 +35,14 @@ def from_block(cls: type[T], cfg: Any, block: str) -> T:
     raise ValueError(f"config.{block} has unknown field(s) {unknown}; allowed: {sorted(known)}")
   values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
   return cls(**values)
+
+
+def check(ok: bool, field: str, allowed: str, value: Any) -> None:
+  """Raises `config.<field> must be <allowed>, got <value>` unless `ok`."""
+  if not ok:
+    raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
+
+
+def is_int_at_least(value: Any, minimum: int) -> bool:
+  """A real int (not a bool) >= minimum."""
+  return isinstance(value, int) and not isinstance(value, bool) and value >= minimum

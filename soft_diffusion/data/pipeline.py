@@ -47,17 +47,19 @@ class DataConfig:
     if self.name == "folder" and not self.path:
       raise ValueError("config.data.path must name a folder of images when config.data.name = 'folder'")
     for field in ("image_size", "read_threads", "prefetch_buffer_size"):
-      value = getattr(self, field)
-      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"config.data.{field} must be an int >= 1, got {value!r}")
-    for field in ("num_workers", "folder_holdout_every"):
-      value = getattr(self, field)
-      if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"config.data.{field} must be an int >= 0, got {value!r}")
-    if self.crop_size is not None and (not isinstance(self.crop_size, int) or self.crop_size < 1):
-      raise ValueError(
-        f"config.data.crop_size must be None (largest central square) or an int >= 1, got {self.crop_size!r}"
+      typed_config.check(
+        typed_config.is_int_at_least(getattr(self, field), 1), f"data.{field}", "an int >= 1", getattr(self, field)
       )
+    for field in ("num_workers", "folder_holdout_every"):
+      typed_config.check(
+        typed_config.is_int_at_least(getattr(self, field), 0), f"data.{field}", "an int >= 0", getattr(self, field)
+      )
+    typed_config.check(
+      self.crop_size is None or typed_config.is_int_at_least(self.crop_size, 1),
+      "data.crop_size",
+      "None (largest central square) or an int >= 1",
+      self.crop_size,
+    )
 
   @classmethod
   def from_any(cls, cfg: Any) -> DataConfig:
