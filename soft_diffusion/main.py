@@ -2,6 +2,7 @@
 
     python -m soft_diffusion.main --config configs/digits.py --workdir runs/digits [--config.train.num_steps=100]
     python -m soft_diffusion.main --mode sample --config configs/digits.py --workdir runs/digits
+    python -m soft_diffusion.main --distributed [--coordinator_address=host:port --num_processes=N --process_id=i] ...
 
 Overrides (`--config.x.y=v`) are checked against the config's schema (locked: a misspelled key
 is an error) and every value is validated before anything is compiled or written.
@@ -22,7 +23,19 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collect
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "sample"], "What to run.")
 _DISTRIBUTED = flags.DEFINE_bool(
-  "distributed", False, "Call jax.distributed.initialize() (multi-host: TPU pods, SLURM); see launch/."
+  "distributed",
+  False,
+  "Call jax.distributed.initialize() before anything else (multi-host). On TPU pods and under SLURM "
+  "or Open MPI it finds its peers itself; elsewhere give the three flags below. See launch/.",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "With --distributed: host:port of process 0 (default: auto-detected)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "With --distributed: number of processes (default: auto-detected)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  "process_id", None, "With --distributed: index of this process (default: auto-detected)."
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -35,8 +48,11 @@ def main(argv):
   log = logging.getLogger("soft_diffusion")
   config = _CONFIG.value
   train.settings_from_config(config)  # fail fast, before jax.distributed or any compile
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if not _DISTRIBUTED.value and any(v is not None for v in explicit):
+    raise app.UsageError("--coordinator_address/--num_processes/--process_id need --distributed")
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    jax.distributed.initialize(*explicit)
   log.info("devices: %d (%s), processes: %d", jax.device_count(), jax.default_backend(), jax.process_count())
   if _MODE.value == "train":
     train.train_and_evaluate(config, _WORKDIR.value)

@@ -238,7 +238,7 @@ class TrainState:
   params: Any
   ema_params: Any
   opt_state: Any
-  first_nonfinite_step: jax.Array  # -1 until a step meets a non-finite loss or gradient
+  first_nonfinite_step: jax.Array  # -1 until step n (1-based, as logged) meets a non-finite loss or gradient
 
 
 def create_state(model: UNet, optimizer, image_shape, seed: int, sharding) -> TrainState:
@@ -262,7 +262,8 @@ def create_state(model: UNet, optimizer, image_shape, seed: int, sharding) -> Tr
 
 def make_train_step(model: UNet, corruption, optimizer, schedule, settings: Settings):
   """(state, batch [B,H,W,C]) -> (state, metrics). A step with a non-finite loss or gradient
-  leaves the state unchanged and records its number in `first_nonfinite_step`."""
+  leaves the state unchanged and records its number (1-based: the n-th step, the numbering of the
+  log and of checkpoints) in `first_nonfinite_step`."""
   t_min = settings.train.t_min
   num_bins = settings.train.loss_bins
   ema_decay, ema_warmup = settings.optim.ema_decay, settings.optim.ema_warmup
@@ -295,7 +296,7 @@ def make_train_step(model: UNet, corruption, optimizer, schedule, settings: Sett
       first_nonfinite_step=state.first_nonfinite_step,
     )
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
-    first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step)
+    first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, state.step + 1, state.first_nonfinite_step)
     new = new.replace(first_nonfinite_step=first_bad)
     bins = jnp.clip((t * num_bins).astype(jnp.int32), 0, num_bins - 1)
     metrics = {
@@ -403,6 +404,13 @@ def checkpoint_manager(workdir: pathlib.Path, cfg: CheckpointConfig) -> ocp.Chec
       "meta": ocp.JsonCheckpointHandler(),
     },
   )
+
+
+def append_jsonl(path: pathlib.Path, record: dict[str, Any]) -> None:
+  """One JSON line per logged step (after a resume, a step may appear twice: the last one counts)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open("a") as f:
+    f.write(json.dumps(record) + "\n")
 
 
 def run_metadata(config: Any) -> dict[str, Any]:
@@ -571,6 +579,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
           if bin_count[b]:
             last_metrics[f"loss_t{b / nb:.2f}-{(b + 1) / nb:.2f}"] = float(bin_sum[b] / bin_count[b])
         writer.write_scalars(step, last_metrics)
+        if jax.process_index() == 0:
+          append_jsonl(workdir / "logs" / "metrics.jsonl", {"step": step, **last_metrics})
         overall = (step - run_start_step) / (now - run_start)
         eta = (total - step) / overall if overall > 0 else float("inf")
         log.info(

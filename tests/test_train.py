@@ -46,10 +46,17 @@ def tiny_config(tfds_dir, **train_overrides):
 
 
 def saved_state(workdir, step):
+  """The saved train state as arrays on this process's first device, whatever topology saved it."""
+  import jax
+
   manager = ocp.CheckpointManager(
     pathlib.Path(workdir).resolve() / "checkpoints", item_handlers={"state": ocp.StandardCheckpointHandler()}
   )
-  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), manager.item_metadata(step)["state"]
+  )
+  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
 
 
 def flat(tree):

@@ -3,8 +3,11 @@ decode/crop/resize -> random flip -> batch, run by grain with background workers
 
 * Sources (`sources.py`): prepared TFDS splits (`celeb_a`, the embedded `digits`) read from
   ArrayRecord files, or a folder of PNG/JPEG images. All yield encoded bytes.
-* Each process reads `source[process_index::process_count]`: disjoint slices covering the
-  split. The shuffle is global within the slice and reseeded every epoch.
+* Training: every process defines the same seeded stream (shuffle of the whole split, reseeded
+  every epoch, repeated forever) cut into global batches; process i decodes only rows
+  [i*b, (i+1)*b) of each global batch of n*b. The global batch at step k is therefore the same
+  whatever the number of processes, which is what makes a run on 2 hosts x 4 devices train
+  exactly like one on 1 host x 8. Evaluation: process i reads `source[i::n]`, one pass, in order.
 * The iterator is a grain `DatasetIterator`: `get_state()` / `set_state()` restore it so that
   the next batch is exactly the one an uninterrupted run would have produced.
 * `to_global_array` assembles the per-process batches into one array sharded over the
@@ -132,9 +135,11 @@ def make_dataset(
     split: split to read.
     batch_size: batch size of this process (see `local_batch_size`).
     seed: shuffle and flip seed (the same on every process).
-    train: shuffle, repeat forever, random flip (if configured), drop the last partial batch.
-      Otherwise one pass in order, keeping the last partial batch.
-    process_index, process_count: which disjoint slice of the split this process reads.
+    train: shuffle, repeat forever, random flip (if configured); process i gets rows
+      [i*batch_size, (i+1)*batch_size) of each global batch of process_count*batch_size.
+      Otherwise one pass over `source[process_index::process_count]` in order, keeping the
+      last partial batch.
+    process_index, process_count: which part of the data this process reads.
     source: an already opened source for `split` (default: `make_source(cfg, split)`).
   """
   if not 0 <= process_index < process_count:
@@ -142,16 +147,21 @@ def make_dataset(
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   source = make_source(cfg, split) if source is None else source
-  ds = grain.MapDataset.source(source)[process_index::process_count]
-  if train and len(ds) < batch_size:
-    raise ValueError(f"split {split!r} has {len(ds)} images per process, fewer than the batch size {batch_size}")
-  ds = ds.seed(seed)
+  ds = grain.MapDataset.source(source)
   if train:
-    ds = ds.shuffle().repeat(None)
-  ds = ds.map(Preprocess(cfg.crop_size, cfg.image_size))
-  if train and cfg.random_flip:
-    ds = ds.random_map(RandomFlip())
-  ds = ds.batch(batch_size, drop_remainder=train)
+    global_batch = batch_size * process_count
+    if len(ds) < global_batch:
+      raise ValueError(f"split {split!r} has {len(ds)} images, fewer than the global batch size {global_batch}")
+    # One global stream; a local batch of b is a block of b consecutive elements, and the
+    # process takes every n-th block: rows [i*b, (i+1)*b) of each global batch. Lazy: only
+    # the blocks this process takes are read and decoded.
+    ds = ds.seed(seed).shuffle().repeat(None).map(Preprocess(cfg.crop_size, cfg.image_size))
+    if cfg.random_flip:
+      ds = ds.random_map(RandomFlip())
+    ds = ds.batch(batch_size)[process_index::process_count]
+  else:
+    ds = ds[process_index::process_count].map(Preprocess(cfg.crop_size, cfg.image_size))
+    ds = ds.batch(batch_size, drop_remainder=False)
   iter_ds = ds.to_iter_dataset(
     grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch_buffer_size)
   )

@@ -56,16 +56,31 @@ class ResBlock(nn.Module):
 
 
 class AttnBlock(nn.Module):
+  """Multi-head self-attention over the H·W positions, residual, rescaled by 1/√2.
+
+  The key and value projections have no bias: a key bias adds the same logit to every key of a
+  query (softmax cancels it) and a value bias passes through the attention weights (which sum
+  to 1) as a constant the output bias already provides. Such parameters get a gradient that is
+  zero up to rounding, which Adam would normalise into steps of full size in a random
+  direction. The softmax runs in float32 whatever `dtype` is.
+  """
+
   num_heads: int = 1
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     b, height, width, c = x.shape
+    if c % self.num_heads:
+      raise ValueError(f"attention over {c} channels cannot be split into {self.num_heads} heads")
+    head_dim = c // self.num_heads
     h = nn.GroupNorm(_groups(c), dtype=self.dtype)(x).reshape(b, height * width, c)
-    h = nn.MultiHeadDotProductAttention(
-      self.num_heads, dtype=self.dtype, out_kernel_init=nn.initializers.zeros, force_fp32_for_softmax=True
-    )(h, h)
+    proj = lambda name, bias: nn.DenseGeneral((self.num_heads, head_dim), use_bias=bias, dtype=self.dtype, name=name)
+    q, k, v = proj("query", True)(h), proj("key", False)(h), proj("value", False)(h)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(head_dim)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    h = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    h = nn.DenseGeneral(c, axis=(-2, -1), dtype=self.dtype, kernel_init=nn.initializers.zeros, name="out")(h)
     return (x + h.reshape(b, height, width, c)) / math.sqrt(2.0)
 
 

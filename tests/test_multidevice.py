@@ -1,0 +1,120 @@
+"""The same config trains the same way on 1 device, on 8 devices of one process, and on 2
+processes x 4 devices joined by `jax.distributed` (CPU collectives over localhost).
+
+Each run is `python -m soft_diffusion.main` in a subprocess: XLA's fake CPU device count is
+fixed before jax is imported, and the two-process run is two real processes.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_train import REPO, flat, saved_state
+
+STEPS = 5
+
+
+def overrides(tfds_dir):
+  return [
+    f"--config.data.path={tfds_dir}",
+    "--config.data.image_size=8",
+    "--config.model.channels=4",
+    "--config.model.channel_mult=(1, 2)",
+    "--config.model.attention_resolutions=()",
+    "--config.train.batch_size=8",
+    "--config.train.log_every_steps=1",
+    "--config.train.prior_num_images=64",
+    f"--config.train.num_steps={STEPS}",
+    "--config.checkpoint.every_steps=100",
+    "--config.optim.warmup_steps=0",
+    "--config.optim.decay=constant",
+  ]
+
+
+def start(workdir, tfds_dir, devices, *extra):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  command = [
+    sys.executable,
+    "-m",
+    "soft_diffusion.main",
+    "--config=configs/digits.py",
+    f"--workdir={workdir}",
+    *overrides(tfds_dir),
+    *extra,
+  ]
+  return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, label):
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, f"{label} failed:\n{out[-4000:]}"
+  return out
+
+
+def losses(workdir):
+  lines = (pathlib.Path(workdir) / "logs" / "metrics.jsonl").read_text().splitlines()
+  by_step = {r["step"]: r["loss"] for r in map(json.loads, lines)}
+  return np.array([by_step[s] for s in range(1, STEPS + 1)])
+
+
+def relative_differences(a, b):
+  """Per tensor ||a - b|| / ||b|| (tensors that are all zero: ||a - b||)."""
+  fa, fb = flat(a), flat(b)
+  assert fa.keys() == fb.keys()
+  out = {}
+  for key in fb:
+    diff = np.linalg.norm(fa[key].astype(np.float64) - fb[key])
+    scale = np.linalg.norm(fb[key].astype(np.float64))
+    out[key] = diff / scale if scale > 0 else diff
+  return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  tfds_dir = tmp_path_factory.mktemp("tfds")
+  root = tmp_path_factory.mktemp("runs")
+  finish(start(root / "one_device", tfds_dir, 1), "1 process x 1 device")  # also prepares the dataset
+  finish(start(root / "eight_devices", tfds_dir, 8), "1 process x 8 devices")
+  with socket.socket() as s:  # a free port for the coordinator
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = [
+    start(
+      root / "two_processes",
+      tfds_dir,
+      4,
+      "--distributed",
+      f"--coordinator_address=127.0.0.1:{port}",
+      "--num_processes=2",
+      f"--process_id={i}",
+    )
+    for i in range(2)
+  ]
+  outs = [finish(p, f"process {i} of 2") for i, p in enumerate(procs)]
+  assert "devices: 8 (cpu), processes: 2" in outs[0], outs[0][-2000:]
+  return root
+
+
+def test_eight_devices_give_the_losses_of_one(runs):
+  one, eight = losses(runs / "one_device"), losses(runs / "eight_devices")
+  rel = np.abs(eight - one) / np.abs(one)
+  print(f"losses 1 device {one.tolist()}\nlosses 8 devices {eight.tolist()}\nrelative differences {rel.tolist()}")
+  assert np.all(rel <= 1e-5), f"8-device losses differ from 1-device losses by up to {rel.max():.2e} (relative)"
+  assert len(set(one.tolist())) == STEPS  # five different batches, not one repeated
+
+
+def test_two_processes_give_the_parameters_of_one(runs):
+  single, multi = saved_state(runs / "eight_devices", STEPS), saved_state(runs / "two_processes", STEPS)
+  assert int(multi["step"]) == STEPS
+  rel = relative_differences(multi, single)
+  worst = max(rel, key=rel.get)
+  print(f"2 processes x 4 vs 1 x 8 after {STEPS} steps: worst relative difference {rel[worst]:.2e} ({worst})")
+  assert rel[worst] <= 1e-5, f"{worst}: 2x4 differs from 1x8 by {rel[worst]:.2e} relative after {STEPS} steps"
+  moved = relative_differences(single, saved_state(runs / "one_device", STEPS))
+  assert max(moved.values()) <= 1e-4  # and 1 device agrees too (looser: more steps of float drift)
+  np.testing.assert_allclose(losses(runs / "two_processes"), losses(runs / "eight_devices"), rtol=1e-5)
