@@ -545,62 +545,66 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   last_metrics: dict[str, Any] = {}
   interval_start, interval_step = time.perf_counter(), step
   run_start, run_start_step = time.perf_counter(), step
-  with _Preemption() as preemption:
-    while step < total:
-      batch = data.to_global_array(next(iterator), mesh)
-      state, metrics = train_step(state, batch)
-      pending.append(metrics)
-      step += 1
-      if preemption.requested:
-        log.info("SIGTERM: saving step %d and exiting", step)
-        save(step)
-        manager.wait_until_finished()
-        break
-      if step % settings.train.log_every_steps == 0 or step == total:
-        bad = int(state.first_nonfinite_step)
-        if bad >= 0:
-          raise FloatingPointError(
-            f"non-finite loss or gradient at step {bad}; last good checkpoint: {manager.latest_step()}"
+  try:
+    with _Preemption() as preemption:
+      while step < total:
+        batch = data.to_global_array(next(iterator), mesh)
+        state, metrics = train_step(state, batch)
+        pending.append(metrics)
+        step += 1
+        if preemption.requested:
+          log.info("SIGTERM: saving step %d and exiting", step)
+          save(step)
+          manager.wait_until_finished()
+          break
+        if step % settings.train.log_every_steps == 0 or step == total:
+          bad = int(state.first_nonfinite_step)
+          if bad >= 0:
+            raise FloatingPointError(
+              f"non-finite loss or gradient at step {bad}; last good checkpoint: {manager.latest_step()}"
+            )
+          fetched = jax.device_get(pending)
+          pending = []
+          now = time.perf_counter()
+          steps_per_s = (step - interval_step) / (now - interval_start)
+          bin_sum = np.sum([m["bin_sum"] for m in fetched], axis=0)
+          bin_count = np.sum([m["bin_count"] for m in fetched], axis=0)
+          last_metrics = {
+            "loss": float(np.mean([m["loss"] for m in fetched])),
+            "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
+            "lr": float(fetched[-1]["lr"]),
+            "images_per_s": steps_per_s * settings.train.batch_size,
+          }
+          nb = settings.train.loss_bins
+          for b in range(nb):
+            if bin_count[b]:
+              last_metrics[f"loss_t{b / nb:.2f}-{(b + 1) / nb:.2f}"] = float(bin_sum[b] / bin_count[b])
+          writer.write_scalars(step, last_metrics)
+          if jax.process_index() == 0:
+            append_jsonl(workdir / "logs" / "metrics.jsonl", {"step": step, **last_metrics})
+          overall = (step - run_start_step) / (now - run_start)
+          eta = (total - step) / overall if overall > 0 else float("inf")
+          log.info(
+            "step %d/%d  loss %.5f  %.2f steps/s (%.0f images/s)  ETA %s",
+            step,
+            total,
+            last_metrics["loss"],
+            steps_per_s,
+            last_metrics["images_per_s"],
+            time.strftime("%H:%M:%S", time.gmtime(eta)),
           )
-        fetched = jax.device_get(pending)
-        pending = []
-        now = time.perf_counter()
-        steps_per_s = (step - interval_step) / (now - interval_start)
-        bin_sum = np.sum([m["bin_sum"] for m in fetched], axis=0)
-        bin_count = np.sum([m["bin_count"] for m in fetched], axis=0)
-        last_metrics = {
-          "loss": float(np.mean([m["loss"] for m in fetched])),
-          "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
-          "lr": float(fetched[-1]["lr"]),
-          "images_per_s": steps_per_s * settings.train.batch_size,
-        }
-        nb = settings.train.loss_bins
-        for b in range(nb):
-          if bin_count[b]:
-            last_metrics[f"loss_t{b / nb:.2f}-{(b + 1) / nb:.2f}"] = float(bin_sum[b] / bin_count[b])
-        writer.write_scalars(step, last_metrics)
-        if jax.process_index() == 0:
-          append_jsonl(workdir / "logs" / "metrics.jsonl", {"step": step, **last_metrics})
-        overall = (step - run_start_step) / (now - run_start)
-        eta = (total - step) / overall if overall > 0 else float("inf")
-        log.info(
-          "step %d/%d  loss %.5f  %.2f steps/s (%.0f images/s)  ETA %s",
-          step,
-          total,
-          last_metrics["loss"],
-          steps_per_s,
-          last_metrics["images_per_s"],
-          time.strftime("%H:%M:%S", time.gmtime(eta)),
-        )
-        interval_start, interval_step = now, step
-      if step % settings.train.sample_every_steps == 0:
-        images = draw_samples(sample_fn, state.ema_params, prior, settings.sample, min(64, settings.sample.num_images))
-        if jax.process_index() == 0:
-          write_png(images, workdir / "samples" / f"grid_step{step:08d}.png", scale=4 if images.shape[1] <= 32 else 1)
-      if step % settings.checkpoint.every_steps == 0 or step == total:
-        save(step)
-  manager.wait_until_finished()
-  writer.flush()
-  if hasattr(iterator, "close"):
-    iterator.close()
+          interval_start, interval_step = now, step
+        if step % settings.train.sample_every_steps == 0:
+          images = draw_samples(
+            sample_fn, state.ema_params, prior, settings.sample, min(64, settings.sample.num_images)
+          )
+          if jax.process_index() == 0:
+            write_png(images, workdir / "samples" / f"grid_step{step:08d}.png", scale=4 if images.shape[1] <= 32 else 1)
+        if step % settings.checkpoint.every_steps == 0 or step == total:
+          save(step)
+  finally:  # also on errors: finish pending saves (the last good checkpoint), stop workers
+    manager.wait_until_finished()
+    writer.flush()
+    if hasattr(iterator, "close"):
+      iterator.close()
   return {"step": step, **last_metrics}
