@@ -10,12 +10,11 @@ run, with the ratios between them. A benchmark, not a test: numbers depend on th
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import matmul_flops_per_second, seconds_per_call, xla_flops
 
 from soft_diffusion import corruptions, dct
 
@@ -39,29 +38,6 @@ def separable_dct_blur(x: jax.Array, sigma: jax.Array) -> jax.Array:
   spec = jnp.einsum("lj,bkjc->bklc", d_w, spec, precision=hi) * mult[..., None]
   y = jnp.einsum("ki,bklc->bilc", d_h, spec, precision=hi)
   return jnp.einsum("lj,bilc->bijc", d_w, y, precision=hi)
-
-
-def seconds_per_call(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile + warm up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
-def xla_flops(fn, *args) -> float:
-  cost = fn.lower(*args).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", float("nan")))
-
-
-def matmul_flops_per_second(n: int, repeats: int) -> float:
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  mm = jax.jit(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST))
-  return 2.0 * n**3 / seconds_per_call(mm, a, b, repeats=repeats)
 
 
 def main() -> None:

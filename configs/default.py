@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.train_split = "train"  # split read for training
   d.eval_split = "validation"  # split read for evaluation / reference statistics
   d.folder_holdout_every = 10  # 'folder': every n-th file (sorted by path) is the validation split; 0 = none
+  d.cache = False  # decode + resize the whole training split once, into memory (small datasets only)
   d.num_workers = 0  # grain worker processes decoding in the background (0 = in the main process)
   d.read_threads = 4  # grain threads reading records
   d.prefetch_buffer_size = 64  # elements grain reads ahead

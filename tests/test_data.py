@@ -2,6 +2,7 @@
 is patched), the embedded digits, image folders, iterator state, per-process slices, errors.
 No test touches the network."""
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -164,14 +165,15 @@ def test_per_process_eval_slices_are_disjoint_and_cover_the_split(celeba):
 
 def test_training_stream_does_not_depend_on_the_process_count(celeba):
   """2 processes x 2 rows assemble the same global batches as 1 process x 4 rows (across an
-  epoch boundary: the split has 8 images), so multi-host runs train exactly like one host."""
+  epoch boundary: the split has 8 images), so multi-host runs train exactly like one host; and
+  the in-memory cache changes nothing."""
   _, data_dir = celeba
   cfg = data.DataConfig(name="celeb_a", path=data_dir, image_size=8, crop_size=140, random_flip=True)
   source = data.make_source(cfg, "train")
 
-  def batches(process_index, process_count, num=5):
+  def batches(process_index, process_count, num=5, cache=False):
     ds = data.make_dataset(
-      cfg,
+      dataclasses.replace(cfg, cache=cache),
       split="train",
       batch_size=4 // process_count,
       seed=7,
@@ -188,6 +190,8 @@ def test_training_stream_does_not_depend_on_the_process_count(celeba):
   for step, whole in enumerate(single):
     np.testing.assert_array_equal(np.concatenate([parts[0][step], parts[1][step]]), whole, err_msg=f"batch {step}")
   assert len({hashlib.sha1(b.tobytes()).hexdigest() for b in single}) == 5
+  for step, (cached, whole) in enumerate(zip(batches(0, 1, cache=True), single, strict=True)):
+    np.testing.assert_array_equal(cached, whole, err_msg=f"cached batch {step}")
 
 
 def test_manual_dir_prepares_offline(tmp_path, monkeypatch):

@@ -1,14 +1,14 @@
 """The same config trains the same way on 1 device, on 8 devices of one process, and on 2
 processes x 4 devices joined by `jax.distributed` (CPU collectives over localhost).
 
-Each run is `python -m soft_diffusion.main` in a subprocess: XLA's fake CPU device count is
-fixed before jax is imported, and the two-process run is two real processes.
+Each run is `launch/local.sh` (which runs `python -m soft_diffusion.main`) in a subprocess: XLA's
+fake CPU device count is fixed before jax is imported, and the two-process run is two real
+processes with a localhost coordinator.
 """
 
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -36,17 +36,11 @@ def overrides(tfds_dir):
   ]
 
 
-def start(workdir, tfds_dir, devices, *extra):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  command = [
-    sys.executable,
-    "-m",
-    "soft_diffusion.main",
-    "--config=configs/digits.py",
-    f"--workdir={workdir}",
-    *overrides(tfds_dir),
-    *extra,
-  ]
+def start(workdir, tfds_dir, devices, processes=1):
+  """launch/local.sh: `processes` processes with `devices` fake CPU devices each."""
+  env = dict(os.environ, PYTHON=sys.executable)
+  launcher = ["bash", "launch/local.sh", "--processes", str(processes), "--cpu_devices", str(devices), "--"]
+  command = [*launcher, "--config=configs/digits.py", f"--workdir={workdir}", *overrides(tfds_dir)]
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -80,23 +74,8 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   finish(start(root / "one_device", tfds_dir, 1), "1 process x 1 device")  # also prepares the dataset
   finish(start(root / "eight_devices", tfds_dir, 8), "1 process x 8 devices")
-  with socket.socket() as s:  # a free port for the coordinator
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  procs = [
-    start(
-      root / "two_processes",
-      tfds_dir,
-      4,
-      "--distributed",
-      f"--coordinator_address=127.0.0.1:{port}",
-      "--num_processes=2",
-      f"--process_id={i}",
-    )
-    for i in range(2)
-  ]
-  outs = [finish(p, f"process {i} of 2") for i, p in enumerate(procs)]
-  assert "devices: 8 (cpu), processes: 2" in outs[0], outs[0][-2000:]
+  out = finish(start(root / "two_processes", tfds_dir, 4, processes=2), "2 processes x 4 devices")
+  assert out.count("devices: 8 (cpu), processes: 2") == 2, out[-3000:]
   return root
 
 

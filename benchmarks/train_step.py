@@ -1,0 +1,120 @@
+"""Throughput of the jitted train step (forward, backward, Adam, EMA) on this machine's devices.
+
+    python benchmarks/train_step.py                      # CPU: digits (its batch) and celeba64 at batch 4
+    python benchmarks/train_step.py --configs celeba64 --batch 128 --dtype bfloat16   # a GPU/TPU
+
+For each config: images/s of `train.make_train_step` on a synthetic batch (the input pipeline is
+excluded; see benchmarks/data.py), the step's FLOPs from XLA's cost analysis, the achieved
+FLOP/s, and its ratio to the matmul FLOP/s measured in the same run: float32 (HIGHEST precision)
+for float32 models, bfloat16 for bfloat16 models, which on an accelerator is the MFU against
+the rate the chip actually reaches. The step runs sharded over every local device, as in
+training. A benchmark, not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from timing import matmul_flops_per_second, xla_flops
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
+
+from soft_diffusion import corruptions, train  # noqa: E402
+
+
+def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict:
+  config = importlib.import_module(f"configs.{name}").get_config()
+  if batch is not None:
+    config.train.batch_size = batch
+  if dtype is not None:
+    config.model.dtype = dtype
+  settings = train.settings_from_config(config)
+  batch = settings.train.batch_size
+  size = settings.data.image_size
+  channels = 1 if settings.data.name == "digits" else 3
+  mesh = train.make_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
+  model = train.make_model(settings.model)
+  optimizer, schedule = train.make_optimizer(settings.optim)
+  corruption = corruptions.make(settings.corruption)
+  state = train.create_state(model, optimizer, (size, size, channels), settings.seed, replicated)
+  shardings = jax.tree.map(lambda _: replicated, state)
+  step = jax.jit(
+    train.make_train_step(model, corruption, optimizer, schedule, settings),
+    in_shardings=(shardings, NamedSharding(mesh, PartitionSpec("data"))),
+    out_shardings=(shardings, replicated),
+    donate_argnums=(0,),
+  )
+  x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
+  x = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+  flops = xla_flops(step, state, x)
+  compile_start = time.perf_counter()
+  state, metrics = step(state, x)  # compile + first step
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - compile_start
+  for _ in range(2):  # warm-up
+    state, metrics = step(state, x)
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, x)
+  jax.block_until_ready((state, metrics))
+  seconds = (time.perf_counter() - start) / steps
+  params = sum(p.size for p in jax.tree.leaves(state.params))
+  return {
+    "name": name,
+    "batch": batch,
+    "size": size,
+    "dtype": settings.model.dtype,
+    "params": params,
+    "step_s": seconds,
+    "images_per_s": batch / seconds,
+    "flops": flops,
+    "flop_per_s": flops / seconds,
+    "compile_s": compile_s,
+  }
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--configs", nargs="+", default=["digits", "celeba64"])
+  parser.add_argument("--batch", type=int, nargs="+", default=None, help="one per config (default: digits' own, 4)")
+  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="default: the config's")
+  parser.add_argument("--steps", type=int, default=10, help="timed steps per config")
+  parser.add_argument("--matmul_size", type=int, default=None, help="default: 2048 on CPU, 8192 elsewhere")
+  args = parser.parse_args()
+  batches = args.batch or [None if c == "digits" else 4 for c in args.configs]
+  if len(batches) == 1:
+    batches = batches * len(args.configs)
+  if len(batches) != len(args.configs) or any(b is not None and b < 1 for b in batches) or args.steps < 1:
+    parser.error("--batch takes one positive size per config (or one for all); --steps must be >= 1")
+  backend = jax.default_backend()
+  matmul_size = args.matmul_size or (2048 if backend == "cpu" else 8192)
+
+  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({backend}), jax {jax.__version__}")
+  results = [measure(name, b, args.dtype, args.steps) for name, b in zip(args.configs, batches, strict=True)]
+  peaks = {}
+  for dtype in sorted({r["dtype"] for r in results}):
+    jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+    peaks[dtype] = matmul_flops_per_second(matmul_size, repeats=10, dtype=jdtype) * jax.local_device_count()
+    print(f"{dtype} matmul {matmul_size}^2 on {jax.local_device_count()} device(s): {peaks[dtype] / 1e12:.3f} TFLOP/s")
+  for r in results:
+    ratio = r["flop_per_s"] / peaks[r["dtype"]]
+    print(
+      f"{r['name']}: batch {r['batch']} x {r['size']}^2, {r['dtype']}, {r['params']:,} params | "
+      f"{r['step_s'] * 1e3:.1f} ms/step, {r['images_per_s']:.1f} images/s | "
+      f"{r['flops'] / r['batch'] / 1e9:.3f} GFLOP/image/step (XLA), {r['flop_per_s'] / 1e9:.1f} GFLOP/s | "
+      f"ratio to {r['dtype']} matmul FLOP/s: {ratio:.3f} | compile {r['compile_s']:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One host, all its GPUs: one process drives every local GPU (the batch is split over them).
+#
+#   pip install -e '.[gpu]'      # once: jax with the CUDA 12 plugin, pinned in setup.py
+#   launch/gpu.sh --config configs/celeba64.py --workdir runs/celeba64 [--config.x.y=v ...]
+#
+# CUDA_VISIBLE_DEVICES picks the GPUs. Multi-node GPU clusters: launch/slurm.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+if ! "$PYTHON" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
+  echo "gpu.sh: jax in $PYTHON sees no GPU; install the CUDA build with pip install -e '.[gpu]'" >&2
+  exit 2
+fi
+# Let XLA overlap the gradient all-reduce with the backward pass.
+export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
+run "$PYTHON" -m soft_diffusion.main "$@"
