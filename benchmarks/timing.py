@@ -20,11 +20,19 @@ def seconds_per_call(fn, *args, repeats: int) -> float:
   return statistics.median(times)
 
 
+def compile_with_flops(jitted, *args):
+  """(compiled program, FLOPs of one call by XLA's cost analysis, compile seconds)."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  seconds = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return compiled, float(cost.get("flops", float("nan"))), seconds
+
+
 def xla_flops(jitted, *args) -> float:
   """FLOPs of one call as counted by XLA's cost analysis of the compiled program."""
-  cost = jitted.lower(*args).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", float("nan")))
+  return compile_with_flops(jitted, *args)[1]
 
 
 def matmul_flops_per_second(n: int, repeats: int, dtype=jnp.float32) -> float:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-from timing import matmul_flops_per_second, xla_flops
+from timing import compile_with_flops, matmul_flops_per_second
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
@@ -55,11 +55,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
   )
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
   x = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
-  flops = xla_flops(step, state, x)
-  compile_start = time.perf_counter()
-  state, metrics = step(state, x)  # compile + first step
-  jax.block_until_ready(metrics)
-  compile_s = time.perf_counter() - compile_start
+  step, flops, compile_s = compile_with_flops(step, state, x)
   for _ in range(2):  # warm-up
     state, metrics = step(state, x)
   jax.block_until_ready(metrics)
