@@ -51,7 +51,9 @@ def sample(config: Any, workdir: str) -> pathlib.Path:
   state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
   sample_fn = train.make_sample_fn(model, corruption, settings.sample)
   start = time.perf_counter()
-  images = train.draw_samples(sample_fn, state.ema_params, prior, settings.sample, settings.sample.num_images)
+  images = train.draw_samples(
+    sample_fn, state.ema_params, prior, settings.sample, settings.sample.num_images, progress=True
+  )
   log.info(
     "%d images with the %s sampler, %d steps, in %.1f s (checkpoint step %d)",
     len(images),

@@ -356,12 +356,20 @@ def make_sample_fn(model: UNet, corruption, sample: SampleConfig):
   return jax.jit(sample_fn)
 
 
-def draw_samples(sample_fn, params, prior, sample: SampleConfig, num: int) -> np.ndarray:
-  """`num` images as uint8 [num, H, W, C], batch by batch from fixed keys fold_in(seed, i)."""
+def draw_samples(sample_fn, params, prior, sample: SampleConfig, num: int, progress: bool = False) -> np.ndarray:
+  """`num` images as uint8 [num, H, W, C], batch by batch from fixed keys fold_in(seed, i);
+  with `progress`, a log line per batch with the rate and ETA."""
   out = []
-  for i in range(math.ceil(num / sample.batch_size)):
+  batches = math.ceil(num / sample.batch_size)
+  start = time.perf_counter()
+  for i in range(batches):
     x = sample_fn(params, prior, jax.random.fold_in(jax.random.key(sample.seed), i))
     out.append(np.asarray(jnp.round((x + 1.0) * 127.5)).astype(np.uint8))
+    if progress:
+      done = min(num, (i + 1) * sample.batch_size)
+      rate = done / (time.perf_counter() - start)
+      eta = time.strftime("%H:%M:%S", time.gmtime((num - done) / rate))
+      log.info("sampled %d/%d images  %.1f images/s (first batch includes compiling)  ETA %s", done, num, rate, eta)
   return np.concatenate(out)[:num]
 
 

@@ -265,3 +265,9 @@ def test_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tfds_
   assert saved == [2], f"checkpoints after a non-finite step 3: {saved}"
   state = saved_state(workdir, 2)
   assert all(np.isfinite(leaf).all() for leaf in flat(state).values())
+
+
+def test_coordinator_flags_need_distributed(tmp_path):
+  proc = run_main(tmp_path / "run", "--process_id=1")
+  assert proc.returncode != 0 and "need --distributed" in proc.stderr
+  assert not (tmp_path / "run").exists()
