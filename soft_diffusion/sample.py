@@ -48,7 +48,7 @@ def sample(config: Any, workdir: str) -> pathlib.Path:
   step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no complete checkpoint in {checkpoints}")
-  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+  state = train.restore_checkpoint(manager, step, ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
   sample_fn = train.make_sample_fn(model, corruption, settings.sample)
   start = time.perf_counter()
   images = train.draw_samples(

@@ -414,6 +414,21 @@ def checkpoint_manager(workdir: pathlib.Path, cfg: CheckpointConfig) -> ocp.Chec
   )
 
 
+def restore_checkpoint(manager: ocp.CheckpointManager, step: int, args: ocp.args.Composite) -> Any:
+  """`manager.restore`, with a one-line error saying what to do when the step cannot be read
+  into this config's state (another model or optimizer config, or damaged files)."""
+  try:
+    return manager.restore(step, args=args)
+  except Exception as e:  # Orbax/TensorStore raise many types; all mean the same to the user
+    detail = (str(e).strip().splitlines() or [""])[0][:300]
+    raise RuntimeError(
+      f"checkpoint {step} in {manager.directory} cannot be restored into this config's state "
+      f"({type(e).__name__}: {detail}). Was it trained with another config (its own is in "
+      f"{step}/meta)? Use that config or a new workdir; if the files are damaged, move the folder "
+      f"{step} away to resume from an earlier checkpoint."
+    ) from e
+
+
 def append_jsonl(path: pathlib.Path, record: dict[str, Any]) -> None:
   """One JSON line per logged step (after a resume, a step may appear twice: the last one counts)."""
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -507,9 +522,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   # -- checkpoints: resume if there is one
   manager = checkpoint_manager(workdir, settings.checkpoint)
   if manager.latest_step() is not None:
-    restored = manager.restore(
+    restored = restore_checkpoint(
+      manager,
       manager.latest_step(),
-      args=ocp.args.Composite(
+      ocp.args.Composite(
         state=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, state)),
         data=grain.checkpoint.CheckpointRestore(iterator),
       ),

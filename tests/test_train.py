@@ -271,3 +271,27 @@ def test_coordinator_flags_need_distributed(tmp_path):
   proc = run_main(tmp_path / "run", "--process_id=1")
   assert proc.returncode != 0 and "need --distributed" in proc.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_checkpoints_that_cannot_be_used(tfds_dir, tmp_path):
+  """A half-written step (Orbax's temporary folder) is ignored; a checkpoint from another config
+  or with damaged files stops the run with a one-line error saying what to do."""
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(tiny_config(tfds_dir, num_steps=2), str(workdir))
+  half = workdir / "checkpoints" / "4.orbax-checkpoint-tmp-1700000000"
+  (half / "state").mkdir(parents=True)
+  (half / "state" / "garbage").write_bytes(b"\0" * 64)
+  result = train.train_and_evaluate(tiny_config(tfds_dir, num_steps=4), str(workdir))
+  assert result["step"] == 4
+  assert int(flat(saved_state(workdir, 4))["['step']"]) == 4
+
+  other = tiny_config(tfds_dir, num_steps=6)
+  other.model.channels = 8
+  with pytest.raises(RuntimeError, match=r"checkpoint 4 in .* cannot be restored into this config's state"):
+    train.train_and_evaluate(other, str(workdir))
+
+  for f in (workdir / "checkpoints" / "4" / "state").rglob("*"):
+    if f.is_file() and f.name != "commit_success.txt":
+      f.write_bytes(b"damaged")
+  with pytest.raises(RuntimeError, match=r"move the folder 4 away"):
+    sample_lib.sample(tiny_config(tfds_dir), str(workdir))
