@@ -32,21 +32,21 @@ def get_config():
   config.model.channels = 16
   config.model.channel_mult = (1, 2, 2)
   config.model.num_res_blocks = 1
-  config.model.attention_resolutions = (8,)
+  config.model.attention_resolutions = ()  # the middle block's 4×4 attention only: 8×8 attention cost 17% of a step
   config.model.dropout = 0.0
 
-  config.optim.lr = 2e-3
+  config.optim.lr = 3e-3
   config.optim.warmup_steps = 200
   config.optim.decay = "cosine"  # a short run ends with small steps
-  config.optim.decay_steps = 3200
+  config.optim.decay_steps = 4000
 
   config.train.batch_size = 64
-  config.train.num_steps = 3200
+  config.train.num_steps = 4000
   config.train.log_every_steps = 100
-  config.train.sample_every_steps = 3200  # one grid, at the end
+  config.train.sample_every_steps = 4000  # one grid, at the end
   config.train.prior_num_images = 1617  # the whole train split
 
-  config.checkpoint.every_steps = 1600
+  config.checkpoint.every_steps = 2000
   config.sample.num_steps = 100
   config.sample.num_images = 256
   config.sample.batch_size = 256

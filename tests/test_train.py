@@ -176,6 +176,7 @@ def test_one_train_step_against_golden_values_and_first_principles(tfds_dir):
   from soft_diffusion.models import make_denoise_fn
 
   config = tiny_config(tfds_dir)
+  config.optim.lr = 2e-3  # pinned: the golden values must not move when the digits config is tuned
   config.optim.warmup_steps = 0
   config.optim.decay = "constant"
   settings = train.settings_from_config(config)
