@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pathlib
+import statistics
 import sys
 import time
 
@@ -59,11 +60,13 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
   for _ in range(2):  # warm-up
     state, metrics = step(state, x)
   jax.block_until_ready(metrics)
-  start = time.perf_counter()
+  times = []  # the median of blocked single steps: robust to the odd slow step on a shared CPU
   for _ in range(steps):
+    start = time.perf_counter()
     state, metrics = step(state, x)
-  jax.block_until_ready((state, metrics))
-  seconds = (time.perf_counter() - start) / steps
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - start)
+  seconds = statistics.median(times)
   params = sum(p.size for p in jax.tree.leaves(state.params))
   return {
     "name": name,
@@ -84,7 +87,7 @@ def main() -> None:
   parser.add_argument("--configs", nargs="+", default=["digits", "celeba64"])
   parser.add_argument("--batch", type=int, nargs="+", default=None, help="one per config (default: digits' own, 4)")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="default: the config's")
-  parser.add_argument("--steps", type=int, default=10, help="timed steps per config")
+  parser.add_argument("--steps", type=int, default=10, help="timed steps per config (median reported)")
   parser.add_argument("--matmul_size", type=int, default=None, help="default: 2048 on CPU, 8192 elsewhere")
   args = parser.parse_args()
   batches = args.batch or [None if c == "digits" else 4 for c in args.configs]
