@@ -45,6 +45,22 @@ def tiny_config(tfds_dir, **train_overrides):
   return config
 
 
+def tiny_flags(tfds_dir, **overrides):
+  """`tiny_config`'s data and model as --config flags; overrides as block__field=value."""
+  flags = {
+    "data.path": tfds_dir,
+    "data.image_size": 8,
+    "model.channels": 4,
+    "model.channel_mult": "(1, 2)",
+    "model.attention_resolutions": "()",
+    "train.batch_size": 8,
+    "train.prior_num_images": 64,
+    "optim.decay": "constant",
+  }
+  flags.update({key.replace("__", "."): value for key, value in overrides.items()})
+  return [f"--config.{key}={value}" for key, value in flags.items()]
+
+
 def saved_state(workdir, step):
   """The saved train state as arrays on this process's first device, whatever topology saved it."""
   import jax
@@ -117,18 +133,7 @@ def test_misspelled_override_is_rejected(tmp_path):
 
 def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tfds_dir, tmp_path):
   workdir = tmp_path / "run"
-  small = [
-    f"--config.data.path={tfds_dir}",
-    "--config.data.image_size=8",
-    "--config.model.channels=4",
-    "--config.model.channel_mult=(1, 2)",
-    "--config.model.attention_resolutions=()",
-    "--config.train.batch_size=8",
-    "--config.train.log_every_steps=5",
-    "--config.train.prior_num_images=64",
-    "--config.checkpoint.every_steps=100000",
-    "--config.optim.decay=constant",
-  ]
+  small = tiny_flags(tfds_dir, train__log_every_steps=5, checkpoint__every_steps=100000)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.Popen(
     main_command(workdir, *small, "--config.train.num_steps=100000"),
