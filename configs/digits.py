@@ -3,7 +3,10 @@
     python -m soft_diffusion.main --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --config configs/digits.py --workdir runs/digits --mode sample
 
-Runtime and result: see the README's main-job section (measured on 2 CPU cores).
+Runtime (measured, 2 CPU cores, no accelerator): training about 8 min 40 s, sampling 256 images
+16 s. Result: `python benchmarks/digits_quality.py runs/digits/samples/samples.npz` prints a
+nearest-neighbour share of 0.832 (target >= 0.80) and 10/10 classes; training is deterministic.
+Details: the README's main-job section.
 """
 
 from configs import default
