@@ -544,12 +544,15 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       save_prior(prior, prior_path)
   sample_fn = make_sample_fn(model, corruption, settings.sample)
 
-  def save(step: int) -> None:
+  def stop_if_nonfinite() -> None:
     bad = int(state.first_nonfinite_step)
     if bad >= 0:
       raise FloatingPointError(
-        f"non-finite loss or gradient at step {bad}; not checkpointing (last good: {manager.latest_step()})"
+        f"non-finite loss or gradient at step {bad}; last good checkpoint: {manager.latest_step()}"
       )
+
+  def save(step: int) -> None:
+    stop_if_nonfinite()  # never checkpoint a state that met a non-finite step
     manager.save(
       step,
       args=ocp.args.Composite(
@@ -582,11 +585,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
           manager.wait_until_finished()
           break
         if step % settings.train.log_every_steps == 0 or step == total:
-          bad = int(state.first_nonfinite_step)
-          if bad >= 0:
-            raise FloatingPointError(
-              f"non-finite loss or gradient at step {bad}; last good checkpoint: {manager.latest_step()}"
-            )
+          stop_if_nonfinite()
           fetched = jax.device_get(pending)
           pending = []
           now = time.perf_counter()
