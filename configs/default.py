@@ -35,7 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.noise_std_min = 0.01  # s_0 (> 0); images are in [-1, 1]
   c.noise_std_max = 0.1  # s_t for t >= noise_clip_t (VE baseline: up to 90)
   c.noise_clip_t = 0.25  # t_c of the clipped geometric schedule, in (0, 1]
-  c.blur_schedule = "log"  # σ_B(t): 'log' (log-spaced) | 'table' (piecewise linear, SPEC §3)
+  # σ_B(t): 'log' (log-spaced) | 'table' (piecewise linear) | 'selected' (WORKDIR/schedule.json, --mode schedule)
+  c.blur_schedule = "log"
   c.blur_sigma_min = 0.01  # σ_B(0), pixels (log schedule)
   c.blur_sigma_max = 23.0  # σ_B(1), pixels (log schedule); paper range on 64×64: [0.01, 23]
   c.blur_sigma_table = ml_collections.config_dict.placeholder(tuple)  # K levels at t_k = k/(K-1)
@@ -92,4 +93,26 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.num_images = 64  # images drawn by --mode sample
   config.sample.seed = 0  # same checkpoint + same seed -> identical images
   config.sample.batch_size = 256  # images per sampler call
+  # p_1: 'gaussian' (the fit of C_1 x_0 + s_1 η stored in WORKDIR/prior.npz) | 'forward' (the exact
+  # forward marginal: real training images x_0, corrupted to t = 1 with fresh noise)
+  config.sample.prior = "gaussian"
+
+  # Level selection, --mode schedule (SPEC §3): writes WORKDIR/schedule.json + schedule.png;
+  # training and sampling use it when corruption.blur_schedule = 'selected'.
+  config.levels = lv = ml_collections.ConfigDict()
+  lv.num_candidates = 256  # log-spaced candidate blur levels in [blur_sigma_min, blur_sigma_max]
+  lv.num_levels = 32  # levels kept, at t_k = k/(K-1)
+  lv.num_images = 0  # training images in the mean DCT power spectrum; 0 = the whole split
+
+  # Evaluation, --mode stats and --mode eval (FID/KID with the JAX Inception-v3; see README).
+  config.eval = ev = ml_collections.ConfigDict()
+  ev.split = "train"  # reference split for --mode stats (the paper's CelebA FIDs use the train split)
+  ev.ref_num_images = 0  # reference images; 0 = the whole split
+  ev.num_images = 10_000  # samples per (sampler, NFE) point of --mode eval (the paper: 50k)
+  ev.samplers = ("momentum", "naive")  # samplers compared
+  ev.nfe = (50, 100, 200, 300)  # network evaluations per sample (sampler steps)
+  ev.batch_size = 64  # images per Inception call (a multiple of the device count)
+  ev.kid_subset_size = 1000  # KID subset size (capped at the smaller set)
+  ev.kid_num_subsets = 100
+  ev.kid_ref_features = 10_000  # reference feature vectors kept in the stats file for KID
   return config

@@ -1,4 +1,5 @@
-"""The sampler's start distribution p_1 (SPEC §4): a Gaussian fitted to x_1 = C_1 x_0 + s_1 η.
+"""The sampler's start distribution p_1 (SPEC §4): a Gaussian fitted to x_1 = C_1 x_0 + s_1 η
+(`GaussianPrior`, the default), or the exact forward marginal over real images (`ForwardPrior`).
 
 The fit lives in the orthonormal 2-D DCT basis (per channel). The `max_full` coefficients with
 the largest variance get a full covariance; every other coefficient is independent with its
@@ -54,6 +55,19 @@ def fit_gaussian_prior(x1: np.ndarray, max_full: int = 512, jitter: float = 1e-8
     full_chol=jnp.asarray(np.linalg.cholesky(cov), jnp.float32),
     diag_std=jnp.asarray(diag_std, jnp.float32),
   )
+
+
+class ForwardPrior(NamedTuple):
+  """The exact forward marginal p_1 = law of C_1 x_0 + s_1 η over a set of real images x_0."""
+
+  images: jax.Array  # [N, H, W, C] training images in [-1, 1]
+
+
+def sample_forward(prior: ForwardPrior, corruption, key: jax.Array, num: int) -> jax.Array:
+  """`num` draws of C_1 x_0 + s_1 η with x_0 uniform over prior.images (with replacement)."""
+  k_index, k_noise = jax.random.split(key)
+  x0 = prior.images[jax.random.randint(k_index, (num,), 0, prior.images.shape[0])]
+  return corruption.corrupt(x0, jnp.ones((num,), x0.dtype), jax.random.normal(k_noise, x0.shape, x0.dtype))
 
 
 def sample_prior(prior: GaussianPrior, key: jax.Array, num: int) -> jax.Array:

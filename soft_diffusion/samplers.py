@@ -2,7 +2,7 @@
 
 Every sampler has the signature
 
-    sampler(denoise_fn, x_init, corruption, *, num_steps, key, return_x0_hat=False)
+    sampler(denoise_fn, x_init, corruption, *, num_steps, key, return_x0_hat=False, return_trajectory=False)
 
 and runs from t = 1 to t = 0 in `num_steps` steps of Δt = 1/num_steps: step i evaluates
 x̂_0 = denoise_fn(x_t, t) at t = 1 - i/num_steps (never at t < 0) and moves to t - Δt with an
@@ -78,7 +78,8 @@ def reverse_process(
   num_steps: int,
   key: jax.Array,
   return_x0_hat: bool = False,
-) -> jax.Array | tuple[jax.Array, jax.Array]:
+  return_trajectory: bool = False,
+) -> Any:
   """Runs `update` from t = 1 to t = 0 in `num_steps` steps (one denoise_fn call each).
 
   Args:
@@ -89,8 +90,11 @@ def reverse_process(
     num_steps: N ≥ 1, the number of network evaluations.
     key: PRNG key; step i draws its noise from fold_in(key, i).
     return_x0_hat: also return the last clean-image estimate.
+    return_trajectory: also return every step's input x_t and estimate x̂_0, each
+      [N, B, H, W, C] (step i is at t = 1 - i/N); the same keys, so x_0 is unchanged.
   Returns:
-    x_0 [B, H, W, C] (and the final x̂_0 when return_x0_hat).
+    x_0 [B, H, W, C], then the final x̂_0 when return_x0_hat, then (x_ts, x̂_0s) when
+    return_trajectory (a tuple whenever either flag is set).
   """
   if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
     raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}")
@@ -108,8 +112,17 @@ def reverse_process(
     x_next = update(corruption, x_t, x0_hat, t, t_next, noise).astype(x_t.dtype)
     return x_next, x0_hat
 
-  x0, x0_hat = jax.lax.fori_loop(0, num_steps, body, (x_init, jnp.zeros_like(x_init)))
-  return (x0, x0_hat) if return_x0_hat else x0
+  init = (x_init, jnp.zeros_like(x_init))
+  if not return_trajectory:
+    x0, x0_hat = jax.lax.fori_loop(0, num_steps, body, init)
+    return (x0, x0_hat) if return_x0_hat else x0
+
+  def scan_body(carry, i):
+    new = body(i, carry)
+    return new, (carry[0], new[1])
+
+  (x0, x0_hat), (x_ts, x0_hats) = jax.lax.scan(scan_body, init, jnp.arange(num_steps))
+  return (x0, x0_hat, (x_ts, x0_hats)) if return_x0_hat else (x0, (x_ts, x0_hats))
 
 
 def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
@@ -123,9 +136,17 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
     num_steps: int,
     key: jax.Array,
     return_x0_hat: bool = False,
-  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    return_trajectory: bool = False,
+  ) -> Any:
     return reverse_process(
-      update, denoise_fn, x_init, corruption, num_steps=num_steps, key=key, return_x0_hat=return_x0_hat
+      update,
+      denoise_fn,
+      x_init,
+      corruption,
+      num_steps=num_steps,
+      key=key,
+      return_x0_hat=return_x0_hat,
+      return_trajectory=return_trajectory,
     )
 
   sampler.__name__ = sampler.__qualname__ = name

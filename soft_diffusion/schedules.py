@@ -139,7 +139,8 @@ class TableBlurSchedule:
     return jnp.interp(t, knots, jnp.asarray(self.sigmas, t.dtype))
 
 
-BLUR_SCHEDULES = ("log", "table")
+# 'selected' is a table whose levels the driver reads from WORKDIR/schedule.json (--mode schedule).
+BLUR_SCHEDULES = ("log", "table", "selected")
 
 
 def make_blur_schedule(
@@ -148,9 +149,14 @@ def make_blur_schedule(
   """Builds the blur-level schedule `name` (one of BLUR_SCHEDULES)."""
   if name == "log":
     return LogBlurSchedule(sigma_min, sigma_max)
-  if name == "table":
+  if name in ("table", "selected"):
     if sigma_table is None:
-      raise ValueError("blur_sigma_table must be a sequence of >= 2 levels when blur_schedule='table', got None")
+      hint = (
+        " (the selected levels are read from WORKDIR/schedule.json; run --mode schedule)" if name == "selected" else ""
+      )
+      raise ValueError(
+        f"blur_sigma_table must be a sequence of >= 2 levels when blur_schedule={name!r}, got None{hint}"
+      )
     return TableBlurSchedule(tuple(sigma_table))
   raise ValueError(f"blur_schedule must be one of {BLUR_SCHEDULES}, got {name!r}")
 

@@ -138,11 +138,72 @@ class SampleConfig:
   num_images: int = 64
   seed: int = 0
   batch_size: int = 256
+  prior: str = "gaussian"
 
   def __post_init__(self):
     _check(self.sampler in samplers.SAMPLERS, "sample.sampler", f"one of {sorted(samplers.SAMPLERS)}", self.sampler)
     for field in ("num_steps", "num_images", "batch_size"):
       _check(_positive_int(getattr(self, field)), f"sample.{field}", "an int >= 1", getattr(self, field))
+    _check(self.prior in PRIORS, "sample.prior", f"one of {PRIORS}", self.prior)
+
+
+PRIORS = ("gaussian", "forward")
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelsConfig:
+  num_candidates: int = 256
+  num_levels: int = 32
+  num_images: int = 0
+
+  def __post_init__(self):
+    _check(
+      typed_config.is_int_at_least(self.num_candidates, 2), "levels.num_candidates", "an int >= 2", self.num_candidates
+    )
+    _check(
+      typed_config.is_int_at_least(self.num_levels, 2) and self.num_levels <= self.num_candidates,
+      "levels.num_levels",
+      f"an int in [2, levels.num_candidates = {self.num_candidates}]",
+      self.num_levels,
+    )
+    _check(
+      typed_config.is_int_at_least(self.num_images, 0), "levels.num_images", "an int >= 0 (0 = all)", self.num_images
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  split: str = "train"
+  ref_num_images: int = 0
+  num_images: int = 10_000
+  samplers: tuple[str, ...] = ("momentum", "naive")
+  nfe: tuple[int, ...] = (50, 100, 200, 300)
+  batch_size: int = 64
+  kid_subset_size: int = 1000
+  kid_num_subsets: int = 100
+  kid_ref_features: int = 10_000
+
+  def __post_init__(self):
+    _check(isinstance(self.split, str) and bool(self.split), "eval.split", "a split name", self.split)
+    _check(
+      typed_config.is_int_at_least(self.ref_num_images, 0), "eval.ref_num_images", "an int >= 0", self.ref_num_images
+    )
+    for field in ("num_images", "batch_size", "kid_subset_size", "kid_num_subsets", "kid_ref_features"):
+      _check(
+        typed_config.is_int_at_least(getattr(self, field), 2), f"eval.{field}", "an int >= 2", getattr(self, field)
+      )
+    _check(
+      len(self.samplers) >= 1 and all(s in samplers.SAMPLERS for s in self.samplers),
+      "eval.samplers",
+      f"a non-empty tuple of {sorted(samplers.SAMPLERS)}",
+      self.samplers,
+    )
+    _check(
+      len(self.nfe) >= 1 and all(_positive_int(n) for n in self.nfe),
+      "eval.nfe",
+      "a non-empty tuple of ints >= 1",
+      self.nfe,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,12 +219,14 @@ class Settings:
   train: TrainConfig
   checkpoint: CheckpointConfig
   sample: SampleConfig
+  levels: LevelsConfig
+  eval: EvalConfig
 
 
 def settings_from_config(config: Any) -> Settings:
   """Validates the whole config (one-line errors naming the field) before anything runs."""
   blocks = typed_config.as_dict(config)
-  allowed = {"seed", "data", "corruption", "loss", "model", "optim", "train", "checkpoint", "sample"}
+  allowed = {"seed", "data", "corruption", "loss", "model", "optim", "train", "checkpoint", "sample", "levels", "eval"}
   unknown = sorted(set(blocks) - allowed)
   if unknown:
     raise ValueError(f"config has unknown block(s) {unknown}; allowed: {sorted(allowed)}")
@@ -185,8 +248,21 @@ def settings_from_config(config: Any) -> Settings:
     train=typed_config.from_block(TrainConfig, blocks["train"], "train"),
     checkpoint=typed_config.from_block(CheckpointConfig, blocks["checkpoint"], "checkpoint"),
     sample=typed_config.from_block(SampleConfig, blocks["sample"], "sample"),
+    levels=typed_config.from_block(LevelsConfig, blocks["levels"], "levels"),
+    eval=typed_config.from_block(EvalConfig, blocks["eval"], "eval"),
   )
-  corruptions.make(settings.corruption)  # validates names and ranges
+  # Validates names and ranges; 'selected' levels come from schedule.json (`with_selected_levels`).
+  selected = settings.corruption.blur_schedule == "selected"
+  _check(
+    not selected or settings.corruption.name == "blur",
+    "corruption.blur_schedule",
+    "'log' or 'table' unless corruption.name = 'blur' ('selected' is level selection for blur)",
+    settings.corruption.blur_schedule,
+  )
+  if selected and settings.corruption.blur_sigma_table is None:
+    corruptions.make(dataclasses.replace(settings.corruption, blur_sigma_table=(1.0, 2.0)))
+  else:
+    corruptions.make(settings.corruption)
   levels = len(settings.model.channel_mult) - 1
   _check(
     settings.data.image_size % (2**levels) == 0,
@@ -317,23 +393,42 @@ def make_train_step(model: UNet, corruption, optimizer, schedule, settings: Sett
 
 def fit_prior(settings: Settings, corruption) -> priors.GaussianPrior:
   """Fits p_1 to C_1 x_0 + s_1 η over up to `train.prior_num_images` training images."""
-  ds = data.make_dataset(
-    settings.data, split=settings.data.train_split, batch_size=256, seed=settings.seed, train=False
-  )
+  images = load_training_images(settings, settings.train.prior_num_images)
   corrupt_at_one = jax.jit(lambda x, key: corruption.corrupt(x, jnp.ones(x.shape[0]), jax.random.normal(key, x.shape)))
-  chunks, count = [], 0
-  for i, batch in enumerate(ds):
-    chunks.append(np.asarray(corrupt_at_one(batch, jax.random.fold_in(jax.random.key(settings.seed + 1), i))))
-    count += len(batch)
-    if count >= settings.train.prior_num_images:
-      break
-  return priors.fit_gaussian_prior(np.concatenate(chunks)[: settings.train.prior_num_images])
+  key = jax.random.key(settings.seed + 1)
+  x1 = [
+    np.asarray(corrupt_at_one(images[start : start + 256], jax.random.fold_in(key, i)))
+    for i, start in enumerate(range(0, len(images), 256))
+  ]
+  return priors.fit_gaussian_prior(np.concatenate(x1))
 
 
 def save_prior(prior: priors.GaussianPrior, path: pathlib.Path) -> None:
   tmp = path.with_suffix(".tmp.npz")
   np.savez(tmp, **{k: np.asarray(v) for k, v in prior._asdict().items()})
   tmp.replace(path)  # atomic
+
+
+def load_training_images(settings: Settings, num: int) -> np.ndarray:
+  """The first `num` training images (in order, no flip) as float32 [n, H, W, C] in [-1, 1]."""
+  ds = data.make_dataset(
+    settings.data, split=settings.data.train_split, batch_size=256, seed=settings.seed, train=False
+  )
+  chunks, count = [], 0
+  for batch in ds:
+    chunks.append(np.asarray(batch))
+    count += len(batch)
+    if count >= num:
+      break
+  return np.concatenate(chunks)[:num]
+
+
+def sampling_prior(settings: Settings, workdir: pathlib.Path):
+  """p_1 as `sample.prior` says: the stored Gaussian fit, or the forward marginal over
+  `train.prior_num_images` training images."""
+  if settings.sample.prior == "forward":
+    return priors.ForwardPrior(jnp.asarray(load_training_images(settings, settings.train.prior_num_images)))
+  return load_prior(workdir / "prior.npz")
 
 
 def load_prior(path: pathlib.Path) -> priors.GaussianPrior:
@@ -349,7 +444,10 @@ def make_sample_fn(model: UNet, corruption, sample: SampleConfig):
 
   def sample_fn(params, prior, key):
     k_prior, k_sampler = jax.random.split(key)
-    x_init = priors.sample_prior(prior, k_prior, sample.batch_size)
+    if isinstance(prior, priors.ForwardPrior):
+      x_init = priors.sample_forward(prior, corruption, k_prior, sample.batch_size)
+    else:
+      x_init = priors.sample_prior(prior, k_prior, sample.batch_size)
     x0 = sampler(make_denoise_fn(model, params), x_init, corruption, num_steps=sample.num_steps, key=k_sampler)
     return jnp.clip(x0, -1.0, 1.0)
 
@@ -473,12 +571,48 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def schedule_fingerprint(settings: Settings) -> dict[str, Any]:
+  """What a selected schedule depends on; schedule.json must match it to be used."""
+  c = settings.corruption
+  return {
+    "dataset": settings.data.name,
+    "train_split": settings.data.train_split,
+    "image_size": settings.data.image_size,
+    "crop_size": settings.data.crop_size,
+    "blur_sigma_min": c.blur_sigma_min,
+    "blur_sigma_max": c.blur_sigma_max,
+    "noise": [c.noise_schedule, c.noise_std_min, c.noise_std_max, c.noise_clip_t],
+    "num_candidates": settings.levels.num_candidates,
+    "num_levels": settings.levels.num_levels,
+  }
+
+
+def with_selected_levels(settings: Settings, workdir: pathlib.Path) -> Settings:
+  """For corruption.blur_schedule = 'selected': the levels from WORKDIR/schedule.json."""
+  if settings.corruption.blur_schedule != "selected":
+    return settings
+  path = pathlib.Path(workdir) / "schedule.json"
+  hint = f"run: python -m soft_diffusion.main --mode schedule --config ... --workdir {workdir}"
+  if not path.is_file():
+    raise FileNotFoundError(f"corruption.blur_schedule = 'selected' but {path} does not exist; {hint}")
+  try:
+    record = json.loads(path.read_text())
+    sigmas, made_for = tuple(float(s) for s in record["sigmas"]), record["fingerprint"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a schedule written by --mode schedule ({e}); delete it and {hint}") from None
+  expected = json.loads(json.dumps(schedule_fingerprint(settings)))
+  differ = sorted(k for k in expected if made_for.get(k) != expected[k])
+  if differ:
+    raise ValueError(f"{path} was selected for other settings (differ: {', '.join(differ)}); {hint}")
+  return dataclasses.replace(settings, corruption=dataclasses.replace(settings.corruption, blur_sigma_table=sigmas))
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns the last logged metrics and the final step."""
   # -- settings: validate everything before compiling or writing anything
-  settings = settings_from_config(config)
-  corruption = corruptions.make(settings.corruption)
   workdir = pathlib.Path(workdir).resolve()  # Orbax needs absolute paths
+  settings = with_selected_levels(settings_from_config(config), workdir)
+  corruption = corruptions.make(settings.corruption)
 
   # -- mesh
   mesh = make_mesh()
@@ -542,6 +676,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     prior = fit_prior(settings, corruption)
     if jax.process_index() == 0:
       save_prior(prior, prior_path)
+  if settings.sample.prior != "gaussian":
+    prior = sampling_prior(settings, workdir)
   sample_fn = make_sample_fn(model, corruption, settings.sample)
 
   def stop_if_nonfinite() -> None:

@@ -59,3 +59,12 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_otherwise(r
   assert diff_mean > 10 * max(diff_std, 1e-6) and diff_mean > same_mean
   with pytest.raises(ValueError, match="at least 2"):
     evaluation.kid(a[:1], b)
+
+
+def test_statistics_round_trip_through_their_moments(rng):
+  x = rng.standard_normal((300, 8)) + 2
+  stats = evaluation.FeatureStats.of(x)
+  again = evaluation.FeatureStats.from_moments(stats.mean, stats.cov, stats.count)
+  np.testing.assert_allclose(again.mean, stats.mean, rtol=1e-12)
+  np.testing.assert_allclose(again.cov, stats.cov, rtol=1e-9, atol=1e-12)
+  assert evaluation.fid(again, stats) == pytest.approx(0.0, abs=1e-9)

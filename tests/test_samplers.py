@@ -180,3 +180,18 @@ def test_bad_num_steps(bad):
 def test_unknown_sampler_name():
   with pytest.raises(ValueError, match="sampler must be one of"):
     samplers.get("ancestral")
+
+
+def test_trajectory_records_every_step_and_leaves_x0_unchanged():
+  corruption = corruptions.make({"name": "blur"})
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+  denoise_fn = lambda x_t, t: jnp.tanh(x_t) * (1.0 - 0.5 * t[:, None, None, None])
+  kwargs = dict(num_steps=4, key=jax.random.key(3))
+  plain = samplers.momentum_sampler(denoise_fn, x, corruption, **kwargs)
+  x0, (x_ts, x0_hats) = samplers.momentum_sampler(denoise_fn, x, corruption, return_trajectory=True, **kwargs)
+  np.testing.assert_allclose(x0, plain, atol=1e-6)
+  assert x_ts.shape == x0_hats.shape == (4, 2, 8, 8, 1)
+  np.testing.assert_array_equal(x_ts[0], x)  # step 0 starts from x_init at t = 1
+  # Each recorded estimate is the network's output at that step's input and time.
+  t2 = jnp.full((2,), 0.5)
+  np.testing.assert_allclose(x0_hats[2], denoise_fn(x_ts[2], t2), atol=1e-6)

@@ -98,6 +98,13 @@ class FeatureStats:
     return self
 
   @classmethod
+  def from_moments(cls, mean, cov, count: int) -> FeatureStats:
+    """Statistics with a given mean, (unbiased) covariance and count, e.g. read from a file."""
+    mean, cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
+    outer = cov * (count - 1) + count * np.outer(mean, mean)
+    return cls(mean.shape[0], int(count), mean * count, outer)
+
+  @classmethod
   def of(cls, feats) -> FeatureStats:
     x = np.asarray(feats)
     return cls(x.shape[1]).update(x)

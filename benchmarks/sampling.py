@@ -1,0 +1,104 @@
+"""Sampling throughput and sampler overhead, and Inception feature throughput.
+
+    python benchmarks/sampling.py                                   # CPU: digits config
+    python benchmarks/sampling.py --config celeba64 --batch 128 --nfe 100 --dtype bfloat16   # a GPU/TPU
+
+For each sampler: images/s at a fixed NFE on a batch sharded over every local device, and, in
+the same run, the same number of bare network forwards chained in the same kind of loop
+(x ← h_θ(x, t), no sampler arithmetic, no noise). The overhead is sampler time / bare time − 1
+(target ≤ 5%: the sampler's blur and noise must be negligible next to the U-Net). Then the
+JAX Inception-v3's features/s on 64×64 uint8 images (batch --inception_batch). Parameters are
+the initialisation (timing does not depend on training). A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from timing import seconds_per_call
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
+
+from soft_diffusion import corruptions, evaluation, samplers, train  # noqa: E402
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--config", default="digits")
+  parser.add_argument("--batch", type=int, default=None, help="images per sampler call (default: sample.batch_size)")
+  parser.add_argument("--nfe", type=int, default=100)
+  parser.add_argument("--dtype", default=None, help="model compute dtype override")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--samplers", nargs="+", default=sorted(samplers.SAMPLERS))
+  parser.add_argument("--inception_batch", type=int, default=64)
+  parser.add_argument("--inception_repeats", type=int, default=3)
+  args = parser.parse_args(argv)
+
+  config = importlib.import_module(f"configs.{args.config}").get_config()
+  if args.dtype:
+    config.model.dtype = args.dtype
+  settings = train.settings_from_config(config)
+  batch = args.batch or settings.sample.batch_size
+  size = settings.data.image_size
+  channels = 1 if settings.data.name == "digits" else 3
+  mesh = train.make_mesh()
+  replicated, sharded = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+  model = train.make_model(settings.model)
+  cfg = settings.corruption
+  if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:  # timing does not depend on the levels
+    cfg = dataclasses.replace(cfg, blur_schedule="log")
+  corruption = corruptions.make(cfg)
+  params = jax.jit(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), jnp.zeros((1,)))["params"],
+    out_shardings=replicated,
+  )()
+  x = jax.device_put(jax.random.normal(jax.random.key(1), (batch, size, size, channels)), sharded)
+  key = jax.random.key(2)
+  nfe = args.nfe
+  device = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+  print(
+    f"{device}; config {args.config} ({settings.model.dtype}), batch {batch} of {size}x{size}x{channels}, NFE {nfe}"
+  )
+
+  def bare(params, x):
+    denoise_fn = train.make_denoise_fn(model, params)
+
+    def body(i, x):
+      t = jnp.full((x.shape[0],), (nfe - i) / nfe, x.dtype)
+      return denoise_fn(x, t).astype(x.dtype)
+
+    return jax.lax.fori_loop(0, nfe, body, x)
+
+  bare_s = seconds_per_call(jax.jit(bare, out_shardings=sharded), params, x, repeats=args.repeats)
+  print(f"{'bare forwards':16s} {bare_s:8.3f} s/batch  {batch / bare_s:9.1f} images/s  (baseline)")
+  for name in args.samplers:
+    sampler = samplers.get(name)
+    fn = jax.jit(
+      lambda params, x, sampler=sampler: sampler(
+        train.make_denoise_fn(model, params), x, corruption, num_steps=nfe, key=key
+      ),
+      out_shardings=sharded,
+    )
+    s = seconds_per_call(fn, params, x, repeats=args.repeats)
+    print(f"{name:16s} {s:8.3f} s/batch  {batch / s:9.1f} images/s  overhead {100 * (s / bare_s - 1):+6.2f}%")
+
+  inception_params = evaluation.load_inception_params()
+  images = np.random.default_rng(0).integers(0, 256, (args.inception_batch, 64, 64, 3), dtype=np.uint8)
+  feature_fn = lambda images: evaluation.inception_features(
+    images, params=inception_params, batch_size=args.inception_batch, mesh=mesh
+  )
+  s = seconds_per_call(feature_fn, images, repeats=args.inception_repeats)
+  print(f"{'inception':16s} {s:8.3f} s/batch  {args.inception_batch / s:9.1f} images/s  (64x64 uint8 -> 299 -> 2048)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
