@@ -56,6 +56,8 @@ def load_run(config: Any, workdir: str, step: int | None = None) -> Run:
     raise FileNotFoundError(
       f"no checkpoints in {checkpoints}; train first: python -m soft_diffusion.main --workdir {workdir}"
     )
+  mesh = train.make_mesh()
+  train.check_sample_batch(settings.sample, mesh)
   prior = train.sampling_prior(settings, workdir)
   if settings.sample.prior == "gaussian":
     channels = int(prior.mean.shape[-1])
@@ -64,7 +66,6 @@ def load_run(config: Any, workdir: str, step: int | None = None) -> Run:
   corruption = corruptions.make(settings.corruption)
   model = train.make_model(settings.model)
   optimizer, _ = train.make_optimizer(settings.optim)
-  mesh = train.make_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())
   size = settings.data.image_size
   abstract = jax.eval_shape(
@@ -87,7 +88,7 @@ def load_run(config: Any, workdir: str, step: int | None = None) -> Run:
 def draw(run: Run, sampler: str, num_steps: int, num_images: int, *, progress: bool = True) -> np.ndarray:
   """`num_images` uint8 samples with `sampler` in `num_steps` steps (the run's sample seed)."""
   cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=num_steps)
-  sample_fn = train.make_sample_fn(run.model, run.corruption, cfg)
+  sample_fn = train.make_sample_fn(run.model, run.corruption, cfg, run.mesh)
   return train.draw_samples(sample_fn, run.params, run.prior, cfg, num_images, progress=progress)
 
 

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from soft_diffusion import corruptions, data, losses, priors, samplers, typed_config
@@ -438,9 +439,21 @@ def load_prior(path: pathlib.Path) -> priors.GaussianPrior:
     return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
 
 
-def make_sample_fn(model: UNet, corruption, sample: SampleConfig):
-  """jitted (params, prior, key, num) -> x_0 images [num, H, W, C] in [-1, 1]."""
+def check_sample_batch(sample: SampleConfig, mesh: jax.sharding.Mesh) -> None:
+  """Sampling splits each batch over the mesh: sample.batch_size must divide evenly."""
+  _check(
+    sample.batch_size % mesh.size == 0, "sample.batch_size", f"a multiple of the {mesh.size} devices", sample.batch_size
+  )
+
+
+def make_sample_fn(model: UNet, corruption, sample: SampleConfig, mesh: jax.sharding.Mesh | None = None):
+  """jitted (params, prior, key) -> x_0 images [sample.batch_size, H, W, C] in [-1, 1].
+
+  With `mesh`, the batch is split over its "data" axis (sample.batch_size must divide evenly).
+  """
   sampler = samplers.get(sample.sampler)
+  if mesh is not None:
+    check_sample_batch(sample, mesh)
 
   def sample_fn(params, prior, key):
     k_prior, k_sampler = jax.random.split(key)
@@ -448,6 +461,8 @@ def make_sample_fn(model: UNet, corruption, sample: SampleConfig):
       x_init = priors.sample_forward(prior, corruption, k_prior, sample.batch_size)
     else:
       x_init = priors.sample_prior(prior, k_prior, sample.batch_size)
+    if mesh is not None:
+      x_init = jax.lax.with_sharding_constraint(x_init, NamedSharding(mesh, PartitionSpec("data")))
     x0 = sampler(make_denoise_fn(model, params), x_init, corruption, num_steps=sample.num_steps, key=k_sampler)
     return jnp.clip(x0, -1.0, 1.0)
 
@@ -462,7 +477,10 @@ def draw_samples(sample_fn, params, prior, sample: SampleConfig, num: int, progr
   start = time.perf_counter()
   for i in range(batches):
     x = sample_fn(params, prior, jax.random.fold_in(jax.random.key(sample.seed), i))
-    out.append(np.asarray(jnp.round((x + 1.0) * 127.5)).astype(np.uint8))
+    x = jnp.round((x + 1.0) * 127.5).astype(jnp.uint8)
+    if not x.is_fully_addressable:  # batch split over several processes: every process gets all
+      x = multihost_utils.process_allgather(x, tiled=True)
+    out.append(np.asarray(x))
     if progress:
       done = min(num, (i + 1) * sample.batch_size)
       rate = done / (time.perf_counter() - start)
@@ -616,6 +634,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 
   # -- mesh
   mesh = make_mesh()
+  check_sample_batch(settings.sample, mesh)
   replicated = NamedSharding(mesh, PartitionSpec())
   batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
   local_batch = data.local_batch_size(settings.train.batch_size, jax.device_count(), jax.process_count())
@@ -678,7 +697,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       save_prior(prior, prior_path)
   if settings.sample.prior != "gaussian":
     prior = sampling_prior(settings, workdir)
-  sample_fn = make_sample_fn(model, corruption, settings.sample)
+  sample_fn = make_sample_fn(model, corruption, settings.sample, mesh)
 
   def stop_if_nonfinite() -> None:
     bad = int(state.first_nonfinite_step)

@@ -1,7 +1,9 @@
 """--mode schedule / stats / eval and the sampling extras, end to end on the digits data."""
 
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import jax
@@ -14,7 +16,7 @@ from soft_diffusion import sample as sample_lib
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 import fid_ladder  # noqa: E402
-from test_train import tiny_config  # noqa: E402
+from test_train import REPO, main_command, tiny_config, tiny_flags  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,35 @@ def trained(tfds_dir, tmp_path_factory):
   config = tiny_config(tfds_dir, num_steps=2)
   train.train_and_evaluate(config, str(workdir))
   return config, workdir
+
+
+def test_sampling_split_over_8_devices_gives_the_images_of_one(trained, tfds_dir):
+  config, workdir = trained
+  overrides = tiny_flags(
+    tfds_dir,
+    optim__decay="cosine",
+    optim__warmup_steps=2,
+    sample__num_steps=3,
+    sample__num_images=8,
+    sample__batch_size=8,
+  )
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  proc = subprocess.run(
+    [*main_command(workdir, *overrides), "--mode=sample"],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "devices: 8 (cpu)" in proc.stderr
+  eight = np.load(workdir / "samples" / "samples.npz")["images"]
+  config = config.copy_and_resolve_references()
+  config.sample.num_images = config.sample.batch_size = 8
+  one = np.load(sample_lib.sample(config, str(workdir)))["images"]
+  assert jax.device_count() == 1 and eight.shape == (8, 8, 8, 1)
+  np.testing.assert_array_equal(eight, one)
 
 
 def eval_config(config):
