@@ -16,4 +16,4 @@ def test_functional_core_on_a_sharded_batch():
   proc = subprocess.run([sys.executable, str(worker)], env=env, capture_output=True, text=True, timeout=600)
   print(proc.stdout)
   assert proc.returncode == 0, f"sharded worker failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
-  assert proc.stdout.count("sharded == unsharded") == 2 + 3 * (2 + 3)
+  assert proc.stdout.count("sharded == unsharded") == 2 + 3 * (2 + 3) + 1
