@@ -162,6 +162,7 @@ def _plot(path: pathlib.Path, points: list[dict], settings: train.Settings, step
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
   fig, ax = plt.subplots(figsize=(5.2, 3.8))
   for sampler in dict.fromkeys(p["sampler"] for p in points):
@@ -171,6 +172,11 @@ def _plot(path: pathlib.Path, points: list[dict], settings: train.Settings, step
     for label, (nfe, fid) in PAPER_CURVES.items():
       ax.plot(nfe, fid, "x--", alpha=0.6, label=label)
   ax.set(xscale="log", yscale="log", xlabel="NFE (network evaluations per sample)", ylabel="FID")
+  nfes = sorted({p["nfe"] for p in points})
+  ax.set_xticks(nfes, [str(n) for n in nfes], minor=False)
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+  ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
   n = points[0]["num_images"] if points else 0
   ax.set_title(f"{settings.data.name} {settings.data.image_size}px, {n} samples, step {step}", fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
