@@ -14,7 +14,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from soft_diffusion import corruptions, data, evaluation
+from soft_diffusion import corruptions, data, evaluation, train
 
 
 def split_images(split: str, num: int, data_dir: str | None = None, image_size: int = 16) -> np.ndarray:
@@ -24,14 +24,10 @@ def split_images(split: str, num: int, data_dir: str | None = None, image_size: 
   return np.asarray(next(iter(ds)))[:num]
 
 
-def to_uint8(x) -> np.ndarray:
-  return np.round((np.asarray(x) + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
-
-
 def ladder(num: int, sigmas: list[float], data_dir: str | None = None) -> list[tuple[str, float, float]]:
   """[(label, FID, KID)] of train vs held-out, then vs held-out blurred by each σ."""
   params = evaluation.load_inception_params()
-  feats = lambda x: evaluation.inception_features(to_uint8(x), params=params, batch_size=32)
+  feats = lambda x: evaluation.inception_features(np.asarray(train.to_uint8(x)), params=params, batch_size=32)
   reference = feats(split_images("train", num, data_dir))
   held_out = split_images("validation", num, data_dir)
   rows = []

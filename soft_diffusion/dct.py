@@ -35,6 +35,12 @@ def dct_matrix(n: int) -> np.ndarray:
   return d
 
 
+def dct2_host(x: np.ndarray) -> np.ndarray:
+  """Orthonormal 2-D DCT-II of images [B, H, W, C] over H and W, in numpy float64."""
+  x = np.asarray(x, np.float64)
+  return np.einsum("ki,bijc,lj->bklc", dct_matrix(x.shape[1]), x, dct_matrix(x.shape[2]))
+
+
 def frequency_exponent(n: int) -> np.ndarray:
   """(π²/2) · (k/n)² for k < n, float64: the per-axis exponent of the blur multiplier."""
   k = np.arange(n, dtype=np.float64)

@@ -68,47 +68,29 @@ def stats_path(workdir: pathlib.Path, settings: train.Settings) -> pathlib.Path:
   return workdir / "stats" / f"reference_{settings.eval.split}.npz"
 
 
-def _to_uint8(x) -> np.ndarray:
-  return np.asarray(np.round((np.asarray(x, np.float32) + 1.0) * 127.5).clip(0, 255), np.uint8)
-
-
-class _Progress:
-  def __init__(self, what: str, total: int):
-    self.what, self.total, self.start = what, total, time.perf_counter()
-
-  def __call__(self, done: int) -> None:
-    rate = done / max(time.perf_counter() - self.start, 1e-9)
-    eta = (self.total - done) / rate if rate > 0 else float("inf")
-    log.info(
-      "%s: %d/%d  %.1f images/s  ETA %s", self.what, done, self.total, rate, time.strftime("%H:%M:%S", time.gmtime(eta))
-    )
-
-
-def _check_batch(settings: train.Settings) -> None:
-  b = settings.eval.batch_size
-  train._check(b % jax.device_count() == 0, "eval.batch_size", f"a multiple of the {jax.device_count()} devices", b)
-
-
 def reference_stats(config: Any, workdir: str) -> pathlib.Path:
   """Computes and writes the reference statistics; returns the .npz path."""
   _single_process("stats")
   settings = train.settings_from_config(config)
-  _check_batch(settings)
+  mesh = train.make_mesh()
+  train.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
   cfg = settings.eval
   workdir = pathlib.Path(workdir).resolve()
   params = evaluation.load_inception_params()  # missing/foreign weights fail here, before any data pass
-  source = data.make_source(settings.data, cfg.split)
+  try:
+    source = data.make_source(settings.data, cfg.split)
+  except ValueError as e:  # an unknown split: name the config field that chose it
+    raise ValueError(f"config.eval.split: {e}") from None
   total = min(cfg.ref_num_images or len(source), len(source))
   ds = data.make_dataset(
     settings.data, split=cfg.split, batch_size=cfg.batch_size, seed=settings.seed, train=False, source=source
   )
-  mesh = train.make_mesh()
   stats = evaluation.FeatureStats(2048)
   kid_feats: list[np.ndarray] = []
   kept = 0
-  progress = _Progress(f"reference features ({settings.data.name}/{cfg.split})", total)
+  progress = train.Progress(f"reference features ({settings.data.name}/{cfg.split})", total)
   for batch in ds:
-    images = _to_uint8(batch)[: total - stats.count]
+    images = np.asarray(train.to_uint8(batch))[: total - stats.count]
     feats = evaluation.inception_features(images, params=params, batch_size=cfg.batch_size, mesh=mesh)
     stats.update(feats)
     if kept < cfg.kid_ref_features:
@@ -122,16 +104,14 @@ def reference_stats(config: Any, workdir: str) -> pathlib.Path:
   meta = {**reference_meta(settings), "num_images": stats.count}
   path = stats_path(workdir, settings)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp.npz")
-  np.savez(
-    tmp,
+  train.save_npz(
+    path,
     mu=stats.mean,
     sigma=stats.cov,
     count=stats.count,
     kid_features=np.concatenate(kid_feats).astype(np.float32),
     meta=json.dumps(meta),
   )
-  tmp.replace(path)
   log.info("reference statistics of %d images -> %s", stats.count, path)
   return path
 
@@ -158,12 +138,9 @@ def load_reference(path: pathlib.Path, settings: train.Settings, config_hint: st
 
 
 def _plot(path: pathlib.Path, points: list[dict], settings: train.Settings, step: int) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   import matplotlib.ticker
 
+  plt = train.pyplot()
   fig, ax = plt.subplots(figsize=(5.2, 3.8))
   for sampler in dict.fromkeys(p["sampler"] for p in points):
     mine = sorted((p["nfe"], p["fid"]) for p in points if p["sampler"] == sampler)
@@ -182,10 +159,7 @@ def _plot(path: pathlib.Path, points: list[dict], settings: train.Settings, step
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  tmp = path.with_suffix(".tmp.png")
-  fig.savefig(tmp, dpi=120)
-  plt.close(fig)
-  tmp.replace(path)
+  train.save_figure(fig, path, dpi=120)
 
 
 def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path:
@@ -193,13 +167,13 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path
   _single_process("eval")
   workdir = pathlib.Path(workdir).resolve()
   settings = train.settings_from_config(config)
-  _check_batch(settings)
+  mesh = train.make_mesh()
+  train.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
   cfg = settings.eval
   hint = f"--config ... --workdir {workdir}"
   ref_stats, ref_kid, ref_meta = load_reference(stats_path(workdir, settings), settings, hint)
   params = evaluation.load_inception_params()
   run = sample_lib.load_run(config, str(workdir), step)
-  mesh = train.make_mesh()
   points = []
   grid = [(s, n) for s in cfg.samplers for n in cfg.nfe]
   start_all = time.perf_counter()
@@ -251,9 +225,7 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path
     "points": points,
   }
   path = out / f"eval_step{run.step}.json"
-  tmp = path.with_suffix(".tmp.json")
-  tmp.write_text(json.dumps(record, indent=1))
-  tmp.replace(path)
+  train.write_json(path, record)
   _plot(out / f"fid_vs_nfe_step{run.step}.png", points, settings, run.step)
   log.info("wrote %s and fid_vs_nfe_step%d.png", path, run.step)
   return path

@@ -14,7 +14,6 @@ other settings).
 
 from __future__ import annotations
 
-import json
 import logging
 import pathlib
 import time
@@ -36,17 +35,15 @@ def power_spectrum(settings: train.Settings, *, progress: bool = True) -> tuple[
   limit = settings.levels.num_images or len(source)
   limit = min(limit, len(source))
   ds = data.make_dataset(cfg, split=cfg.train_split, batch_size=256, seed=settings.seed, train=False, source=source)
-  d = dct.dct_matrix(cfg.image_size)
-  total, count, start = None, 0, time.perf_counter()
+  report = train.Progress("power spectrum", limit) if progress else None
+  total, count = None, 0
   for batch in ds:
-    batch = np.asarray(batch, np.float64)[: limit - count]
-    coeffs = np.einsum("ki,bijc,lj->bklc", d, batch, d)
-    part = np.square(coeffs).sum(axis=0)
+    batch = np.asarray(batch)[: limit - count]
+    part = np.square(dct.dct2_host(batch)).sum(axis=0)
     total = part if total is None else total + part
     count += len(batch)
-    if progress:
-      rate = count / (time.perf_counter() - start)
-      log.info("power spectrum: %d/%d images  %.0f images/s  ETA %.0f s", count, limit, rate, (limit - count) / rate)
+    if report:
+      report(count)
     if count >= limit:
       break
   if count == 0:
@@ -55,11 +52,7 @@ def power_spectrum(settings: train.Settings, *, progress: bool = True) -> tuple[
 
 
 def _plot(path: pathlib.Path, levels: schedules.BlurLevels, settings: train.Settings, power: np.ndarray) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = train.pyplot()
   c = settings.corruption
   k = len(levels.sigmas)
   t = np.linspace(0, 1, k)
@@ -82,10 +75,7 @@ def _plot(path: pathlib.Path, levels: schedules.BlurLevels, settings: train.Sett
   ax.semilogy(np.arange(len(radial)), radial)
   ax.set(xlabel="DCT frequency radius", ylabel="mean power", title=f"data spectrum ({settings.data.name})")
   fig.tight_layout()
-  tmp = path.with_suffix(".tmp.png")
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  tmp.replace(path)
+  train.save_figure(fig, path)
 
 
 def select_schedule(config: Any, workdir: str) -> pathlib.Path:
@@ -128,9 +118,7 @@ def select_schedule(config: Any, workdir: str) -> pathlib.Path:
     "method": "SPEC §3: synchronous-coupling W2 bound on the mean DCT power spectrum, fewest hops, K levels",
   }
   path = workdir / "schedule.json"
-  tmp = path.with_suffix(".tmp.json")
-  tmp.write_text(json.dumps(record, indent=1))
-  tmp.replace(path)
+  train.write_json(path, record)
   _plot(workdir / "schedule.png", levels, settings, power)
   log.info("wrote %s and schedule.png (levels from %d images, %d devices)", path, count, jax.device_count())
   return path

@@ -59,13 +59,13 @@ def main(argv):
   config = _CONFIG.value
   train.settings_from_config(config)  # fail fast, before jax.distributed or any compile
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if _STEP.value is not None and _MODE.value not in ("sample", "eval"):
+    raise app.UsageError("--step applies to --mode sample and --mode eval only")
   if not _DISTRIBUTED.value and any(v is not None for v in explicit):
     raise app.UsageError("--coordinator_address/--num_processes/--process_id need --distributed")
   if _DISTRIBUTED.value:
     jax.distributed.initialize(*explicit)
   log.info("devices: %d (%s), processes: %d", jax.device_count(), jax.default_backend(), jax.process_count())
-  if _STEP.value is not None and _MODE.value not in ("sample", "eval"):
-    raise app.UsageError("--step applies to --mode sample and --mode eval only")
   if _MODE.value == "train":
     train.train_and_evaluate(config, _WORKDIR.value)
     return

@@ -29,11 +29,6 @@ class GaussianPrior(NamedTuple):
   diag_std: jax.Array  # [H*W*C] std of the other coefficients (0 at full_index)
 
 
-def _dct2(x: np.ndarray) -> np.ndarray:
-  d_h, d_w = dct.dct_matrix(x.shape[1]), dct.dct_matrix(x.shape[2])
-  return np.einsum("ki,bijc,lj->bklc", d_h, x, d_w)
-
-
 def fit_gaussian_prior(x1: np.ndarray, max_full: int = 512, jitter: float = 1e-8) -> GaussianPrior:
   """Fits p_1 to samples x1 [N, H, W, C] of C_1 x_0 + s_1 η (N ≥ 2)."""
   x1 = np.asarray(x1, np.float64)
@@ -41,7 +36,7 @@ def fit_gaussian_prior(x1: np.ndarray, max_full: int = 512, jitter: float = 1e-8
     raise ValueError(f"x1 must be [N >= 2, H, W, C] samples, got shape {x1.shape}")
   if max_full < 0:
     raise ValueError(f"max_full must be >= 0, got {max_full}")
-  coeffs = _dct2(x1).reshape(x1.shape[0], -1)
+  coeffs = dct.dct2_host(x1).reshape(x1.shape[0], -1)
   mean = coeffs.mean(axis=0)
   var = coeffs.var(axis=0)
   full_index = np.sort(np.argsort(var)[::-1][: min(max_full, coeffs.shape[1])])
@@ -81,3 +76,10 @@ def sample_prior(prior: GaussianPrior, key: jax.Array, num: int) -> jax.Array:
   d_h = jnp.asarray(dct.dct_matrix(height), jnp.float32)
   d_w = jnp.asarray(dct.dct_matrix(width), jnp.float32)
   return jnp.einsum("ki,bklc,lj->bijc", d_h, coeffs, d_w, precision=jax.lax.Precision.HIGHEST)
+
+
+def sample_p1(prior: GaussianPrior | ForwardPrior, corruption, key: jax.Array, num: int) -> jax.Array:
+  """`num` draws of p_1 of either kind: [num, H, W, C] float32 (`corruption` is used by ForwardPrior)."""
+  if isinstance(prior, ForwardPrior):
+    return sample_forward(prior, corruption, key, num)
+  return sample_prior(prior, key, num)

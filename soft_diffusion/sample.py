@@ -57,12 +57,9 @@ def load_run(config: Any, workdir: str, step: int | None = None) -> Run:
       f"no checkpoints in {checkpoints}; train first: python -m soft_diffusion.main --workdir {workdir}"
     )
   mesh = train.make_mesh()
-  train.check_sample_batch(settings.sample, mesh)
+  train.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
   prior = train.sampling_prior(settings, workdir)
-  if settings.sample.prior == "gaussian":
-    channels = int(prior.mean.shape[-1])
-  else:
-    channels = int(prior.images.shape[-1])
+  channels = int((prior.images if isinstance(prior, priors.ForwardPrior) else prior.mean).shape[-1])
   corruption = corruptions.make(settings.corruption)
   model = train.make_model(settings.model)
   optimizer, _ = train.make_optimizer(settings.optim)
@@ -99,11 +96,7 @@ def _to_display(x) -> np.ndarray:
 
 
 def _figure_grid(path: pathlib.Path, rows: list[tuple[str, list[np.ndarray]]], titles: list[str], suptitle: str):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = train.pyplot()
   cols = len(titles)
   fig, axes = plt.subplots(len(rows), cols, figsize=(1.5 * cols, 1.6 * len(rows) + 0.6), squeeze=False)
   for r, (label, images) in enumerate(rows):
@@ -118,10 +111,7 @@ def _figure_grid(path: pathlib.Path, rows: list[tuple[str, list[np.ndarray]]], t
         ax.set_ylabel(label, fontsize=8)
   fig.suptitle(suptitle, fontsize=9)
   fig.tight_layout()
-  tmp = path.with_suffix(".tmp.png")
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  tmp.replace(path)
+  train.save_figure(fig, path)
 
 
 def _level_title(corruption, t: float) -> str:
@@ -139,10 +129,7 @@ def trajectory_figure(run: Run, path: pathlib.Path, num_frames: int = 8) -> None
   denoise_fn = train.make_denoise_fn(run.model, run.params)
   key = jax.random.fold_in(jax.random.key(cfg.seed), 10_000)  # apart from the sample batches' keys
   k_prior, k_sampler = jax.random.split(key)
-  if isinstance(run.prior, priors.ForwardPrior):
-    x_init = priors.sample_forward(run.prior, run.corruption, k_prior, 1)
-  else:
-    x_init = priors.sample_prior(run.prior, k_prior, 1)
+  x_init = priors.sample_p1(run.prior, run.corruption, k_prior, 1)
   sampler = samplers.get(cfg.sampler)
   x0, (x_ts, x0_hats) = jax.jit(
     lambda x: sampler(denoise_fn, x, run.corruption, num_steps=cfg.num_steps, key=k_sampler, return_trajectory=True)
@@ -194,9 +181,7 @@ def sample(config: Any, workdir: str, step: int | None = None) -> pathlib.Path:
   out = run.workdir / "samples"
   out.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    tmp = out / "samples.tmp.npz"
-    np.savez(tmp, images=images)
-    tmp.replace(out / "samples.npz")
+    train.save_npz(out / "samples.npz", images=images)
     train.write_png(images, out / "samples.png", scale=4 if images.shape[1] <= 32 else 1)
   if jax.process_count() == 1:  # the figures run small jitted programs on one process's devices
     trajectory_figure(run, out / "trajectory.png")

@@ -392,11 +392,10 @@ def make_train_step(model: UNet, corruption, optimizer, schedule, settings: Sett
 # Prior p_1 and sampling.
 
 
-def fit_prior(settings: Settings, corruption) -> priors.GaussianPrior:
-  """Fits p_1 to C_1 x_0 + s_1 η over up to `train.prior_num_images` training images."""
-  images = load_training_images(settings, settings.train.prior_num_images)
+def fit_prior(images: np.ndarray, corruption, seed: int) -> priors.GaussianPrior:
+  """Fits p_1 to C_1 x_0 + s_1 η over training images [N, H, W, C] (noise keys from `seed`)."""
   corrupt_at_one = jax.jit(lambda x, key: corruption.corrupt(x, jnp.ones(x.shape[0]), jax.random.normal(key, x.shape)))
-  key = jax.random.key(settings.seed + 1)
+  key = jax.random.key(seed + 1)
   x1 = [
     np.asarray(corrupt_at_one(images[start : start + 256], jax.random.fold_in(key, i)))
     for i, start in enumerate(range(0, len(images), 256))
@@ -405,9 +404,7 @@ def fit_prior(settings: Settings, corruption) -> priors.GaussianPrior:
 
 
 def save_prior(prior: priors.GaussianPrior, path: pathlib.Path) -> None:
-  tmp = path.with_suffix(".tmp.npz")
-  np.savez(tmp, **{k: np.asarray(v) for k, v in prior._asdict().items()})
-  tmp.replace(path)  # atomic
+  save_npz(path, **prior._asdict())
 
 
 def load_training_images(settings: Settings, num: int) -> np.ndarray:
@@ -432,18 +429,16 @@ def sampling_prior(settings: Settings, workdir: pathlib.Path):
   return load_prior(workdir / "prior.npz")
 
 
+def check_batch_split(field: str, batch_size: int, mesh: jax.sharding.Mesh) -> None:
+  """A batch split over the mesh must divide evenly: one-line error naming `config.<field>`."""
+  _check(batch_size % mesh.size == 0, field, f"a multiple of the {mesh.size} devices", batch_size)
+
+
 def load_prior(path: pathlib.Path) -> priors.GaussianPrior:
   if not path.exists():
     raise FileNotFoundError(f"no prior at {path}; it is written when training starts in that workdir")
   with np.load(path) as f:
     return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
-
-
-def check_sample_batch(sample: SampleConfig, mesh: jax.sharding.Mesh) -> None:
-  """Sampling splits each batch over the mesh: sample.batch_size must divide evenly."""
-  _check(
-    sample.batch_size % mesh.size == 0, "sample.batch_size", f"a multiple of the {mesh.size} devices", sample.batch_size
-  )
 
 
 def make_sample_fn(model: UNet, corruption, sample: SampleConfig, mesh: jax.sharding.Mesh | None = None):
@@ -453,14 +448,11 @@ def make_sample_fn(model: UNet, corruption, sample: SampleConfig, mesh: jax.shar
   """
   sampler = samplers.get(sample.sampler)
   if mesh is not None:
-    check_sample_batch(sample, mesh)
+    check_batch_split("sample.batch_size", sample.batch_size, mesh)
 
   def sample_fn(params, prior, key):
     k_prior, k_sampler = jax.random.split(key)
-    if isinstance(prior, priors.ForwardPrior):
-      x_init = priors.sample_forward(prior, corruption, k_prior, sample.batch_size)
-    else:
-      x_init = priors.sample_prior(prior, k_prior, sample.batch_size)
+    x_init = priors.sample_p1(prior, corruption, k_prior, sample.batch_size)
     if mesh is not None:
       x_init = jax.lax.with_sharding_constraint(x_init, NamedSharding(mesh, PartitionSpec("data")))
     x0 = sampler(make_denoise_fn(model, params), x_init, corruption, num_steps=sample.num_steps, key=k_sampler)
@@ -469,24 +461,36 @@ def make_sample_fn(model: UNet, corruption, sample: SampleConfig, mesh: jax.shar
   return jax.jit(sample_fn)
 
 
+class Progress:
+  """Logs `what: done/total  rate images/s  ETA` each time it is called with the count done."""
+
+  def __init__(self, what: str, total: int, note: str = ""):
+    self.what, self.total, self.note, self.start = what, total, note, time.perf_counter()
+
+  def __call__(self, done: int) -> None:
+    rate = done / max(time.perf_counter() - self.start, 1e-9)
+    eta = time.strftime("%H:%M:%S", time.gmtime((self.total - done) / rate)) if rate > 0 else "?"
+    log.info("%s: %d/%d  %.1f images/s%s  ETA %s", self.what, done, self.total, rate, self.note, eta)
+
+
 def draw_samples(sample_fn, params, prior, sample: SampleConfig, num: int, progress: bool = False) -> np.ndarray:
   """`num` images as uint8 [num, H, W, C], batch by batch from fixed keys fold_in(seed, i);
   with `progress`, a log line per batch with the rate and ETA."""
   out = []
-  batches = math.ceil(num / sample.batch_size)
-  start = time.perf_counter()
-  for i in range(batches):
-    x = sample_fn(params, prior, jax.random.fold_in(jax.random.key(sample.seed), i))
-    x = jnp.round((x + 1.0) * 127.5).astype(jnp.uint8)
+  report = Progress("sampled", num, " (first batch includes compiling)") if progress else None
+  for i in range(math.ceil(num / sample.batch_size)):
+    x = to_uint8(sample_fn(params, prior, jax.random.fold_in(jax.random.key(sample.seed), i)))
     if not x.is_fully_addressable:  # batch split over several processes: every process gets all
       x = multihost_utils.process_allgather(x, tiled=True)
     out.append(np.asarray(x))
-    if progress:
-      done = min(num, (i + 1) * sample.batch_size)
-      rate = done / (time.perf_counter() - start)
-      eta = time.strftime("%H:%M:%S", time.gmtime((num - done) / rate))
-      log.info("sampled %d/%d images  %.1f images/s (first batch includes compiling)  ETA %s", done, num, rate, eta)
+    if report:
+      report(min(num, (i + 1) * sample.batch_size))
   return np.concatenate(out)[:num]
+
+
+def to_uint8(x) -> jax.Array:
+  """Images in [-1, 1] -> uint8 [0, 255] (rounded), as samples and reference images are stored."""
+  return jnp.round((jnp.asarray(x) + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8)
 
 
 def image_grid(images: np.ndarray) -> np.ndarray:
@@ -501,6 +505,38 @@ def image_grid(images: np.ndarray) -> np.ndarray:
   return grid
 
 
+def write_atomic(path: pathlib.Path, write: Any) -> None:
+  """`write(tmp)` into a sibling temporary file, then rename it to `path` (atomic on POSIX): a
+  crash never leaves a half-written `path`."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+  write(tmp)
+  tmp.replace(path)
+
+
+def write_json(path: pathlib.Path, record: dict[str, Any]) -> None:
+  write_atomic(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+
+def save_npz(path: pathlib.Path, **arrays: Any) -> None:
+  write_atomic(path, lambda tmp: np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()}))
+
+
+def pyplot():
+  """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def save_figure(fig: Any, path: pathlib.Path, dpi: int = 110) -> None:
+  write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+  pyplot().close(fig)
+
+
 def write_png(images: np.ndarray, path: pathlib.Path, scale: int = 1) -> None:
   from PIL import Image
 
@@ -508,9 +544,7 @@ def write_png(images: np.ndarray, path: pathlib.Path, scale: int = 1) -> None:
   img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if scale > 1:
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-  tmp = path.with_suffix(".tmp.png")
-  img.save(tmp)
-  tmp.replace(path)
+  write_atomic(path, img.save)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -634,7 +668,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 
   # -- mesh
   mesh = make_mesh()
-  check_sample_batch(settings.sample, mesh)
+  check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
   replicated = NamedSharding(mesh, PartitionSpec())
   batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
   local_batch = data.local_batch_size(settings.train.batch_size, jax.device_count(), jax.process_count())
@@ -689,14 +723,18 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 
   # -- prior p_1 (written once per workdir, reused on resume and by --mode sample)
   prior_path = workdir / "prior.npz"
+  forward = settings.sample.prior == "forward"
+  images = None
+  if forward or not prior_path.exists():
+    images = load_training_images(settings, settings.train.prior_num_images)
   if prior_path.exists():
     prior = load_prior(prior_path)
   else:
-    prior = fit_prior(settings, corruption)
+    prior = fit_prior(images, corruption, settings.seed)
     if jax.process_index() == 0:
       save_prior(prior, prior_path)
-  if settings.sample.prior != "gaussian":
-    prior = sampling_prior(settings, workdir)
+  if forward:  # sample grids start from the exact forward marginal instead
+    prior = priors.ForwardPrior(jnp.asarray(images))
   sample_fn = make_sample_fn(model, corruption, settings.sample, mesh)
 
   def stop_if_nonfinite() -> None:
