@@ -14,7 +14,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from soft_diffusion import corruptions, data, evaluation, train
+from soft_diffusion import artifacts, corruptions, data, evaluation
 
 
 def split_images(split: str, num: int, data_dir: str | None = None, image_size: int = 16) -> np.ndarray:
@@ -27,7 +27,7 @@ def split_images(split: str, num: int, data_dir: str | None = None, image_size: 
 def ladder(num: int, sigmas: list[float], data_dir: str | None = None) -> list[tuple[str, float, float]]:
   """[(label, FID, KID)] of train vs held-out, then vs held-out blurred by each σ."""
   params = evaluation.load_inception_params()
-  feats = lambda x: evaluation.inception_features(np.asarray(train.to_uint8(x)), params=params, batch_size=32)
+  feats = lambda x: evaluation.inception_features(np.asarray(artifacts.to_uint8(x)), params=params, batch_size=32)
   reference = feats(split_images("train", num, data_dir))
   held_out = split_images("validation", num, data_dir)
   rows = []

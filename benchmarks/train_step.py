@@ -23,12 +23,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 from timing import compile_with_flops, matmul_flops_per_second
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
 from soft_diffusion import corruptions, train  # noqa: E402
+from soft_diffusion import settings as settings_lib  # noqa: E402
+from soft_diffusion import state as state_lib  # noqa: E402
 
 
 def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict:
@@ -37,25 +38,18 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
     config.train.batch_size = batch
   if dtype is not None:
     config.model.dtype = dtype
-  settings = train.settings_from_config(config)
+  settings = settings_lib.load(config)
   batch = settings.train.batch_size
   size = settings.data.image_size
   channels = 1 if settings.data.name == "digits" else 3
-  mesh = train.make_mesh()
-  replicated = NamedSharding(mesh, PartitionSpec())
-  model = train.make_model(settings.model)
-  optimizer, schedule = train.make_optimizer(settings.optim)
+  mesh = state_lib.make_mesh()
+  model = state_lib.make_model(settings.model)
+  optimizer, schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruptions.make(settings.corruption)
-  state = train.create_state(model, optimizer, (size, size, channels), settings.seed, replicated)
-  shardings = jax.tree.map(lambda _: replicated, state)
-  step = jax.jit(
-    train.make_train_step(model, corruption, optimizer, schedule, settings),
-    in_shardings=(shardings, NamedSharding(mesh, PartitionSpec("data"))),
-    out_shardings=(shardings, replicated),
-    donate_argnums=(0,),
-  )
+  state = state_lib.create_state(model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh))
+  step = train.jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
-  x = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+  x = jax.device_put(x, state_lib.batch_sharding(mesh))
   step, flops, compile_s = compile_with_flops(step, state, x)
   for _ in range(2):  # warm-up
     state, metrics = step(state, x)

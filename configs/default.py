@@ -1,7 +1,8 @@
 """Default configuration: the schema, with a comment per field. Variants import it and override.
 
-Every [choice] of
-../shared/SPEC.md is a field here, so it can be ablated from the command line.
+Every [choice] of SPEC.md is a field here, so it can be ablated from the command line. The values
+here are the defaults of the typed blocks in soft_diffusion (settings.py, data.DataConfig,
+corruptions.CorruptionConfig, models.UNetConfig); tests/test_settings.py keeps them equal.
 """
 
 import ml_collections
@@ -21,7 +22,6 @@ def get_config() -> ml_collections.ConfigDict:
   d.crop_size = ml_collections.config_dict.placeholder(int)  # central crop before resizing; None = largest square
   d.random_flip = False  # random horizontal flip in training (digits: no, faces: yes)
   d.train_split = "train"  # split read for training
-  d.eval_split = "validation"  # split read for evaluation / reference statistics
   d.folder_holdout_every = 10  # 'folder': every n-th file (sorted by path) is the validation split; 0 = none
   d.cache = False  # decode + resize the whole training split once, into memory (small datasets only)
   d.num_workers = 0  # grain worker processes decoding in the background (0 = in the main process)
@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.blur_schedule = "log"
   c.blur_sigma_min = 0.01  # σ_B(0), pixels (log schedule)
   c.blur_sigma_max = 23.0  # σ_B(1), pixels (log schedule); paper range on 64×64: [0.01, 23]
-  c.blur_sigma_table = ml_collections.config_dict.placeholder(tuple)  # K levels at t_k = k/(K-1)
+  c.blur_sigma_table = ml_collections.config_dict.placeholder(tuple)  # K levels at t_k = k/(K-1); 'table' only
   c.mask_order = "center"  # pixel removal order: 'center' (growing central square) | 'random'
   c.mask_ramp_width = 0.25  # width in t over which a pixel fades out, in (0, 1]
   c.mask_fraction = 1.0  # share of pixels fully masked by t = 1, in (0, 1]
@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict()
   config.loss.weighting = "uniform"  # w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)
 
-  # Network φ_θ (soft_diffusion/models/unet.py); defaults: SPEC §6 (NCSN++ CelebA-64 recipe).
+  # Network φ_θ (soft_diffusion/models/unet.py, UNetConfig); defaults: SPEC §6 (NCSN++ CelebA-64 recipe).
   config.model = m = ml_collections.ConfigDict()
   m.channels = 128  # base channel count
   m.channel_mult = (1, 2, 2, 2)  # channels per resolution level = channels * mult
@@ -110,7 +110,7 @@ def get_config() -> ml_collections.ConfigDict:
   ev.ref_num_images = 0  # reference images; 0 = the whole split
   ev.num_images = 10_000  # samples per (sampler, NFE) point of --mode eval (the paper: 50k)
   ev.samplers = ("momentum", "naive")  # samplers compared
-  ev.nfe = (50, 100, 200, 300)  # network evaluations per sample (sampler steps)
+  ev.num_steps = (50, 100, 200, 300)  # network evaluations per sample (NFE), as sample.num_steps
   ev.batch_size = 64  # images per Inception call (a multiple of the device count)
   ev.kid_subset_size = 1000  # KID subset size (capped at the smaller set)
   ev.kid_num_subsets = 100

@@ -25,8 +25,9 @@ def get_config():
   config.data.cache = True  # 1,617 images: decode once, not every epoch
 
   # σ_B up to 23 px on 64×64 scales to 5.75 px on 16×16. The 32 levels are the output of the
-  # level selection of SPEC §3 (schedules.select_blur_levels: mean DCT power of the 16×16 train
-  # digits, 256 log-spaced candidates in [0.01, 5.75], noise s_t of the candidate's t = i/255).
+  # level selection of SPEC §3 (`--mode schedule`, level_selection.select_blur_levels: mean DCT
+  # power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75], noise s_t of the
+  # candidate's t = i/255).
   # With the plain log schedule, half of training went to σ_B < 0.24 px, where blur does nothing.
   config.corruption.blur_sigma_max = 5.75
   config.corruption.blur_schedule = "table"
@@ -58,6 +59,6 @@ def get_config():
   # train split as reference, 256 samples per point (FID is biased upward at small N; compare
   # points of one table, not with other N).
   config.eval.num_images = 256
-  config.eval.nfe = (20, 50, 100, 200)
+  config.eval.num_steps = (20, 50, 100, 200)
   config.eval.kid_subset_size = 256
   return config

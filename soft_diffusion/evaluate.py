@@ -7,17 +7,21 @@
   feature vectors (for KID) are kept. Writes `WORKDIR/stats/reference_<split>.npz` with `mu`,
   `sigma`, `count`, `kid_features` and `meta` (JSON: dataset, split, sizes, the preprocessing
   and the weights' source). The file is written atomically.
-* `evaluate(config, workdir, step=None)`: for each sampler in `eval.samplers` and each NFE in
-  `eval.nfe`, draws `eval.num_images` samples from the checkpoint's EMA parameters (seed
-  `sample.seed`), and reports FID and KID (mean ± std over subsets) against the reference.
-  Writes `WORKDIR/eval/eval_step<N>.json` and `fid_vs_nfe_step<N>.png`. A reference made with
-  other preprocessing or weights is refused with a one-line error.
+* `evaluate(config, workdir, step=None)`: for each sampler in `eval.samplers` and each step
+  count in `eval.num_steps` (network evaluations per sample, NFE), draws `eval.num_images`
+  samples from the checkpoint's EMA parameters (seed `sample.seed`; `sample.Run.draw`), and
+  reports FID and KID (mean ± std over subsets) against the reference. Writes
+  `WORKDIR/eval/eval_step<N>.json` and `fid_vs_nfe_step<N>.png`. A reference made with other
+  preprocessing or weights is refused with a one-line error.
 
-Both run on one process (all of its devices); a multi-process launch is refused.
+Both validate everything (config, reference file, Inception weights, checkpoint) before the
+first image is drawn, and run on one process (all of its devices); a multi-process launch is
+refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -27,9 +31,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from soft_diffusion import data, evaluation, train
+from soft_diffusion import artifacts, data, errors, evaluation
 from soft_diffusion import sample as sample_lib
+from soft_diffusion import settings as settings_lib
+from soft_diffusion import state as state_lib
 from soft_diffusion.evaluation import weights
+from soft_diffusion.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +51,20 @@ PAPER_CURVES = {
 }
 
 
-def _single_process(mode: str) -> None:
+def _start(mode: str, config: Any, workdir: str | pathlib.Path):
+  """Checks shared by both modes, in order; returns (settings, workdir, mesh, Inception params)."""
   if jax.process_count() > 1:
-    raise RuntimeError(f"--mode {mode} runs on one process (all its devices); launch it without --distributed")
+    raise errors.ConfigError(f"--mode {mode} runs on one process (all its devices); launch it without --distributed")
+  workdir = artifacts.resolve_workdir(workdir)
+  settings = settings_lib.load(config, workdir)
+  mesh = state_lib.make_mesh()
+  state_lib.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
+  with errors.user_input("Inception weights"):  # missing/foreign weights fail here, before any data pass
+    params = evaluation.load_inception_params()
+  return settings, workdir, mesh, params
 
 
-def reference_meta(settings: train.Settings) -> dict[str, Any]:
+def reference_meta(settings: Settings) -> dict[str, Any]:
   """What reference statistics depend on (the image count is recorded but may differ)."""
   d = settings.data
   return {
@@ -64,23 +79,17 @@ def reference_meta(settings: train.Settings) -> dict[str, Any]:
   }
 
 
-def stats_path(workdir: pathlib.Path, settings: train.Settings) -> pathlib.Path:
+def stats_path(workdir: pathlib.Path, settings: Settings) -> pathlib.Path:
   return workdir / "stats" / f"reference_{settings.eval.split}.npz"
 
 
 def reference_stats(config: Any, workdir: str) -> pathlib.Path:
   """Computes and writes the reference statistics; returns the .npz path."""
-  _single_process("stats")
-  settings = train.settings_from_config(config)
-  mesh = train.make_mesh()
-  train.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
+  settings, workdir, mesh, params = _start("stats", config, workdir)
   cfg = settings.eval
-  workdir = pathlib.Path(workdir).resolve()
-  params = evaluation.load_inception_params()  # missing/foreign weights fail here, before any data pass
-  try:
+  with errors.user_input("config.eval.split"):  # an unknown split or an unprepared dataset
     source = data.make_source(settings.data, cfg.split)
-  except ValueError as e:  # an unknown split: name the config field that chose it
-    raise ValueError(f"config.eval.split: {e}") from None
+  state_lib.log_devices()
   total = min(cfg.ref_num_images or len(source), len(source))
   ds = data.make_dataset(
     settings.data, split=cfg.split, batch_size=cfg.batch_size, seed=settings.seed, train=False, source=source
@@ -88,9 +97,9 @@ def reference_stats(config: Any, workdir: str) -> pathlib.Path:
   stats = evaluation.FeatureStats(2048)
   kid_feats: list[np.ndarray] = []
   kept = 0
-  progress = train.Progress(f"reference features ({settings.data.name}/{cfg.split})", total)
+  progress = artifacts.Progress(f"reference features ({settings.data.name}/{cfg.split})", total)
   for batch in ds:
-    images = np.asarray(train.to_uint8(batch))[: total - stats.count]
+    images = np.asarray(artifacts.to_uint8(batch))[: total - stats.count]
     feats = evaluation.inception_features(images, params=params, batch_size=cfg.batch_size, mesh=mesh)
     stats.update(feats)
     if kept < cfg.kid_ref_features:
@@ -100,11 +109,10 @@ def reference_stats(config: Any, workdir: str) -> pathlib.Path:
     if stats.count >= total:
       break
   if stats.count < 2:
-    raise ValueError(f"config.eval.split {cfg.split!r} gave {stats.count} images; statistics need at least 2")
+    raise errors.ConfigError(f"config.eval.split {cfg.split!r} gave {stats.count} images; statistics need at least 2")
   meta = {**reference_meta(settings), "num_images": stats.count}
   path = stats_path(workdir, settings)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  train.save_npz(
+  artifacts.save_npz(
     path,
     mu=stats.mean,
     sigma=stats.cov,
@@ -116,40 +124,40 @@ def reference_stats(config: Any, workdir: str) -> pathlib.Path:
   return path
 
 
-def load_reference(path: pathlib.Path, settings: train.Settings, config_hint: str) -> tuple[Any, np.ndarray, dict]:
+def load_reference(path: pathlib.Path, settings: Settings, config_hint: str) -> tuple[Any, np.ndarray, dict]:
   """(FeatureStats, KID features, meta) of a reference file made with these settings."""
   hint = f"run: python -m soft_diffusion.main --mode stats {config_hint}"
   if not path.is_file():
-    raise FileNotFoundError(f"no reference statistics at {path}; {hint}")
+    raise errors.MissingError(f"no reference statistics at {path}; {hint}")
   try:
     with np.load(path) as f:
       meta = json.loads(str(f["meta"]))
       stats = evaluation.FeatureStats.from_moments(f["mu"], f["sigma"], int(f["count"]))
       kid_feats = np.asarray(f["kid_features"])
   except (OSError, ValueError, KeyError) as e:
-    raise ValueError(f"{path} is not a reference-statistics file ({e}); delete it and {hint}") from None
+    raise errors.ConfigError(f"{path} is not a reference-statistics file ({e}); delete it and {hint}") from None
   expected = json.loads(json.dumps(reference_meta(settings)))
   differ = sorted(k for k in expected if meta.get(k) != expected[k])
   if differ:
-    raise ValueError(
+    raise errors.ConfigError(
       f"{path} was made with other preprocessing or weights (differ: {', '.join(differ)}); delete it and {hint}"
     )
   return stats, kid_feats, meta
 
 
-def _plot(path: pathlib.Path, points: list[dict], settings: train.Settings, step: int) -> None:
+def _plot(path: pathlib.Path, points: list[dict], settings: Settings, step: int) -> None:
   import matplotlib.ticker
 
-  plt = train.pyplot()
+  plt = artifacts.pyplot()
   fig, ax = plt.subplots(figsize=(5.2, 3.8))
   for sampler in dict.fromkeys(p["sampler"] for p in points):
-    mine = sorted((p["nfe"], p["fid"]) for p in points if p["sampler"] == sampler)
+    mine = sorted((p["num_steps"], p["fid"]) for p in points if p["sampler"] == sampler)
     ax.plot(*zip(*mine, strict=True), "o-", label=f"{sampler} (ours)")
   if settings.data.name == "celeb_a" and settings.data.image_size == 64:
     for label, (nfe, fid) in PAPER_CURVES.items():
       ax.plot(nfe, fid, "x--", alpha=0.6, label=label)
   ax.set(xscale="log", yscale="log", xlabel="NFE (network evaluations per sample)", ylabel="FID")
-  nfes = sorted({p["nfe"] for p in points})
+  nfes = sorted({p["num_steps"] for p in points})
   ax.set_xticks(nfes, [str(n) for n in nfes], minor=False)
   ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -159,63 +167,53 @@ def _plot(path: pathlib.Path, points: list[dict], settings: train.Settings, step
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  train.save_figure(fig, path, dpi=120)
+  artifacts.save_figure(fig, path, dpi=120)
 
 
 def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path:
-  """FID and KID for every (sampler, NFE) of config.eval; returns the JSON path."""
-  _single_process("eval")
-  workdir = pathlib.Path(workdir).resolve()
-  settings = train.settings_from_config(config)
-  mesh = train.make_mesh()
-  train.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
+  """FID and KID for every (sampler, step count) of config.eval; returns the JSON path."""
+  settings, workdir, mesh, params = _start("eval", config, workdir)
   cfg = settings.eval
-  hint = f"--config ... --workdir {workdir}"
-  ref_stats, ref_kid, ref_meta = load_reference(stats_path(workdir, settings), settings, hint)
-  params = evaluation.load_inception_params()
-  run = sample_lib.load_run(config, str(workdir), step)
+  ref_stats, ref_kid, ref_meta = load_reference(
+    stats_path(workdir, settings), settings, f"--config ... --workdir {workdir}"
+  )
+  run = sample_lib.load_run(settings, workdir, step, mesh=mesh)
+  grid = [(s, n) for s in cfg.samplers for n in cfg.num_steps]
+  progress = artifacts.Progress("eval", len(grid), unit="points")
   points = []
-  grid = [(s, n) for s in cfg.samplers for n in cfg.nfe]
-  start_all = time.perf_counter()
-  for index, (sampler, nfe) in enumerate(grid):
+  for sampler, num_steps in grid:
     start = time.perf_counter()
-    images = sample_lib.draw(run, sampler, nfe, cfg.num_images, progress=False)
+    draw_cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=num_steps)
+    images = run.draw(draw_cfg, cfg.num_images, progress=False)
     sampled = time.perf_counter() - start
     feats = evaluation.inception_features(images, params=params, batch_size=cfg.batch_size, mesh=mesh)
     fid = evaluation.fid(feats, ref_stats)
     kid_mean, kid_std = evaluation.kid(
       feats, ref_kid, num_subsets=cfg.kid_num_subsets, subset_size=cfg.kid_subset_size, seed=settings.seed
     )
-    seconds = time.perf_counter() - start
     points.append(
       {
         "sampler": sampler,
-        "nfe": nfe,
+        "num_steps": num_steps,
         "fid": fid,
         "kid_mean": kid_mean,
         "kid_std": kid_std,
         "num_images": len(images),
         "sampling_seconds": round(sampled, 2),
-        "seconds": round(seconds, 2),
+        "seconds": round(time.perf_counter() - start, 2),
       }
     )
-    elapsed = time.perf_counter() - start_all
-    eta = elapsed / (index + 1) * (len(grid) - index - 1)
     log.info(
-      "[%d/%d] %s, NFE %d: FID %.3f  KID %.5f ± %.5f  (%d images, %.1f images/s sampling; ETA %s)",
-      index + 1,
-      len(grid),
+      "%s, %d steps: FID %.3f  KID %.5f ± %.5f  (%d images, %.1f images/s sampling)",
       sampler,
-      nfe,
+      num_steps,
       fid,
       kid_mean,
       kid_std,
       len(images),
       len(images) / max(sampled, 1e-9),
-      time.strftime("%H:%M:%S", time.gmtime(eta)),
     )
-  out = workdir / "eval"
-  out.mkdir(parents=True, exist_ok=True)
+    progress(len(points))
   record = {
     "checkpoint_step": run.step,
     "reference": {"path": str(stats_path(workdir, settings)), **ref_meta},
@@ -224,8 +222,8 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path
     "sample_prior": settings.sample.prior,
     "points": points,
   }
-  path = out / f"eval_step{run.step}.json"
-  train.write_json(path, record)
-  _plot(out / f"fid_vs_nfe_step{run.step}.png", points, settings, run.step)
+  path = workdir / "eval" / f"eval_step{run.step}.json"
+  artifacts.write_json(path, record)
+  _plot(workdir / "eval" / f"fid_vs_nfe_step{run.step}.png", points, settings, run.step)
   log.info("wrote %s and fid_vs_nfe_step%d.png", path, run.step)
   return path

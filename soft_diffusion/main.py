@@ -7,29 +7,40 @@
     python -m soft_diffusion.main --mode eval --config configs/digits.py --workdir runs/digits [--step N]
     python -m soft_diffusion.main --distributed [--coordinator_address=host:port --num_processes=N --process_id=i] ...
 
-Overrides (`--config.x.y=v`) are checked against the config's schema (locked: a misspelled key
-is an error) and every value is validated before anything is compiled or written.
+Flags are parsed, the config file loaded, its overrides (`--config.x.y=v`, locked: a misspelled
+key is an error) applied and every value validated before anything is compiled or written.
+Anything a user can get wrong (flags, config values, paths, missing checkpoints, statistics,
+weights or datasets) ends the program with one line on stderr, `error: <what and what to do>`,
+and exit status 2. `--verbose` (or SOFT_DIFFUSION_VERBOSE=1) shows the traceback instead; a bug
+always shows it. The drivers are imported only after the flags are checked, so a bad command
+line is answered at once.
 """
 
 from __future__ import annotations
 
+import ast
 import logging
+import os
+import pathlib
+import re
+import sys
+from typing import Any
 
-import jax
 from absl import app, flags
-from ml_collections import config_flags
+from ml_collections import ConfigDict, config_flags
 
-from soft_diffusion import evaluate, levels, train
-from soft_diffusion import sample as sample_lib
+from soft_diffusion import errors
+
+MODES = ("train", "sample", "schedule", "stats", "eval")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs, samples and results (made if missing).")
 _MODE = flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "sample", "schedule", "stats", "eval"],
+  MODES,
   "train | sample (images + figures) | schedule (level selection, SPEC §3) | stats (FID reference "
-  "statistics) | eval (FID/KID vs NFE).",
+  "statistics) | eval (FID/KID vs network evaluations).",
 )
 _STEP = flags.DEFINE_integer("step", None, "--mode sample/eval: checkpoint step to load (default: the latest).")
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -47,38 +58,209 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
   "process_id", None, "With --distributed: index of this process (default: auto-detected)."
 )
-flags.mark_flags_as_required(["config", "workdir"])
+_VERBOSE = flags.DEFINE_bool(
+  "verbose", False, "Show the traceback of input errors too (also: SOFT_DIFFUSION_VERBOSE=1)."
+)
+
+# ----------------------------------------------------------------------------------------------
+# Flags: parsed and checked before anything else happens.
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.getLogger().setLevel(logging.INFO)
-  logging.getLogger("absl").setLevel(logging.WARNING)  # orbax/grain chatter; our own lines stay
-  log = logging.getLogger("soft_diffusion")
-  config = _CONFIG.value
-  train.settings_from_config(config)  # fail fast, before jax.distributed or any compile
+def _verbose(argv: list[str]) -> bool:
+  env = os.environ.get("SOFT_DIFFUSION_VERBOSE", "").lower() in ("1", "true", "yes")
+  return env or any(a in ("--verbose", "--verbose=true", "--verbose=1") for a in argv)
+
+
+def _config_path(argv: list[str]) -> str | None:
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _unquote(text: str) -> str:
+  """ml_collections wraps key errors in repr()s of repr()s; unwrap them."""
+  for _ in range(4):
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      break
+    if not isinstance(value, str):
+      break
+    text = value
+  return text
+
+
+def _check_config_file(path: str) -> None:
+  """Runs the config file's get_config() once on its own, so that a broken file is reported as
+  such (absl would report it in terms of the overrides it could not apply)."""
+  import importlib.util
+
+  try:
+    spec = importlib.util.spec_from_file_location("soft_diffusion_config_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = getattr(module, "get_config", None)
+    if get_config is None:
+      raise errors.ConfigError(f"--config {path}: the file defines no get_config()")
+    config = get_config()
+  except errors.UserError:
+    raise
+  except SyntaxError as e:
+    raise errors.ConfigError(f"--config {path}: SyntaxError: {e.msg} (line {e.lineno})") from e
+  except Exception as e:  # the file is the user's own code: whatever it raises is theirs to fix
+    raise errors.ConfigError(f"--config {path}: {type(e).__name__}: {errors.one_line(e)}") from e
+  if not isinstance(config, ConfigDict):
+    raise errors.ConfigError(
+      f"--config {path}: get_config() must return an ml_collections.ConfigDict, got {type(config).__name__}"
+    )
+
+
+def _describe_override_error(e: BaseException, argv: list[str], path: str | None) -> str:
+  """One line for an error raised while applying `--config.x.y=v` overrides (or parsing flags)."""
+  if isinstance(e, (KeyError, AttributeError)):
+    text = _unquote(str(e))
+    names = re.findall(r"'(\w+)'", text)
+    suggestion = re.search(r'Did you mean "(\w+)"', text)
+    key = names[0] if names else text
+    override = next(
+      (a.split("=", 1)[0] for a in argv if a.startswith("--config.") and key in a.split("=", 1)[0].split(".")), None
+    )
+    where = override or f"--config {path}"
+    hint = f"; did you mean {suggestion.group(1)!r}?" if suggestion else "; configs/default.py lists every field"
+    return f"{where}: the config has no field {key!r}{hint}"
+  if isinstance(e, flags.Error):
+    return errors.one_line(e)
+  return f"--config {path}: {type(e).__name__}: {errors.one_line(e)}"
+
+
+def _check_launch_flags() -> None:
+  if _STEP.value is not None:
+    if _MODE.value not in ("sample", "eval"):
+      raise errors.ConfigError(f"--step applies to --mode sample and --mode eval only, not --mode {_MODE.value}")
+    if _STEP.value < 0:
+      raise errors.ConfigError(f"--step must be a checkpoint step >= 0, got {_STEP.value}")
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  if _STEP.value is not None and _MODE.value not in ("sample", "eval"):
-    raise app.UsageError("--step applies to --mode sample and --mode eval only")
   if not _DISTRIBUTED.value and any(v is not None for v in explicit):
-    raise app.UsageError("--coordinator_address/--num_processes/--process_id need --distributed")
+    raise errors.ConfigError("--coordinator_address/--num_processes/--process_id need --distributed")
+  if _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value < 1:
+    raise errors.ConfigError(f"--num_processes must be >= 1, got {_NUM_PROCESSES.value}")
+  if _PROCESS_ID.value is not None:
+    top = _NUM_PROCESSES.value
+    if _PROCESS_ID.value < 0 or (top is not None and _PROCESS_ID.value >= top):
+      allowed = f"in [0, --num_processes = {top})" if top is not None else ">= 0"
+      raise errors.ConfigError(f"--process_id must be {allowed}, got {_PROCESS_ID.value}")
+  address = _COORDINATOR.value
+  if address is not None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise errors.ConfigError(f"--coordinator_address must be host:port (port 1-65535), got {address!r}")
+
+
+def parse(argv: list[str]) -> ConfigDict:
+  """Parses and checks the flags and loads the config; raises errors.UserError (one line)."""
+  path = _config_path(argv)
+  if path:
+    if not os.path.isfile(path):
+      raise errors.MissingError(f"--config {path}: no such file")
+    root = str(pathlib.Path(path).resolve().parent.parent)  # configs import `configs.default`
+    if root not in sys.path:
+      sys.path.insert(1, root)
+    _check_config_file(path)
+  try:
+    rest = flags.FLAGS(argv)
+    config = _CONFIG.value
+  except Exception as e:  # absl and ml_collections raise many types
+    raise errors.ConfigError(_describe_override_error(e, argv, path)) from e
+  if len(rest) > 1:
+    raise errors.ConfigError(f"unexpected arguments {rest[1:]}; flags are --name=value")
+  for name, value in (("--config", path), ("--workdir", _WORKDIR.value)):
+    if not value:
+      raise errors.ConfigError(f"{name} is required (see --help)")
+  _check_launch_flags()
+  return config
+
+
+# ----------------------------------------------------------------------------------------------
+# One function per mode.
+
+
+def run(config: ConfigDict) -> Any:
+  """Validates the settings once, starts jax.distributed if asked, runs the mode; returns its result."""
+  # Imported after the flags are checked (a bad command line is answered at once), and each
+  # mode's module only for that mode.
+  import jax
+
+  from soft_diffusion import artifacts
+  from soft_diffusion import settings as settings_lib
+
+  mode, workdir = _MODE.value, _WORKDIR.value
+  artifacts.resolve_workdir(workdir)
+  settings = settings_lib.load(config, workdir, resolve_levels=mode != "schedule")
   if _DISTRIBUTED.value:
-    jax.distributed.initialize(*explicit)
-  log.info("devices: %d (%s), processes: %d", jax.device_count(), jax.default_backend(), jax.process_count())
-  if _MODE.value == "train":
-    train.train_and_evaluate(config, _WORKDIR.value)
-    return
-  if _MODE.value == "sample":
-    path = sample_lib.sample(config, _WORKDIR.value, _STEP.value)
-  elif _MODE.value == "schedule":
-    path = levels.select_schedule(config, _WORKDIR.value)
-  elif _MODE.value == "stats":
-    path = evaluate.reference_stats(config, _WORKDIR.value)
-  else:
-    path = evaluate.evaluate(config, _WORKDIR.value, _STEP.value)
-  print(path)
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if mode == "train":
+    from soft_diffusion import train
+
+    return train.train_and_evaluate(settings, workdir)
+  if mode == "sample":
+    from soft_diffusion import sample
+
+    return sample.write_samples(settings, workdir, _STEP.value)
+  if mode == "schedule":
+    from soft_diffusion import select_levels
+
+    return select_levels.select_schedule(settings, workdir)
+  from soft_diffusion import evaluate
+
+  if mode == "stats":
+    return evaluate.reference_stats(settings, workdir)
+  return evaluate.evaluate(settings, workdir, _STEP.value)
+
+
+class _QuietLibraries(logging.Filter):
+  """Of what libraries log through absl, clu's progress notes and warnings get through; orbax and
+  grain chatter (INFO) and TFDS's warnings about folders it is about to fill do not."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if f"{os.sep}clu{os.sep}platform{os.sep}" in record.pathname:
+      return True
+    floor = logging.ERROR if f"{os.sep}tensorflow_datasets{os.sep}" in record.pathname else logging.WARNING
+    return record.levelno >= floor
+
+
+def _main(config: ConfigDict) -> None:
+  logging.getLogger().setLevel(logging.INFO)
+  absl_logger = logging.getLogger("absl")
+  absl_logger.setLevel(logging.INFO)
+  absl_logger.addFilter(_QuietLibraries())
+  verbose = _VERBOSE.value or _verbose([])
+  try:
+    result = run(config)
+  except errors.UserError as e:
+    if verbose:
+      raise
+    print(f"error: {errors.one_line(e)}", file=sys.stderr)
+    sys.exit(2)
+  if _MODE.value != "train":
+    print(result)
+
+
+def _parse_or_exit(argv: list[str]) -> ConfigDict:
+  try:
+    return parse(argv)
+  except errors.UserError as e:
+    if _verbose(argv):
+      raise
+    print(f"error: {errors.one_line(e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+  app.run(_main, argv=argv, flags_parser=_parse_or_exit)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  main()

@@ -1,23 +1,26 @@
-"""Sampling from a trained run: `sample(config, workdir)` (the `--mode sample` of main.py).
+"""Everything about drawing images from a network: p_1, the jitted sampler, figures, --mode sample.
 
-Loads the EMA parameters of the latest checkpoint (or of `step`), p_1 as `sample.prior` says
-(the Gaussian fit stored in WORKDIR/prior.npz, or the exact forward marginal over training
-images), draws `config.sample.num_images` images with `config.sample.sampler` in
-`config.sample.num_steps` network evaluations from keys fold_in(key(sample.seed), batch),
-sharded over all devices, and writes under `WORKDIR/samples/`:
-
-* `samples.npz` (key `images`, uint8 NHWC) and `samples.png` (grid);
-* `trajectory.png`: one reverse trajectory, x_t and the estimate x̂_0 at several t;
-* `forward.png`: real training images through the forward corruption x_t = C_t x_0 + s_t η.
-
-The same checkpoint and seed give identical images. `load_run` and `draw` are shared with
---mode eval (evaluate.py).
+* p_1 (`make_prior`): `sample.prior = 'gaussian'` is the fit of C_1 x_0 + s_1 η to
+  `train.prior_num_images` training images, stored in WORKDIR/prior.npz when training starts
+  (`fit_missing=True`) and read by every later sampling; `'forward'` is the exact forward
+  marginal over those images (no file). The choice is made here and nowhere else.
+* Drawing (one verb): `make_draw_fn` jits (params, prior, key) -> one batch of
+  `sample.batch_size` images in [-1, 1], split over the mesh's "data" axis; `draw` runs it batch
+  by batch from keys fold_in(key(sample.seed), i) and returns uint8 [N, H, W, C]. The same
+  checkpoint and seed give identical images, on any number of devices.
+* `load_run` is what sampling needs from a trained workdir (settings, EMA parameters of a
+  checkpoint, p_1, mesh); `Run.draw` draws with any sampler and step count (--mode eval uses it).
+* `write_samples(config, workdir, step)` (`--mode sample`) writes under WORKDIR/samples/:
+  `samples.npz` (key `images`, uint8 NHWC) and `samples.png`; `trajectory.png` (one reverse
+  trajectory: x_t and the estimate x̂_0 at several t); `forward.png` (training images through
+  x_t = C_t x_0 + s_t η).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import pathlib
 import time
 from typing import Any
@@ -25,19 +28,131 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.experimental import multihost_utils
 
-from soft_diffusion import corruptions, priors, samplers, train
+from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, priors, samplers
+from soft_diffusion import settings as settings_lib
+from soft_diffusion import state as state_lib
+from soft_diffusion.models import make_denoise_fn
+from soft_diffusion.settings import SampleConfig, Settings
 
 log = logging.getLogger(__name__)
+
+PRIOR_FILE = "prior.npz"
+
+# ----------------------------------------------------------------------------------------------
+# The start distribution p_1.
+
+
+def load_training_images(settings: Settings, num: int) -> np.ndarray:
+  """The first `num` training images (in order, no flip) as float32 [n, H, W, C] in [-1, 1]."""
+  with errors.user_input("config.data"):
+    ds = data.make_dataset(
+      settings.data, split=settings.data.train_split, batch_size=256, seed=settings.seed, train=False
+    )
+  chunks, count = [], 0
+  for batch in ds:
+    chunks.append(np.asarray(batch))
+    count += len(batch)
+    if count >= num:
+      break
+  return np.concatenate(chunks)[:num]
+
+
+def fit_prior(images: np.ndarray, corruption: corruptions.Corruption, seed: int) -> priors.GaussianPrior:
+  """Fits p_1 to C_1 x_0 + s_1 η over training images [N, H, W, C] (noise keys from `seed`)."""
+  corrupt_at_one = jax.jit(lambda x, key: corruption.corrupt(x, jnp.ones(x.shape[0]), jax.random.normal(key, x.shape)))
+  key = jax.random.key(seed + 1)
+  x1 = [
+    np.asarray(corrupt_at_one(images[start : start + 256], jax.random.fold_in(key, i)))
+    for i, start in enumerate(range(0, len(images), 256))
+  ]
+  return priors.fit_gaussian_prior(np.concatenate(x1))
+
+
+def save_prior(prior: priors.GaussianPrior, path: pathlib.Path) -> None:
+  artifacts.save_npz(path, **prior._asdict())
+
+
+def load_prior(path: pathlib.Path) -> priors.GaussianPrior:
+  if not path.exists():
+    raise errors.MissingError(f"no prior at {path}; it is written when training starts in that workdir")
+  with np.load(path) as f:
+    return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
+
+
+def make_prior(
+  settings: Settings, corruption: corruptions.Corruption, workdir: pathlib.Path, *, fit_missing: bool = False
+) -> priors.GaussianPrior | priors.ForwardPrior:
+  """p_1 as `sample.prior` says. With `fit_missing` (training), a missing WORKDIR/prior.npz is
+  fitted and written (by process 0) first, whichever prior sampling uses."""
+  path = workdir / PRIOR_FILE
+  forward = settings.sample.prior == "forward"
+  fit = fit_missing and not path.exists()
+  images = load_training_images(settings, settings.train.prior_num_images) if (forward or fit) else None
+  gaussian = None
+  if fit:
+    gaussian = fit_prior(images, corruption, settings.seed)
+    if jax.process_index() == 0:
+      save_prior(gaussian, path)
+  if forward:
+    return priors.ForwardPrior(jnp.asarray(images))
+  return gaussian if gaussian is not None else load_prior(path)
+
+
+def prior_channels(prior: priors.GaussianPrior | priors.ForwardPrior) -> int:
+  return int((prior.images if isinstance(prior, priors.ForwardPrior) else prior.mean).shape[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing.
+
+
+def make_draw_fn(model: Any, corruption: Any, cfg: SampleConfig, mesh: jax.sharding.Mesh | None = None):
+  """jitted (params, prior, key) -> x_0 images [cfg.batch_size, H, W, C] in [-1, 1], drawn with
+  `cfg.sampler` in `cfg.num_steps` network evaluations.
+
+  With `mesh`, the batch is split over its "data" axis (cfg.batch_size must divide evenly).
+  """
+  sampler = samplers.get(cfg.sampler)
+  if mesh is not None:
+    state_lib.check_batch_split("sample.batch_size", cfg.batch_size, mesh)
+
+  def draw_fn(params, prior, key):
+    k_prior, k_sampler = jax.random.split(key)
+    x_init = priors.sample_p1(prior, corruption, k_prior, cfg.batch_size)
+    if mesh is not None:
+      x_init = jax.lax.with_sharding_constraint(x_init, state_lib.batch_sharding(mesh))
+    x0 = sampler(make_denoise_fn(model, params), x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
+    return jnp.clip(x0, -1.0, 1.0)
+
+  return jax.jit(draw_fn)
+
+
+def draw(draw_fn, params: Any, prior: Any, cfg: SampleConfig, num_images: int, *, progress: bool = False) -> np.ndarray:
+  """`num_images` uint8 images [N, H, W, C] from `draw_fn` (see `make_draw_fn`), batch i from
+  key fold_in(key(cfg.seed), i); with `progress`, a log line per batch with the rate and ETA."""
+  out = []
+  report = artifacts.Progress("drawn", num_images, note=" (first batch includes compiling)") if progress else None
+  for i in range(math.ceil(num_images / cfg.batch_size)):
+    x = artifacts.to_uint8(draw_fn(params, prior, jax.random.fold_in(jax.random.key(cfg.seed), i)))
+    if not x.is_fully_addressable:  # batch split over several processes: every process gets all
+      x = multihost_utils.process_allgather(x, tiled=True)
+    out.append(np.asarray(x))
+    if report:
+      report(min(num_images, (i + 1) * cfg.batch_size))
+  return np.concatenate(out)[:num_images]
+
+
+# ----------------------------------------------------------------------------------------------
+# A trained run.
 
 
 @dataclasses.dataclass
 class Run:
   """What sampling needs from a trained workdir."""
 
-  settings: train.Settings
+  settings: Settings
   workdir: pathlib.Path
   model: Any
   corruption: corruptions.Corruption
@@ -46,47 +161,31 @@ class Run:
   step: int
   mesh: jax.sharding.Mesh
 
+  def draw(self, cfg: SampleConfig | None = None, num_images: int | None = None, *, progress: bool = True):
+    """uint8 images drawn with `cfg` (default: the run's sample block) from this checkpoint."""
+    cfg = cfg or self.settings.sample
+    draw_fn = make_draw_fn(self.model, self.corruption, cfg, self.mesh)
+    return draw(draw_fn, self.params, self.prior, cfg, num_images or cfg.num_images, progress=progress)
 
-def load_run(config: Any, workdir: str, step: int | None = None) -> Run:
-  """Validates the config and loads the checkpoint's EMA params and p_1 (one-line errors)."""
-  workdir = pathlib.Path(workdir).resolve()  # Orbax needs absolute paths
-  settings = train.with_selected_levels(train.settings_from_config(config), workdir)
-  checkpoints = workdir / "checkpoints"
-  if not checkpoints.is_dir():
-    raise FileNotFoundError(
-      f"no checkpoints in {checkpoints}; train first: python -m soft_diffusion.main --workdir {workdir}"
-    )
-  mesh = train.make_mesh()
-  train.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
-  prior = train.sampling_prior(settings, workdir)
-  channels = int((prior.images if isinstance(prior, priors.ForwardPrior) else prior.mean).shape[-1])
+
+def load_run(
+  config: Any, workdir: str | pathlib.Path, step: int | None = None, *, mesh: jax.sharding.Mesh | None = None
+) -> Run:
+  """Validates everything, then loads the checkpoint's EMA params and p_1 (one-line errors)."""
+  workdir = artifacts.resolve_workdir(workdir)
+  settings = settings_lib.load(config, workdir)
+  mesh = mesh or state_lib.make_mesh()
+  state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
+  step = checkpoints.resolve_step(workdir, step)
   corruption = corruptions.make(settings.corruption)
-  model = train.make_model(settings.model)
-  optimizer, _ = train.make_optimizer(settings.optim)
-  replicated = NamedSharding(mesh, PartitionSpec())
-  size = settings.data.image_size
-  abstract = jax.eval_shape(
-    lambda: train.create_state(model, optimizer, (size, size, channels), settings.seed, replicated)
-  )
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
-  manager = ocp.CheckpointManager(checkpoints, item_handlers={"state": ocp.StandardCheckpointHandler()})
-  available = manager.all_steps()
-  if step is None:
-    step = manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"no complete checkpoint in {checkpoints}")
-  elif step not in available:
-    raise FileNotFoundError(f"no checkpoint for step {step} in {checkpoints}; available: {sorted(available)}")
-  args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-  state = train.restore_checkpoint(manager, step, args)["state"]
-  return Run(settings, workdir, model, corruption, state.ema_params, prior, int(step), mesh)
+  prior = make_prior(settings, corruption, workdir)
+  params = checkpoints.load_ema_params(workdir, settings, mesh, prior_channels(prior), step)
+  state_lib.log_devices()
+  return Run(settings, workdir, state_lib.make_model(settings.model), corruption, params, prior, step, mesh)
 
 
-def draw(run: Run, sampler: str, num_steps: int, num_images: int, *, progress: bool = True) -> np.ndarray:
-  """`num_images` uint8 samples with `sampler` in `num_steps` steps (the run's sample seed)."""
-  cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=num_steps)
-  sample_fn = train.make_sample_fn(run.model, run.corruption, cfg, run.mesh)
-  return train.draw_samples(sample_fn, run.params, run.prior, cfg, num_images, progress=progress)
+# ----------------------------------------------------------------------------------------------
+# Figures.
 
 
 def _to_display(x) -> np.ndarray:
@@ -96,7 +195,7 @@ def _to_display(x) -> np.ndarray:
 
 
 def _figure_grid(path: pathlib.Path, rows: list[tuple[str, list[np.ndarray]]], titles: list[str], suptitle: str):
-  plt = train.pyplot()
+  plt = artifacts.pyplot()
   cols = len(titles)
   fig, axes = plt.subplots(len(rows), cols, figsize=(1.5 * cols, 1.6 * len(rows) + 0.6), squeeze=False)
   for r, (label, images) in enumerate(rows):
@@ -111,7 +210,7 @@ def _figure_grid(path: pathlib.Path, rows: list[tuple[str, list[np.ndarray]]], t
         ax.set_ylabel(label, fontsize=8)
   fig.suptitle(suptitle, fontsize=9)
   fig.tight_layout()
-  train.save_figure(fig, path)
+  artifacts.save_figure(fig, path)
 
 
 def _level_title(corruption, t: float) -> str:
@@ -126,7 +225,7 @@ def _level_title(corruption, t: float) -> str:
 def trajectory_figure(run: Run, path: pathlib.Path, num_frames: int = 8) -> None:
   """One reverse trajectory with the configured sampler: x_t (top) and x̂_0 (bottom)."""
   cfg = run.settings.sample
-  denoise_fn = train.make_denoise_fn(run.model, run.params)
+  denoise_fn = make_denoise_fn(run.model, run.params)
   key = jax.random.fold_in(jax.random.key(cfg.seed), 10_000)  # apart from the sample batches' keys
   k_prior, k_sampler = jax.random.split(key)
   x_init = priors.sample_p1(run.prior, run.corruption, k_prior, 1)
@@ -148,7 +247,7 @@ def trajectory_figure(run: Run, path: pathlib.Path, num_frames: int = 8) -> None
 
 def forward_figure(run: Run, path: pathlib.Path, num_images: int = 3, num_levels: int = 8) -> None:
   """Real training images through the forward corruption: C_t x_0 and x_t = C_t x_0 + s_t η."""
-  x0 = jnp.asarray(train.load_training_images(run.settings, num_images))
+  x0 = jnp.asarray(load_training_images(run.settings, num_images))
   times = np.linspace(0.0, 1.0, num_levels)
   key = jax.random.key(run.settings.seed + 2)
   rows = [("C_t x_0", []), *[(f"x_t (image {i})", []) for i in range(len(x0))]]
@@ -163,12 +262,16 @@ def forward_figure(run: Run, path: pathlib.Path, num_images: int = 3, num_levels
   _figure_grid(path, rows, titles, f"forward corruption ({run.settings.corruption.name})")
 
 
-def sample(config: Any, workdir: str, step: int | None = None) -> pathlib.Path:
+# ----------------------------------------------------------------------------------------------
+# --mode sample.
+
+
+def write_samples(config: Any, workdir: str | pathlib.Path, step: int | None = None) -> pathlib.Path:
   """Writes samples.npz, samples.png, trajectory.png and forward.png; returns the .npz path."""
   run = load_run(config, workdir, step)
   cfg = run.settings.sample
   start = time.perf_counter()
-  images = draw(run, cfg.sampler, cfg.num_steps, cfg.num_images)
+  images = run.draw(cfg, cfg.num_images)
   log.info(
     "%d images with the %s sampler, %d steps, %s prior, in %.1f s (checkpoint step %d)",
     len(images),
@@ -179,10 +282,9 @@ def sample(config: Any, workdir: str, step: int | None = None) -> pathlib.Path:
     run.step,
   )
   out = run.workdir / "samples"
-  out.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    train.save_npz(out / "samples.npz", images=images)
-    train.write_png(images, out / "samples.png", scale=4 if images.shape[1] <= 32 else 1)
+    artifacts.save_npz(out / "samples.npz", images=images)
+    artifacts.write_png(images, out / "samples.png")
   if jax.process_count() == 1:  # the figures run small jitted programs on one process's devices
     trajectory_figure(run, out / "trajectory.png")
     forward_figure(run, out / "forward.png")

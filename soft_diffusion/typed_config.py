@@ -7,6 +7,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from soft_diffusion.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -18,7 +20,7 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return dict(cfg.to_dict())
   if isinstance(cfg, Mapping):
     return dict(cfg)
-  raise ValueError(f"config must be a dataclass, a Mapping or a ConfigDict, got {type(cfg).__name__}")
+  raise ConfigError(f"config must be a dataclass, a Mapping or a ConfigDict, got {type(cfg).__name__}")
 
 
 def from_block(cls: type[T], cfg: Any, block: str) -> T:
@@ -32,15 +34,15 @@ def from_block(cls: type[T], cfg: Any, block: str) -> T:
   known = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(values) - known)
   if unknown:
-    raise ValueError(f"config.{block} has unknown field(s) {unknown}; allowed: {sorted(known)}")
+    raise ConfigError(f"config.{block} has unknown field(s) {unknown}; allowed: {sorted(known)}")
   values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
   return cls(**values)
 
 
 def check(ok: bool, field: str, allowed: str, value: Any) -> None:
-  """Raises `config.<field> must be <allowed>, got <value>` unless `ok`."""
+  """Raises `ConfigError('config.<field> must be <allowed>, got <value>')` unless `ok`."""
   if not ok:
-    raise ValueError(f"config.{field} must be {allowed}, got {value!r}")
+    raise ConfigError(f"config.{field} must be {allowed}, got {value!r}")
 
 
 def is_int_at_least(value: Any, minimum: int) -> bool:

@@ -1,11 +1,18 @@
-"""Shared test fixtures. Tests run on the host CPU with its single default device; the sharding
-tests start their own subprocesses with 8 fake devices (tests/test_sharding.py)."""
+"""Shared fixtures. Tests run on the host CPU with its single default device; the sharding tests
+start their own subprocesses with 8 fake devices (test_sharding.py, test_multidevice.py,
+test_sample.py).
+
+Every test that trains or samples uses one config, configs/tiny.py (`tiny_config`), on one
+prepared copy of the digits (`tfds_dir`); `trained_run` is a 2-step run of it that tests may
+sample from and evaluate, but not change.
+"""
 
 import pathlib
 import sys
 
 import numpy as np
 import pytest
+from support import TRAINED_STEPS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # configs/ is a top-level folder, not part of the package
@@ -27,3 +34,40 @@ def compilation_cache(tmp_path_factory):
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   yield
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """A TFDS data_dir for the session: the digits are prepared into it on first use."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture
+def tiny_config(tfds_dir):
+  """A fresh copy of configs/tiny.py reading the session's digits."""
+  from configs import tiny
+
+  config = tiny.get_config()
+  config.data.path = tfds_dir
+  return config
+
+
+@pytest.fixture
+def tiny_flags(tfds_dir):
+  """The command-line flags that make `support.cli` read the session's digits."""
+  return [f"--config.data.path={tfds_dir}"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tfds_dir, tmp_path_factory):
+  """The workdir of configs/tiny.py trained for TRAINED_STEPS steps (one checkpoint, step 2);
+  sample from it with `tiny_config`."""
+  from configs import tiny
+  from soft_diffusion import train
+
+  config = tiny.get_config()
+  config.data.path = tfds_dir
+  config.train.num_steps = TRAINED_STEPS
+  workdir = tmp_path_factory.mktemp("trained")
+  train.train_and_evaluate(config, str(workdir))
+  return workdir

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import soft_diffusion
-from soft_diffusion import corruptions, losses, samplers, schedules
+from soft_diffusion import corruptions, level_selection, losses, samplers, schedules
 
 
 def test_design_md_calls():
@@ -25,7 +25,7 @@ def test_design_md_calls():
     assert sampler(denoise_fn, x, corruption, num_steps=2, key=jax.random.key(1)).shape == x.shape
   assert set(samplers.SAMPLERS) == {"momentum", "naive", "deterministic"}
   assert set(corruptions.REGISTRY) == {"blur", "mask", "identity"}
-  assert callable(schedules.select_blur_levels)
+  assert callable(level_selection.select_blur_levels) and callable(schedules.make_blur_schedule)
   assert soft_diffusion.__version__
 
 

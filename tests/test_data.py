@@ -300,7 +300,7 @@ def test_folder_errors(tmp_path, rng):
   "kwargs, match",
   [
     (dict(name="imagenet"), "config.data.name must be one of"),
-    (dict(name="folder"), "config.data.path must name a folder"),
+    (dict(name="folder"), "config.data.path must be a folder of images when"),
     (dict(image_size=0), "config.data.image_size must be an int >= 1"),
     (dict(num_workers=-1), "config.data.num_workers must be an int >= 0"),
     (dict(crop_size=0), "config.data.crop_size must be None"),

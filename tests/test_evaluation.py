@@ -1,5 +1,8 @@
 """FID and KID on feature vectors: against float64 references and closed forms."""
 
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -68,3 +71,18 @@ def test_statistics_round_trip_through_their_moments(rng):
   np.testing.assert_allclose(again.mean, stats.mean, rtol=1e-12)
   np.testing.assert_allclose(again.cov, stats.cov, rtol=1e-9, atol=1e-12)
   assert evaluation.fid(again, stats) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_sanity_ladder(tfds_dir):
+  """Train vs held-out digits is the smallest FID; blurring the held-out set raises it.
+
+  With 24 images a set FID carries a large small-sample bias (n = 180 gives 31 for the first
+  row, see the README), so "small" is checked with the unbiased KID."""
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+  import fid_ladder
+
+  rows = fid_ladder.ladder(24, [1.0, 3.0], tfds_dir)
+  fids = [fid for _, fid, _ in rows]
+  kids = [kid for _, _, kid in rows]
+  assert fids[0] < fids[1] < fids[2] and kids[0] < kids[1] < kids[2], rows
+  assert abs(kids[0]) < 0.2 * kids[1], rows

@@ -1,18 +1,20 @@
-"""The U-Net φ_θ and the denoiser wrapper h_θ = φ_θ + x_t."""
+"""The U-Net φ_θ, its config, and the denoiser wrapper h_θ = φ_θ + x_t."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from soft_diffusion.models import UNet, make_denoise_fn, timestep_embedding
+from soft_diffusion.models import UNet, UNetConfig, make_denoise_fn, timestep_embedding
 
-TINY = dict(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), dropout=0.5)
+TINY = UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), dropout=0.5)
 
 
 @pytest.fixture(scope="module")
 def tiny():
-  model = UNet(**TINY)
+  model = UNet(TINY)
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
   t = jnp.array([0.1, 0.9])
   params = jax.jit(model.init)(jax.random.key(1), x, t)["params"]
@@ -42,7 +44,7 @@ def test_network_depends_on_t_and_dropout_only_in_training(tiny):
 
 def test_bfloat16_compute_keeps_float32_params_and_output(tiny):
   _, params, x, t = tiny
-  model = UNet(**TINY, dtype=jnp.bfloat16)
+  model = UNet(dataclasses.replace(TINY, dtype="bfloat16"))
   out = jax.jit(model.apply)({"params": params}, x, t)
   assert out.dtype == jnp.float32
   shapes = jax.eval_shape(model.init, jax.random.key(1), x, t)
@@ -59,8 +61,29 @@ def test_timestep_embedding():
 
 
 def test_spec_celeba64_architecture_size():
-  # SPEC §6: 128 channels, multipliers (1, 2, 2, 2), 4 res blocks per level, attention at 16×16.
-  model = UNet(channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=4, attention_resolutions=(16,), dropout=0.1)
+  # SPEC §6: 128 channels, multipliers (1, 2, 2, 2), 4 res blocks per level, attention at 16×16:
+  # UNetConfig's defaults, which are configs/default.py's model block.
+  model = UNet(UNetConfig())
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), jnp.zeros(1)))
   count = sum(v.size for v in jax.tree.leaves(shapes))
   assert count == 57_354_883, f"celeba64 U-Net has {count:,} parameters, not the 57,354,883 recorded in README.md"
+
+
+@pytest.mark.parametrize(
+  "field, value, match",
+  [
+    ("channels", 0, "config.model.channels must be an int >= 1"),
+    ("channel_mult", (), "config.model.channel_mult must be a non-empty tuple"),
+    ("dropout", 1.0, r"config.model.dropout must be in \[0, 1\)"),
+    ("dtype", "float16", "config.model.dtype must be 'float32' or 'bfloat16'"),
+  ],
+)
+def test_config_rejects_bad_values(field, value, match):
+  with pytest.raises(ValueError, match=match):
+    UNetConfig(**{field: value})
+
+
+def test_config_takes_lists_as_tuples():
+  assert UNetConfig(channel_mult=[1, 2], attention_resolutions=[]) == UNetConfig(
+    channel_mult=(1, 2), attention_resolutions=()
+  )

@@ -14,27 +14,30 @@ import sys
 
 import numpy as np
 import pytest
-from test_train import REPO, flat, saved_state, tiny_flags
+from support import REPO, flat, saved_state
 
 STEPS = 5
 
 
 def overrides(tfds_dir):
-  return tiny_flags(
-    tfds_dir,
-    train__log_every_steps=1,
-    train__num_steps=STEPS,
-    checkpoint__every_steps=100,
-    optim__warmup_steps=0,
-    optim__lr=2e-3,  # pinned: the demo's tuning must not move this test
-  )
+  """configs/tiny.py with its numbers pinned here: tuning that config must not move this test."""
+  pinned = {
+    "data.path": tfds_dir,
+    "train.log_every_steps": 1,
+    "train.num_steps": STEPS,
+    "checkpoint.every_steps": 100,
+    "optim.warmup_steps": 0,
+    "optim.lr": 2e-3,
+    "optim.decay": "constant",
+  }
+  return [f"--config.{key}={value}" for key, value in pinned.items()]
 
 
 def start(workdir, tfds_dir, devices, processes=1):
   """launch/local.sh: `processes` processes with `devices` fake CPU devices each."""
   env = dict(os.environ, PYTHON=sys.executable)
   launcher = ["bash", "launch/local.sh", "--processes", str(processes), "--cpu_devices", str(devices), "--"]
-  command = [*launcher, "--config=configs/digits.py", f"--workdir={workdir}", *overrides(tfds_dir)]
+  command = [*launcher, "--config=configs/tiny.py", f"--workdir={workdir}", *overrides(tfds_dir)]
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -63,10 +66,9 @@ def relative_differences(a, b):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  tfds_dir = tmp_path_factory.mktemp("tfds")
+def runs(tfds_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
-  finish(start(root / "one_device", tfds_dir, 1), "1 process x 1 device")  # also prepares the dataset
+  finish(start(root / "one_device", tfds_dir, 1), "1 process x 1 device")  # may prepare the dataset
   finish(start(root / "eight_devices", tfds_dir, 8), "1 process x 8 devices")
   out = finish(start(root / "two_processes", tfds_dir, 4, processes=2), "2 processes x 4 devices")
   assert out.count("devices: 8 (cpu), processes: 2") == 2, out[-3000:]

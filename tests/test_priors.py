@@ -1,6 +1,7 @@
-"""The Gaussian prior p_1 (SPEC §4)."""
+"""The start distribution p_1 (SPEC §4): the Gaussian fit and the exact forward marginal."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -34,3 +35,14 @@ def test_blur_prior_keeps_low_frequencies_coupled(rng):
 def test_prior_rejects_bad_input():
   with pytest.raises(ValueError, match=r"x1 must be \[N >= 2, H, W, C\]"):
     priors.fit_gaussian_prior(np.zeros((1, 4, 4, 1)))
+
+
+def test_forward_prior_draws_the_exact_forward_marginal():
+  corruption = corruptions.make({"name": "blur"})
+  x0 = jax.random.uniform(jax.random.key(0), (1, 8, 8, 1), minval=-1, maxval=1)
+  num = 4000
+  draws = priors.sample_forward(priors.ForwardPrior(x0), corruption, jax.random.key(1), num)
+  mean_target = corruption.apply(x0, jnp.ones(1))[0]
+  s1 = float(corruption.noise_std(jnp.ones(1))[0])
+  np.testing.assert_allclose(draws.mean(0), mean_target, atol=4 * s1 / np.sqrt(num))
+  np.testing.assert_allclose(draws.std(0), s1, rtol=0.1)

@@ -9,6 +9,8 @@ import pathlib
 import subprocess
 import sys
 
+from soft_diffusion import corruptions, samplers
+
 
 def test_functional_core_on_a_sharded_batch():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
@@ -16,4 +18,7 @@ def test_functional_core_on_a_sharded_batch():
   proc = subprocess.run([sys.executable, str(worker)], env=env, capture_output=True, text=True, timeout=600)
   print(proc.stdout)
   assert proc.returncode == 0, f"sharded worker failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
-  assert proc.stdout.count("sharded == unsharded") == 2 + 3 * (2 + 3) + 1
+  # The worker checks to_global_array, gaussian_blur and the Inception features once, and for every
+  # corruption its `corrupt`, the loss and every sampler.
+  expected = 3 + len(corruptions.REGISTRY) * (2 + len(samplers.SAMPLERS))
+  assert proc.stdout.count("sharded == unsharded") == expected, proc.stdout

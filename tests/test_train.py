@@ -1,148 +1,52 @@
-"""The train loop: a golden first step, exact resume, sampling determinism, fail-fast config
-errors. A tiny config on the embedded digits (8×8, a 2-level U-Net) keeps compiles short."""
+"""The train loop: a golden first step, exact resume, the non-finite guard, SIGTERM.
+
+Every run uses configs/tiny.py (the digits at 8×8, a 2-level U-Net): compiles stay short."""
 
 import os
-import pathlib
 import signal
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
+import optax
 import pytest
+from support import REPO, checkpoint_steps, cli, flat, saved_state
 
-from soft_diffusion import sample as sample_lib
-from soft_diffusion import train
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+from soft_diffusion import corruptions, losses, train
+from soft_diffusion import settings as settings_lib
+from soft_diffusion import state as state_lib
+from soft_diffusion.models import make_denoise_fn
 
 
-def tiny_config(tfds_dir, **train_overrides):
-  from configs import digits
-
-  config = digits.get_config()
-  config.data.path = tfds_dir
-  config.data.image_size = 8
-  config.model.channels = 4
-  config.model.channel_mult = (1, 2)
-  config.model.attention_resolutions = ()
-  config.optim.warmup_steps = 2
-  config.train.batch_size = 8
-  config.train.log_every_steps = 2
-  config.train.sample_every_steps = 1000
-  config.train.prior_num_images = 64
-  config.checkpoint.every_steps = 2
-  config.sample.num_steps = 3
-  config.sample.num_images = 4
-  config.sample.batch_size = 4
-  for key, value in train_overrides.items():
-    config.train[key] = value
-  return config
-
-
-def tiny_flags(tfds_dir, **overrides):
-  """`tiny_config`'s data and model as --config flags; overrides as block__field=value."""
-  flags = {
-    "data.path": tfds_dir,
-    "data.image_size": 8,
-    "model.channels": 4,
-    "model.channel_mult": "(1, 2)",
-    "model.attention_resolutions": "()",
-    "train.batch_size": 8,
-    "train.prior_num_images": 64,
-    "optim.decay": "constant",
-  }
-  flags.update({key.replace("__", "."): value for key, value in overrides.items()})
-  return [f"--config.{key}={value}" for key, value in flags.items()]
-
-
-def saved_state(workdir, step):
-  """The saved train state as arrays on this process's first device, whatever topology saved it."""
-  import jax
-
-  manager = ocp.CheckpointManager(
-    pathlib.Path(workdir).resolve() / "checkpoints", item_handlers={"state": ocp.StandardCheckpointHandler()}
-  )
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(
-    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), manager.item_metadata(step)["state"]
-  )
-  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-
-
-def flat(tree):
-  import jax
-
-  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
-
-
-def test_resume_gives_bitwise_the_same_state_and_sampling_is_deterministic(tfds_dir, tmp_path, monkeypatch):
+def test_resume_gives_bitwise_the_same_state(tiny_config, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # relative workdirs, as users type them
-  straight, resumed = pathlib.Path("straight"), pathlib.Path("resumed")
-  train.train_and_evaluate(tiny_config(tfds_dir, num_steps=4), str(straight))
-  train.train_and_evaluate(tiny_config(tfds_dir, num_steps=2), str(resumed))
-  train.train_and_evaluate(tiny_config(tfds_dir, num_steps=4), str(resumed))  # resumes at step 2
-  a, b = flat(saved_state(straight, 4)), flat(saved_state(resumed, 4))
+  for workdir, num_steps in (("straight", 4), ("resumed", 2), ("resumed", 4)):  # the last resumes at step 2
+    config = tiny_config.copy_and_resolve_references()
+    config.train.num_steps = num_steps
+    train.train_and_evaluate(config, workdir)
+  a, b = flat(saved_state("straight", 4)), flat(saved_state("resumed", 4))
   assert a.keys() == b.keys()
   for key in a:
     np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key} differs after resume")
   assert int(a["['step']"]) == 4
 
-  first = np.load(sample_lib.sample(tiny_config(tfds_dir), str(straight)))["images"]
-  second = np.load(sample_lib.sample(tiny_config(tfds_dir), str(straight)))["images"]
-  assert first.shape == (4, 8, 8, 1) and first.dtype == np.uint8
-  np.testing.assert_array_equal(first, second)
 
-
-def main_command(workdir, *overrides):
-  return [
+def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tiny_flags, tmp_path):
+  workdir = tmp_path / "run"
+  flags = [*tiny_flags, "--config.train.log_every_steps=5", "--config.checkpoint.every_steps=100000"]
+  command = [
     sys.executable,
     "-m",
     "soft_diffusion.main",
-    "--config",
-    "configs/digits.py",
+    "--config=configs/tiny.py",
     f"--workdir={workdir}",
-    *overrides,
+    *flags,
+    "--config.train.num_steps=100000",
   ]
-
-
-def run_main(workdir, *overrides, timeout=120):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run(
-    main_command(workdir, *overrides), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
-  )
-
-
-def test_bad_override_fails_before_anything_is_written(tmp_path):
-  workdir = tmp_path / "run"
-  proc = run_main(workdir, "--config.model.dtype=float16")
-  assert proc.returncode != 0
-  assert "config.model.dtype must be 'float32' or 'bfloat16', got 'float16'" in proc.stderr
-  assert not workdir.exists()
-
-
-def test_misspelled_override_is_rejected(tmp_path):
-  proc = run_main(tmp_path, "--config.train.num_step=5")
-  assert proc.returncode != 0 and "num_step" in proc.stderr
-
-
-def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tfds_dir, tmp_path):
-  workdir = tmp_path / "run"
-  small = tiny_flags(tfds_dir, train__log_every_steps=5, checkpoint__every_steps=100000)
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  proc = subprocess.Popen(
-    main_command(workdir, *small, "--config.train.num_steps=100000"),
-    cwd=REPO,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-    env=env,
-  )
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   lines = []
   for line in proc.stdout:  # wait until training is under way
     lines.append(line)
@@ -152,12 +56,12 @@ def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tfds_dir, tmp_path):
   rest, _ = proc.communicate(timeout=300)
   log = "".join(lines) + rest
   assert proc.returncode == 0, log[-3000:]
-  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  saved = checkpoint_steps(workdir)
   assert len(saved) == 1 and 10 <= saved[0] < 100000, f"checkpoints after SIGTERM: {saved}"
-  resumed = run_main(workdir, *small, f"--config.train.num_steps={saved[0] + 5}", timeout=300)
+  resumed = cli(workdir, *flags, f"--config.train.num_steps={saved[0] + 5}")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"resumed from step {saved[0]}" in resumed.stderr
-  assert (workdir / "checkpoints" / str(saved[0] + 5)).is_dir()
+  assert checkpoint_steps(workdir)[-1] == saved[0] + 5
 
 
 # Recorded by this test on the tiny config (CPU, float32). A change here means that the model's
@@ -171,25 +75,18 @@ GOLDEN = {
 }
 
 
-def test_one_train_step_against_golden_values_and_first_principles(tfds_dir):
-  import jax
-  import jax.numpy as jnp
-  import optax
-  from jax.sharding import NamedSharding, PartitionSpec
-
-  from soft_diffusion import corruptions, losses
-  from soft_diffusion.models import make_denoise_fn
-
-  config = tiny_config(tfds_dir)
-  config.optim.lr = 2e-3  # pinned: the golden values must not move when the digits config is tuned
+def test_one_train_step_against_golden_values_and_first_principles(tiny_config):
+  config = tiny_config
+  config.optim.lr = 2e-3  # pinned: the golden values must not move when the tiny config is tuned
   config.optim.warmup_steps = 0
   config.optim.decay = "constant"
-  settings = train.settings_from_config(config)
-  model = train.make_model(settings.model)
-  optimizer, schedule = train.make_optimizer(settings.optim)
+  settings = settings_lib.load(config)
+  model = state_lib.make_model(settings.model)
+  optimizer, schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruptions.make(settings.corruption)
-  replicated = NamedSharding(train.make_mesh(), PartitionSpec())
-  state = train.create_state(model, optimizer, (8, 8, 1), settings.seed, replicated)
+  state = state_lib.create_state(
+    model, optimizer, (8, 8, 1), settings.seed, state_lib.replicated(state_lib.make_mesh())
+  )
   init_params = jax.tree.map(np.asarray, state.params)
   yy, xx = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 8), indexing="ij")
   batch = np.stack([np.sin(3 * (k + 1) * xx * yy + k) for k in range(8)])[..., None].astype(np.float32)
@@ -252,7 +149,7 @@ def test_one_train_step_against_golden_values_and_first_principles(tfds_dir):
     )
 
 
-def test_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tfds_dir, tmp_path, monkeypatch):
+def test_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
   calls = []
   real = train.data.to_global_array
 
@@ -265,39 +162,17 @@ def test_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tfds_
 
   monkeypatch.setattr(train.data, "to_global_array", poisoned)
   workdir = tmp_path / "run"
+  tiny_config.train.num_steps = 6
   with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step 3; last good checkpoint: 2"):
-    train.train_and_evaluate(tiny_config(tfds_dir, num_steps=6), str(workdir))
-  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-  assert saved == [2], f"checkpoints after a non-finite step 3: {saved}"
-  state = saved_state(workdir, 2)
-  assert all(np.isfinite(leaf).all() for leaf in flat(state).values())
+    train.train_and_evaluate(tiny_config, str(workdir))
+  assert checkpoint_steps(workdir) == [2], f"checkpoints after a non-finite step 3: {checkpoint_steps(workdir)}"
+  assert all(np.isfinite(leaf).all() for leaf in flat(saved_state(workdir, 2)).values())
 
 
-def test_coordinator_flags_need_distributed(tmp_path):
-  proc = run_main(tmp_path / "run", "--process_id=1")
-  assert proc.returncode != 0 and "need --distributed" in proc.stderr
-  assert not (tmp_path / "run").exists()
-
-
-def test_checkpoints_that_cannot_be_used(tfds_dir, tmp_path):
-  """A half-written step (Orbax's temporary folder) is ignored; a checkpoint from another config
-  or with damaged files stops the run with a one-line error saying what to do."""
-  workdir = tmp_path / "run"
-  train.train_and_evaluate(tiny_config(tfds_dir, num_steps=2), str(workdir))
-  half = workdir / "checkpoints" / "4.orbax-checkpoint-tmp-1700000000"
-  (half / "state").mkdir(parents=True)
-  (half / "state" / "garbage").write_bytes(b"\0" * 64)
-  result = train.train_and_evaluate(tiny_config(tfds_dir, num_steps=4), str(workdir))
-  assert result["step"] == 4
-  assert int(flat(saved_state(workdir, 4))["['step']"]) == 4
-
-  other = tiny_config(tfds_dir, num_steps=6)
-  other.model.channels = 8
-  with pytest.raises(RuntimeError, match=r"checkpoint 4 in .* cannot be restored into this config's state"):
-    train.train_and_evaluate(other, str(workdir))
-
-  for f in (workdir / "checkpoints" / "4" / "state").rglob("*"):
-    if f.is_file() and f.name != "commit_success.txt":
-      f.write_bytes(b"damaged")
-  with pytest.raises(RuntimeError, match=r"move the folder 4 away"):
-    sample_lib.sample(tiny_config(tfds_dir), str(workdir))
+def test_metrics_summary_averages_and_bins():
+  fetched = [
+    {"loss": 1.0, "grad_norm": 2.0, "lr": 0.1, "bin_sum": np.array([1.0, 0.0]), "bin_count": np.array([1, 0])},
+    {"loss": 3.0, "grad_norm": 4.0, "lr": 0.2, "bin_sum": np.array([2.0, 0.0]), "bin_count": np.array([3, 0])},
+  ]
+  got = train.summarize(fetched, num_bins=2)
+  assert got == {"loss": 2.0, "grad_norm": 3.0, "lr": 0.2, "loss_t0.00-0.50": 0.75}

@@ -40,7 +40,6 @@ class DataConfig:
   crop_size: int | None = None
   random_flip: bool = False
   train_split: str = "train"
-  eval_split: str = "validation"
   folder_holdout_every: int = 10
   cache: bool = False
   num_workers: int = 0
@@ -48,10 +47,10 @@ class DataConfig:
   prefetch_buffer_size: int = 64
 
   def __post_init__(self):
-    if self.name not in DATASETS:
-      raise ValueError(f"config.data.name must be one of {DATASETS}, got {self.name!r}")
-    if self.name == "folder" and not self.path:
-      raise ValueError("config.data.path must name a folder of images when config.data.name = 'folder'")
+    typed_config.check(self.name in DATASETS, "data.name", f"one of {DATASETS}", self.name)
+    typed_config.check(
+      self.name != "folder" or bool(self.path), "data.path", "a folder of images when data.name = 'folder'", self.path
+    )
     for field in ("image_size", "read_threads", "prefetch_buffer_size"):
       typed_config.check(
         typed_config.is_int_at_least(getattr(self, field), 1), f"data.{field}", "an int >= 1", getattr(self, field)

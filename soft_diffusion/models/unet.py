@@ -9,18 +9,73 @@ average-pool downsampling; a middle block (res, attention, res); a mirrored upsa
 skip concatenation and nearest-neighbour upsampling; GroupNorm, swish and a zero-initialised
 3×3 output conv (so φ = 0 and h = x_t at initialisation).
 
-Computation runs in `dtype` (e.g. bfloat16) with float32 parameters; the output is float32.
+The network's hyper-parameters are one frozen dataclass, `UNetConfig` (the typed form of the
+`model` config block; its defaults are those of configs/default.py, the SPEC §6 CelebA-64
+recipe). Computation runs in `config.dtype` (e.g. bfloat16) with float32 parameters; the output
+is float32.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from soft_diffusion import typed_config
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+  """Typed form of `config.model` (field comments: configs/default.py)."""
+
+  channels: int = 128
+  channel_mult: tuple[int, ...] = (1, 2, 2, 2)
+  num_res_blocks: int = 4
+  attention_resolutions: tuple[int, ...] = (16,)
+  dropout: float = 0.1
+  num_heads: int = 1
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    for name in ("channel_mult", "attention_resolutions"):  # lists (JSON, YAML) become tuples: hashable
+      if isinstance(getattr(self, name), list):
+        object.__setattr__(self, name, tuple(getattr(self, name)))
+    check, at_least = typed_config.check, typed_config.is_int_at_least
+    check(at_least(self.channels, 1), "model.channels", "an int >= 1", self.channels)
+    mult = self.channel_mult
+    check(
+      isinstance(mult, tuple) and len(mult) >= 1 and all(at_least(m, 1) for m in mult),
+      "model.channel_mult",
+      "a non-empty tuple of ints >= 1",
+      self.channel_mult,
+    )
+    check(at_least(self.num_res_blocks, 1), "model.num_res_blocks", "an int >= 1", self.num_res_blocks)
+    check(
+      isinstance(self.attention_resolutions, tuple) and all(at_least(r, 1) for r in self.attention_resolutions),
+      "model.attention_resolutions",
+      "a tuple of feature-map sides (ints >= 1)",
+      self.attention_resolutions,
+    )
+    dropout = self.dropout
+    check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
+    check(at_least(self.num_heads, 1), "model.num_heads", "an int >= 1", self.num_heads)
+    check(self.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", self.dtype)
+
+  @property
+  def downsamplings(self) -> int:
+    """Times the input is halved: H and W must be divisible by 2 to this power."""
+    return len(self.channel_mult) - 1
+
+  @classmethod
+  def from_any(cls, cfg: Any) -> UNetConfig:
+    """From a UNetConfig, dataclass, Mapping or ConfigDict; unknown keys are an error."""
+    return typed_config.from_block(cls, cfg, "model")
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -85,51 +140,47 @@ class AttnBlock(nn.Module):
 
 
 class UNet(nn.Module):
-  """φ_θ(x_t, t): [B, H, W, C] x [B] -> [B, H, W, C] (H, W divisible by 2^(levels-1))."""
+  """φ_θ(x_t, t): [B, H, W, C] x [B] -> [B, H, W, C] (H, W divisible by 2^config.downsamplings)."""
 
-  channels: int = 128
-  channel_mult: Sequence[int] = (1, 2, 2, 2)
-  num_res_blocks: int = 4
-  attention_resolutions: Sequence[int] = (16,)
-  dropout: float = 0.1
-  num_heads: int = 1
-  dtype: Any = jnp.float32
+  config: UNetConfig = UNetConfig()
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
+    cfg = self.config
+    dtype = DTYPES[cfg.dtype]
     out_channels = x.shape[-1]
-    temb = timestep_embedding(t, self.channels)
-    temb = nn.Dense(4 * self.channels, dtype=self.dtype)(temb)
-    temb = nn.Dense(4 * self.channels, dtype=self.dtype)(nn.swish(temb))
+    temb = timestep_embedding(t, cfg.channels)
+    temb = nn.Dense(4 * cfg.channels, dtype=dtype)(temb)
+    temb = nn.Dense(4 * cfg.channels, dtype=dtype)(nn.swish(temb))
 
-    h = nn.Conv(self.channels, (3, 3), dtype=self.dtype)(x.astype(self.dtype))
+    h = nn.Conv(cfg.channels, (3, 3), dtype=dtype)(x.astype(dtype))
     skips = [h]
-    for level, mult in enumerate(self.channel_mult):
-      for _ in range(self.num_res_blocks):
-        h = ResBlock(self.channels * mult, self.dropout, self.dtype)(h, temb, train=train)
-        if h.shape[1] in self.attention_resolutions:
-          h = AttnBlock(self.num_heads, self.dtype)(h)
+    for level, mult in enumerate(cfg.channel_mult):
+      for _ in range(cfg.num_res_blocks):
+        h = ResBlock(cfg.channels * mult, cfg.dropout, dtype)(h, temb, train=train)
+        if h.shape[1] in cfg.attention_resolutions:
+          h = AttnBlock(cfg.num_heads, dtype)(h)
         skips.append(h)
-      if level != len(self.channel_mult) - 1:
+      if level != len(cfg.channel_mult) - 1:
         h = nn.avg_pool(h, (2, 2), strides=(2, 2))
         skips.append(h)
 
-    h = ResBlock(h.shape[-1], self.dropout, self.dtype)(h, temb, train=train)
-    h = AttnBlock(self.num_heads, self.dtype)(h)
-    h = ResBlock(h.shape[-1], self.dropout, self.dtype)(h, temb, train=train)
+    h = ResBlock(h.shape[-1], cfg.dropout, dtype)(h, temb, train=train)
+    h = AttnBlock(cfg.num_heads, dtype)(h)
+    h = ResBlock(h.shape[-1], cfg.dropout, dtype)(h, temb, train=train)
 
-    for level, mult in reversed(list(enumerate(self.channel_mult))):
-      for _ in range(self.num_res_blocks + 1):
+    for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+      for _ in range(cfg.num_res_blocks + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = ResBlock(self.channels * mult, self.dropout, self.dtype)(h, temb, train=train)
-        if h.shape[1] in self.attention_resolutions:
-          h = AttnBlock(self.num_heads, self.dtype)(h)
+        h = ResBlock(cfg.channels * mult, cfg.dropout, dtype)(h, temb, train=train)
+        if h.shape[1] in cfg.attention_resolutions:
+          h = AttnBlock(cfg.num_heads, dtype)(h)
       if level != 0:
         b, height, width, c = h.shape
         h = jax.image.resize(h, (b, 2 * height, 2 * width, c), method="nearest")
-        h = nn.Conv(c, (3, 3), dtype=self.dtype)(h)
+        h = nn.Conv(c, (3, 3), dtype=dtype)(h)
     assert not skips
 
-    h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]), dtype=self.dtype)(h))
-    h = nn.Conv(out_channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros)(h)
+    h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]), dtype=dtype)(h))
+    h = nn.Conv(out_channels, (3, 3), dtype=dtype, kernel_init=nn.initializers.zeros)(h)
     return h.astype(jnp.float32)

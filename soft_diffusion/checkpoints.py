@@ -1,0 +1,137 @@
+"""Orbax checkpoints of a run: WORKDIR/checkpoints/<step>/{state, data, meta}.
+
+* `state`: the whole `TrainState` (params, EMA params, optimizer state, step, non-finite flag);
+  `data`: the grain iterator, so a resumed run reads exactly the next batch; `meta`: the config
+  and package versions as JSON.
+* Saves are asynchronous and atomic (Orbax writes a temporary folder and renames it when
+  complete), so a half-written step is never read; `save` refuses a state that met a
+  non-finite step.
+* A checkpoint that cannot be read into this config's state (another model or optimizer, or
+  damaged files) is a one-line `errors.CheckpointError` saying what to do; a missing one is an
+  `errors.MissingError` naming the available steps or the command to run first.
+* `load_ema_params`: what sampling and evaluation need, restored onto the mesh (replicated).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import pathlib
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from soft_diffusion import errors, typed_config
+from soft_diffusion import state as state_lib
+from soft_diffusion.settings import CheckpointConfig, Settings
+
+
+def directory(workdir: pathlib.Path) -> pathlib.Path:
+  return workdir / "checkpoints"
+
+
+def training_manager(workdir: pathlib.Path, cfg: CheckpointConfig) -> ocp.CheckpointManager:
+  """The manager the train loop saves with (async; keeps the newest `max_to_keep` steps)."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=cfg.max_to_keep, enable_async_checkpointing=True, create=True)
+  return ocp.CheckpointManager(
+    directory(workdir),
+    options=options,
+    item_handlers={
+      "state": ocp.StandardCheckpointHandler(),
+      "data": grain.checkpoint.CheckpointHandler(),
+      "meta": ocp.JsonCheckpointHandler(),
+    },
+  )
+
+
+def restore(manager: ocp.CheckpointManager, step: int, args: ocp.args.Composite) -> Any:
+  """`manager.restore`, with a one-line error saying what to do when the step cannot be read
+  into this config's state (another model or optimizer config, or damaged files)."""
+  try:
+    return manager.restore(step, args=args)
+  except Exception as e:  # Orbax/TensorStore raise many types; all mean the same to the user
+    detail = errors.one_line(str(e).strip().splitlines()[0] if str(e).strip() else "")[:300]
+    raise errors.CheckpointError(
+      f"checkpoint {step} in {manager.directory} cannot be restored into this config's state "
+      f"({type(e).__name__}: {detail}). Was it trained with another config (its own is in "
+      f"{step}/meta)? Use that config or a new workdir; if the files are damaged, move the folder "
+      f"{step} away to resume from an earlier checkpoint."
+    ) from e
+
+
+def restore_training(
+  manager: ocp.CheckpointManager, state: state_lib.TrainState, iterator: Any
+) -> tuple[state_lib.TrainState, int | None]:
+  """The latest checkpoint's state (and the data iterator, restored in place); unchanged state
+  and None when there is none yet."""
+  step = manager.latest_step()
+  if step is None:
+    return state, None
+  args = ocp.args.Composite(
+    state=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, state)),
+    data=grain.checkpoint.CheckpointRestore(iterator),
+  )
+  return restore(manager, step, args)["state"], step
+
+
+def save(
+  manager: ocp.CheckpointManager, step: int, state: state_lib.TrainState, iterator: Any, meta: dict[str, Any]
+) -> None:
+  """Starts an asynchronous save of `state`, the iterator and `meta` as checkpoint `step`."""
+  manager.save(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      data=grain.checkpoint.CheckpointSave(iterator),
+      meta=ocp.args.JsonSave(meta),
+    ),
+  )
+
+
+def run_metadata(config: Any) -> dict[str, Any]:
+  """The config (as plain JSON) and the versions of the packages that computed the run."""
+  versions = {}
+  for pkg in ("soft_diffusion", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy"):
+    try:
+      versions[pkg] = importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+      versions[pkg] = None
+  return {"config": json.loads(json.dumps(typed_config.as_dict(config), default=str)), "versions": versions}
+
+
+def _reader(workdir: pathlib.Path) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(directory(workdir), item_handlers={"state": ocp.StandardCheckpointHandler()})
+
+
+def resolve_step(workdir: pathlib.Path, step: int | None = None) -> int:
+  """`step` if WORKDIR holds that checkpoint, else the latest complete one; one-line errors
+  naming the command to run or the steps available."""
+  root = directory(workdir)
+  if not root.is_dir():
+    raise errors.MissingError(
+      f"no checkpoints in {root}; train first: python -m soft_diffusion.main --config ... --workdir {workdir}"
+    )
+  manager = _reader(workdir)
+  available = sorted(manager.all_steps())
+  if step is None:
+    if not available:
+      raise errors.MissingError(f"no complete checkpoint in {root}; train first (or until the first checkpoint)")
+    return available[-1]
+  if step not in available:
+    raise errors.MissingError(f"--step {step}: no checkpoint for step {step} in {root}; available: {available}")
+  return step
+
+
+def load_ema_params(
+  workdir: pathlib.Path, settings: Settings, mesh: jax.sharding.Mesh, channels: int, step: int
+) -> Any:
+  """The EMA parameters of checkpoint `step` (see `resolve_step`), replicated over `mesh`."""
+  optimizer, _ = state_lib.make_optimizer(settings.optim)
+  size = settings.data.image_size
+  abstract = state_lib.abstract_state(
+    state_lib.make_model(settings.model), optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh)
+  )
+  restored = restore(_reader(workdir), step, ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  return restored["state"].ema_params

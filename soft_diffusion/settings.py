@@ -1,0 +1,261 @@
+"""Settings: every config block as a typed, validated frozen dataclass, before anything runs.
+
+    from soft_diffusion import settings
+    s = settings.load(config, workdir)   # config: ml_collections ConfigDict, Mapping, or Settings
+
+* One dataclass per config block. Blocks the library owns keep their dataclass there
+  (`data.DataConfig`, `corruptions.CorruptionConfig`, `models.UNetConfig`); the driver blocks
+  are below. Every default is the value in configs/default.py, which documents each field
+  (tests/test_settings.py keeps the two equal).
+* Errors are `errors.ConfigError` (a ValueError) naming the field and what is allowed; unknown
+  blocks and keys are errors too. Cross-block rules (the image size against the U-Net's
+  downsamplings, the corruption's schedules) are checked here as well.
+* `corruption.blur_schedule = 'selected'`: a table in the config is ignored; with a workdir, the
+  levels are read from WORKDIR/schedule.json (`select_levels.read_levels`, which refuses a file selected for other
+  settings) and become `corruption.blur_sigma_table`, so the corruption is built from the real
+  levels. Without a workdir (validating a config on its own) the range the levels are selected
+  from, [blur_sigma_min, blur_sigma_max], is checked instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+from soft_diffusion import corruptions, data, errors, losses, samplers, select_levels, typed_config
+from soft_diffusion.models import UNetConfig
+
+check = typed_config.check
+at_least = typed_config.is_int_at_least
+
+PRIORS = ("gaussian", "forward")
+
+
+def _ints_at_least(block: Any, prefix: str, fields: tuple[str, ...], minimum: int) -> None:
+  for field in fields:
+    value = getattr(block, field)
+    check(at_least(value, minimum), f"{prefix}.{field}", f"an int >= {minimum}", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  weighting: str = "uniform"
+
+  def __post_init__(self):
+    check(self.weighting in losses.WEIGHTINGS, "loss.weighting", f"one of {losses.WEIGHTINGS}", self.weighting)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  lr: float = 2e-4
+  beta1: float = 0.9
+  beta2: float = 0.999
+  eps: float = 1e-8
+  warmup_steps: int = 5000
+  grad_clip: float = 1.0
+  ema_decay: float = 0.999
+  ema_warmup: bool = True
+  decay: str = "constant"
+  decay_steps: int = 0
+
+  def __post_init__(self):
+    check(self.lr > 0, "optim.lr", "> 0", self.lr)
+    check(self.decay in ("constant", "cosine"), "optim.decay", "'constant' or 'cosine'", self.decay)
+    check(
+      self.decay == "constant" or (isinstance(self.decay_steps, int) and self.decay_steps > self.warmup_steps),
+      "optim.decay_steps",
+      f"an int > optim.warmup_steps = {self.warmup_steps} when optim.decay = 'cosine'",
+      self.decay_steps,
+    )
+    check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2", "in [0, 1)", (self.beta1, self.beta2))
+    check(self.eps > 0, "optim.eps", "> 0", self.eps)
+    check(at_least(self.warmup_steps, 0), "optim.warmup_steps", "an int >= 0", self.warmup_steps)
+    check(self.grad_clip > 0, "optim.grad_clip", "> 0", self.grad_clip)
+    check(0 <= self.ema_decay < 1, "optim.ema_decay", "in [0, 1)", self.ema_decay)
+    check(isinstance(self.ema_warmup, bool), "optim.ema_warmup", "True or False", self.ema_warmup)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  batch_size: int = 128
+  num_steps: int = 1_300_000
+  t_min: float = 0.0
+  log_every_steps: int = 100
+  sample_every_steps: int = 10_000
+  loss_bins: int = 4
+  prior_num_images: int = 5000
+
+  def __post_init__(self):
+    fields = ("batch_size", "num_steps", "log_every_steps", "sample_every_steps", "loss_bins", "prior_num_images")
+    _ints_at_least(self, "train", fields, 1)
+    check(0.0 <= self.t_min < 1.0, "train.t_min", "in [0, 1)", self.t_min)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  every_steps: int = 5000
+  max_to_keep: int = 3
+
+  def __post_init__(self):
+    _ints_at_least(self, "checkpoint", ("every_steps", "max_to_keep"), 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+  sampler: str = "momentum"
+  num_steps: int = 300
+  num_images: int = 64
+  seed: int = 0
+  batch_size: int = 256
+  prior: str = "gaussian"
+
+  def __post_init__(self):
+    check(self.sampler in samplers.SAMPLERS, "sample.sampler", f"one of {sorted(samplers.SAMPLERS)}", self.sampler)
+    _ints_at_least(self, "sample", ("num_steps", "num_images", "batch_size"), 1)
+    check(at_least(self.seed, 0), "sample.seed", "an int >= 0", self.seed)
+    check(self.prior in PRIORS, "sample.prior", f"one of {PRIORS}", self.prior)
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelsConfig:
+  num_candidates: int = 256
+  num_levels: int = 32
+  num_images: int = 0
+
+  def __post_init__(self):
+    check(at_least(self.num_candidates, 2), "levels.num_candidates", "an int >= 2", self.num_candidates)
+    check(
+      at_least(self.num_levels, 2) and self.num_levels <= self.num_candidates,
+      "levels.num_levels",
+      f"an int in [2, levels.num_candidates = {self.num_candidates}]",
+      self.num_levels,
+    )
+    check(at_least(self.num_images, 0), "levels.num_images", "an int >= 0 (0 = all)", self.num_images)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  split: str = "train"
+  ref_num_images: int = 0
+  num_images: int = 10_000
+  samplers: tuple[str, ...] = ("momentum", "naive")
+  num_steps: tuple[int, ...] = (50, 100, 200, 300)
+  batch_size: int = 64
+  kid_subset_size: int = 1000
+  kid_num_subsets: int = 100
+  kid_ref_features: int = 10_000
+
+  def __post_init__(self):
+    check(isinstance(self.split, str) and bool(self.split), "eval.split", "a split name", self.split)
+    check(at_least(self.ref_num_images, 0), "eval.ref_num_images", "an int >= 0 (0 = all)", self.ref_num_images)
+    fields = ("num_images", "batch_size", "kid_subset_size", "kid_num_subsets", "kid_ref_features")
+    _ints_at_least(self, "eval", fields, 2)
+    names = self.samplers
+    check(
+      isinstance(names, tuple) and len(names) >= 1 and all(s in samplers.SAMPLERS for s in names),
+      "eval.samplers",
+      f"a non-empty tuple of {sorted(samplers.SAMPLERS)}",
+      self.samplers,
+    )
+    check(
+      isinstance(self.num_steps, tuple) and len(self.num_steps) >= 1 and all(at_least(n, 1) for n in self.num_steps),
+      "eval.num_steps",
+      "a non-empty tuple of ints >= 1 (network evaluations per sample)",
+      self.num_steps,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Every config block, typed and validated."""
+
+  seed: int
+  data: data.DataConfig
+  corruption: corruptions.CorruptionConfig
+  loss: LossConfig
+  model: UNetConfig
+  optim: OptimConfig
+  train: TrainConfig
+  checkpoint: CheckpointConfig
+  sample: SampleConfig
+  levels: LevelsConfig
+  eval: EvalConfig
+
+
+# Block name -> its dataclass (`seed` is a plain int).
+BLOCKS: dict[str, type] = {
+  "data": data.DataConfig,
+  "corruption": corruptions.CorruptionConfig,
+  "loss": LossConfig,
+  "model": UNetConfig,
+  "optim": OptimConfig,
+  "train": TrainConfig,
+  "checkpoint": CheckpointConfig,
+  "sample": SampleConfig,
+  "levels": LevelsConfig,
+  "eval": EvalConfig,
+}
+
+
+def _from_config(config: Any) -> Settings:
+  blocks = typed_config.as_dict(config)
+  allowed = {"seed", *BLOCKS}
+  unknown = sorted(set(blocks) - allowed)
+  if unknown:
+    raise errors.ConfigError(f"config has unknown block(s) {unknown}; allowed: {sorted(allowed)}")
+  missing = sorted(allowed - set(blocks))
+  if missing:
+    raise errors.ConfigError(f"config lacks block(s) {missing}; start from configs/default.py")
+  check(at_least(blocks["seed"], 0), "seed", "an int >= 0", blocks["seed"])
+  typed = {name: typed_config.from_block(cls, blocks[name], name) for name, cls in BLOCKS.items()}
+  if typed["corruption"].blur_schedule == "selected":  # the levels come from WORKDIR/schedule.json
+    typed["corruption"] = dataclasses.replace(typed["corruption"], blur_sigma_table=None)
+  return Settings(seed=blocks["seed"], **typed)
+
+
+def _check_corruption(cfg: corruptions.CorruptionConfig) -> None:
+  """Builds the corruption once to validate its names and schedules (one-line errors)."""
+  check(
+    cfg.blur_schedule != "selected" or cfg.name == "blur",
+    "corruption.blur_schedule",
+    "'log' or 'table' unless corruption.name = 'blur' ('selected' is level selection for blur)",
+    cfg.blur_schedule,
+  )
+  if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:
+    # Levels not read yet: check the log-spaced range the selection chooses them from.
+    cfg = dataclasses.replace(cfg, blur_schedule="log")
+  try:
+    corruptions.make(cfg)
+  except errors.UserError:
+    raise
+  except ValueError as e:
+    raise errors.ConfigError(f"config.corruption: {errors.one_line(e)}") from None
+
+
+def load(config: Any, workdir: str | pathlib.Path | None = None, *, resolve_levels: bool = True) -> Settings:
+  """Validates `config` (a ConfigDict, Mapping or Settings) into Settings.
+
+  Args:
+    config: the config, or Settings from an earlier `load` (checked again, levels resolved).
+    workdir: the run's folder; with `resolve_levels`, 'selected' blur levels are read from its
+      schedule.json (a missing or foreign file is a one-line error saying what to run).
+    resolve_levels: False for `--mode schedule`, which writes that file.
+  Raises:
+    errors.ConfigError / errors.MissingError naming the field or file.
+  """
+  settings = config if isinstance(config, Settings) else _from_config(config)
+  c = settings.corruption
+  if resolve_levels and workdir is not None and c.blur_schedule == "selected" and c.blur_sigma_table is None:
+    if c.name == "blur":
+      levels = select_levels.read_levels(pathlib.Path(workdir), settings)
+      settings = dataclasses.replace(settings, corruption=dataclasses.replace(c, blur_sigma_table=levels))
+  _check_corruption(settings.corruption)
+  factor = 2**settings.model.downsamplings
+  check(
+    settings.data.image_size % factor == 0,
+    "data.image_size",
+    f"divisible by 2^(len(model.channel_mult) - 1) = {factor}",
+    settings.data.image_size,
+  )
+  return settings

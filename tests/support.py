@@ -1,0 +1,47 @@
+"""Helpers shared by several test files (fixtures live in conftest.py)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TRAINED_STEPS = 2  # conftest.trained_run: configs/tiny.py trained this long, one checkpoint at the end
+
+
+def cli(workdir, *flags, config="configs/tiny.py", env=None, timeout=300):
+  """`python -m soft_diffusion.main --config <config> --workdir <workdir> <flags>` in a subprocess
+  on the CPU, from the repository root; returns the CompletedProcess (text output)."""
+  command = [sys.executable, "-m", "soft_diffusion.main", f"--config={config}", f"--workdir={workdir}", *flags]
+  full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  """The complete checkpoint steps in WORKDIR/checkpoints."""
+  root = pathlib.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+
+
+def saved_state(workdir, step):
+  """The saved train state as arrays on this process's first device, whatever topology saved it."""
+  import jax
+  import orbax.checkpoint as ocp
+
+  manager = ocp.CheckpointManager(
+    pathlib.Path(workdir).resolve() / "checkpoints", item_handlers={"state": ocp.StandardCheckpointHandler()}
+  )
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), manager.item_metadata(step)["state"]
+  )
+  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+
+
+def flat(tree) -> dict[str, np.ndarray]:
+  """{path: array} of a pytree's leaves."""
+  import jax
+
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}

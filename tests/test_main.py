@@ -1,0 +1,172 @@
+"""The command line answers every input error a user can make in one line.
+
+Each case runs the real CLI (`python -m soft_diffusion.main`) in a subprocess and must end with
+exit status 2, exactly one line on stderr (`error: ...` naming the field, path or flag and what is
+allowed or what to run), no traceback, and nothing written to the workdir. The cases run
+concurrently (they are independent processes); each is then checked by its own test.
+"""
+
+import concurrent.futures
+import os
+import pathlib
+
+import pytest
+from support import cli
+
+# id -> (command-line flags, text the error line must contain). In the flags, {run} is the workdir
+# (absent unless the case makes it), {tmp} a scratch folder, {tfds} the session's digits.
+CASES = {
+  # The command line and the config file.
+  "missing config file": (["--config=configs/nope.py"], "--config configs/nope.py: no such file"),
+  "config with a syntax error": (["--config={tmp}/syntax.py"], "SyntaxError"),
+  "config without get_config": (["--config={tmp}/no_get_config.py"], "defines no get_config()"),
+  "config whose get_config raises": (["--config={tmp}/raises.py"], "RuntimeError: no config today"),
+  "config that is not a ConfigDict": (["--config={tmp}/not_a_dict.py"], "must return an ml_collections.ConfigDict"),
+  "misspelled key": (
+    ["--config.train.num_step=5"],
+    "--config.train.num_step: the config has no field 'num_step'; did you mean 'num_steps'?",
+  ),
+  "unknown block": (["--config.trainn.num_steps=5"], "the config has no field 'trainn'"),
+  "value of the wrong type": (["--config.train.num_steps=abc"], "--config.train.num_steps=abc"),
+  "no workdir": (["--workdir="], "--workdir is required"),
+  "unknown mode": (["--mode=bogus"], "--mode=bogus"),
+  "unknown flag": (["--bogus"], "Unknown command line flag 'bogus'"),
+  "positional argument": (["extra"], "unexpected arguments ['extra']"),
+  "zero processes": (["--distributed", "--num_processes=0"], "--num_processes must be >= 1, got 0"),
+  "process flags without --distributed": (["--process_id=1"], "need --distributed"),
+  "process id out of range": (
+    ["--distributed", "--num_processes=2", "--process_id=2"],
+    "--process_id must be in [0, --num_processes = 2), got 2",
+  ),
+  "coordinator without a port": (
+    ["--distributed", "--coordinator_address=localhost"],
+    "--coordinator_address must be host:port",
+  ),
+  "--step when training": (["--step=3"], "--step applies to --mode sample and --mode eval only"),
+  "negative --step": (["--mode=sample", "--step=-1"], "--step must be a checkpoint step >= 0"),
+  # Config values.
+  "batch size 0": (["--config.train.batch_size=0"], "config.train.batch_size must be an int >= 1, got 0"),
+  "float16": (["--config.model.dtype=float16"], "config.model.dtype must be 'float32' or 'bfloat16', got 'float16'"),
+  "negative learning rate": (["--config.optim.lr=-1"], "config.optim.lr must be > 0"),
+  "unknown sampler": (["--config.sample.sampler=ddim"], "config.sample.sampler must be one of"),
+  "image size the U-Net cannot halve": (
+    ["--config.data.image_size=7"],
+    "config.data.image_size must be divisible by 2^",
+  ),
+  "zero noise": (
+    ["--config.corruption.noise_std_min=0"],
+    "config.corruption: noise std_min must be a finite number > 0",
+  ),
+  "unknown corruption": (["--config.corruption.name=bogus"], "corruption name must be one of"),
+  "unknown dataset": (["--config.data.name=bogus"], "config.data.name must be one of"),
+  "no eval step counts": (["--config.eval.num_steps=()"], "config.eval.num_steps must be a non-empty tuple"),
+  "unknown eval sampler": (["--config.eval.samplers=('x',)"], "config.eval.samplers must be a non-empty tuple of"),
+  "one level": (["--config.levels.num_levels=1"], "config.levels.num_levels must be an int in [2,"),
+  "cosine decay without an end": (
+    ["--config.optim.decay=cosine", "--config.optim.decay_steps=0"],
+    "config.optim.decay_steps must be an int > optim.warmup_steps",
+  ),
+  "zero crop": (["--config.data.crop_size=0"], "config.data.crop_size must be None"),
+  "unknown loss weighting": (["--config.loss.weighting=snr"], "config.loss.weighting must be one of"),
+  "unknown mask order": (
+    ["--config.corruption.name=mask", "--config.corruption.mask_order=bogus"],
+    "config.corruption: ",
+  ),
+  "unknown prior": (["--config.sample.prior=bogus"], "config.sample.prior must be one of"),
+  "t_min of 1": (["--config.train.t_min=1.0"], "config.train.t_min must be in [0, 1)"),
+  "selected levels without schedule.json": (
+    ["--config.corruption.blur_schedule=selected"],
+    "schedule.json does not exist; run: python -m soft_diffusion.main --mode schedule",
+  ),
+  # Paths, files and things that must exist first.
+  "workdir is a file": (["--workdir={tmp}/a_file"], "is a file; give a folder"),
+  "workdir under a file": (["--workdir={tmp}/a_file/run"], "lies under the file"),
+  "sampling before training": (["--mode=sample", "--workdir={tmp}/empty_run"], "no checkpoints in"),
+  "evaluating without statistics": (["--mode=eval", "--workdir={tmp}/empty_run"], "no reference statistics"),
+  "level selection for masks": (
+    ["--mode=schedule", "--config.corruption.name=mask"],
+    "config.corruption.name must be 'blur' for --mode schedule",
+  ),
+  "folder dataset without a path": (
+    ["--config.data.name=folder", "--config.data.path="],
+    "config.data.path must be a folder of images when data.name = 'folder'",
+  ),
+  "folder that does not exist": (
+    ["--config.data.name=folder", "--config.data.path={tmp}/no_images"],
+    "config.data.path must be an existing folder",
+  ),
+  "CelebA not prepared": (
+    ["--config.data.name=celeb_a", "--config.data.path={tmp}/empty_tfds"],
+    "python -m soft_diffusion.data.prepare celeb_a",
+  ),
+  "unknown reference split": (
+    ["--mode=stats", "--config.eval.split=bogus"],
+    "config.eval.split: split 'bogus' of 'digits' must be one of",
+  ),
+}
+# Cases that need the Inception weights to be missing.
+NO_WEIGHTS = {"statistics without Inception weights": (["--mode=stats"], "python -m soft_diffusion.evaluation.weights")}
+CASES.update(NO_WEIGHTS)
+
+
+def make_scratch(tmp: pathlib.Path) -> None:
+  (tmp / "syntax.py").write_text("def get_config(:\n")
+  (tmp / "no_get_config.py").write_text("x = 1\n")
+  (tmp / "raises.py").write_text("def get_config():\n  raise RuntimeError('no config today')\n")
+  (tmp / "not_a_dict.py").write_text("def get_config():\n  return 5\n")
+  (tmp / "a_file").write_text("not a folder\n")
+  (tmp / "empty_run").mkdir()
+  (tmp / "empty_tfds").mkdir()
+  (tmp / "no_weights").mkdir()
+
+
+def tree(path: pathlib.Path):
+  """What is at `path`: None, a file's bytes, or the sorted relative paths below a folder."""
+  if not path.exists():
+    return None
+  if path.is_file():
+    return path.read_bytes()
+  return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, tfds_dir):
+  tmp = tmp_path_factory.mktemp("bad_input")
+  make_scratch(tmp)
+
+  def run(case):
+    name, (flags, _) = case
+    flags = [f.format(tmp=tmp, tfds=tfds_dir) for f in flags]
+    if not any(f.startswith("--config.data.path") for f in flags):
+      flags.append(f"--config.data.path={tfds_dir}")
+    given = [f.split("=", 1)[1] for f in flags if f.startswith("--workdir=")]
+    workdir = given[0] if given else str(tmp / "runs" / name.replace(" ", "_").replace("/", "_"))
+    config = next((f.split("=", 1)[1] for f in flags if f.startswith("--config=")), "configs/tiny.py")
+    flags = [f for f in flags if not f.startswith(("--workdir=", "--config="))]
+    env = {"SOFT_DIFFUSION_CACHE": str(tmp / "no_weights")} if name in NO_WEIGHTS else None
+    before = tree(pathlib.Path(workdir)) if workdir else None
+    proc = cli(workdir, *flags, config=config, env=env, timeout=300)
+    return name, (proc, before, tree(pathlib.Path(workdir)) if workdir else None)
+
+  # The digits are prepared once, before the concurrent runs read them.
+  from soft_diffusion import data
+
+  data.make_source(data.DataConfig(name="digits", path=tfds_dir), "train")
+  with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+    return dict(pool.map(run, CASES.items()))
+
+
+def test_there_are_at_least_30_distinct_bad_inputs():
+  assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_line_without_traceback_and_writes_nothing(results, name):
+  proc, before, after = results[name]
+  expected = CASES[name][1]
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert proc.returncode == 2, f"exit {proc.returncode}; stderr:\n{proc.stderr[-3000:]}"
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert len(lines) == 1, "stderr has more than one line:\n" + proc.stderr[-3000:]
+  assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+  assert after == before, f"the workdir changed: {before} -> {after}"

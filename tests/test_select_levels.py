@@ -1,0 +1,49 @@
+"""--mode schedule on the digits, and 'selected' levels read back through settings.load."""
+
+import json
+
+import numpy as np
+import pytest
+
+from soft_diffusion import corruptions, data, errors, select_levels
+from soft_diffusion import settings as settings_lib
+
+
+def test_schedule_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
+  from configs import digits
+
+  config = digits.get_config()
+  config.data.path = tfds_dir
+  settings = settings_lib.load(config)
+  path = select_levels.select_schedule(settings, tmp_path)
+  record = json.loads(path.read_text())
+  num_train = len(data.make_source(settings.data, settings.data.train_split))
+  assert record["num_images"] == num_train and len(record["sigmas"]) == settings.levels.num_levels
+  # configs/digits.py embeds the levels this procedure selected (rounded to 4 decimals).
+  np.testing.assert_allclose(record["sigmas"], digits.DIGITS_BLUR_LEVELS, atol=5e-5)
+  assert max(record["hop_distances"]) <= record["epsilon"] * (1 + 1e-12)
+  assert (tmp_path / "schedule.png").stat().st_size > 10_000
+
+
+def test_selected_levels_are_read_and_must_match_the_settings(tiny_config, tmp_path):
+  tiny_config.corruption.blur_schedule = "selected"
+  settings_lib.load(tiny_config)  # without a workdir: the candidate range is checked, nothing read
+  with pytest.raises(errors.MissingError, match="schedule.json does not exist; run: .*--mode schedule"):
+    settings_lib.load(tiny_config, tmp_path)
+  select_levels.select_schedule(settings_lib.load(tiny_config, resolve_levels=False), tmp_path)
+  chosen = settings_lib.load(tiny_config, tmp_path)
+  assert len(chosen.corruption.blur_sigma_table) == tiny_config.levels.num_levels
+  assert corruptions.make(chosen.corruption).operator.sigma_schedule.sigmas == chosen.corruption.blur_sigma_table
+  tiny_config.data.image_size = 16
+  with pytest.raises(errors.ConfigError, match=r"selected for other settings \(differ: image_size\)"):
+    settings_lib.load(tiny_config, tmp_path)
+  (tmp_path / "schedule.json").write_text("{not json")
+  with pytest.raises(errors.ConfigError, match="is not a schedule written by --mode schedule"):
+    settings_lib.load(tiny_config, tmp_path)
+
+
+def test_schedule_mode_is_for_blur_only(tiny_config, tmp_path):
+  tiny_config.corruption.name = "mask"
+  with pytest.raises(errors.ConfigError, match="config.corruption.name must be 'blur' for --mode schedule"):
+    select_levels.select_schedule(settings_lib.load(tiny_config), tmp_path)
+  assert not any(tmp_path.iterdir())

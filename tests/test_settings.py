@@ -1,0 +1,63 @@
+"""Settings: one default per field (configs/default.py = the typed blocks), one-line errors naming
+the field, unknown keys refused."""
+
+import dataclasses
+
+import pytest
+
+from soft_diffusion import errors
+from soft_diffusion import settings as settings_lib
+
+
+def default_config():
+  from configs import default
+
+  return default.get_config()
+
+
+@pytest.mark.parametrize("block", sorted(settings_lib.BLOCKS))
+def test_default_config_is_the_typed_defaults(block):
+  """Every field of every block is declared once: configs/default.py holds exactly the fields of
+  the block's dataclass, with its default values."""
+  cls = settings_lib.BLOCKS[block]
+  written = default_config()[block]
+  assert set(written.keys()) == {f.name for f in dataclasses.fields(cls)}, block
+  typed = settings_lib.load(default_config())
+  assert getattr(typed, block) == cls(), f"configs/default.py's {block} block differs from {cls.__name__}()"
+
+
+@pytest.mark.parametrize(
+  "block, key, value, match",
+  [
+    ("model", "dtype", "float16", "config.model.dtype must be 'float32' or 'bfloat16'"),
+    ("model", "channel_mult", (1, 0), "config.model.channel_mult must be a non-empty tuple"),
+    ("train", "batch_size", 0, "config.train.batch_size must be an int >= 1"),
+    ("optim", "lr", -1.0, "config.optim.lr must be > 0"),
+    ("sample", "sampler", "ddim", "config.sample.sampler must be one of"),
+    ("data", "image_size", 18, r"config.data.image_size must be divisible by 2\^"),
+    ("corruption", "noise_std_min", 0.0, "config.corruption: noise std_min must be a finite number > 0"),
+    ("eval", "num_steps", (), "config.eval.num_steps must be a non-empty tuple"),
+    ("loss", "weighting", "snr", "config.loss.weighting must be one of"),
+  ],
+)
+def test_bad_values_fail_with_the_field_name(block, key, value, match):
+  config = default_config()
+  config[block][key] = value
+  with pytest.raises(errors.ConfigError, match=match):
+    settings_lib.load(config)
+
+
+def test_unknown_blocks_and_keys_are_refused():
+  config = default_config().to_dict()
+  config["model"]["chanels"] = 8
+  with pytest.raises(errors.ConfigError, match=r"config.model has unknown field\(s\) \['chanels'\]"):
+    settings_lib.load(config)
+  config = default_config().to_dict()
+  config["extra"] = {}
+  with pytest.raises(errors.ConfigError, match=r"unknown block\(s\) \['extra'\]"):
+    settings_lib.load(config)
+
+
+def test_loaded_settings_load_again_unchanged():
+  settings = settings_lib.load(default_config())
+  assert settings_lib.load(settings) == settings
