@@ -11,12 +11,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 TRAINED_STEPS = 2  # conftest.trained_run: configs/tiny.py trained this long, one checkpoint at the end
 
 
+def cpu_env(**extra: str) -> dict[str, str]:
+  """This process's environment, with JAX on the CPU and `extra` added."""
+  return {**os.environ, "JAX_PLATFORMS": "cpu", **extra}
+
+
 def cli(workdir, *flags, config="configs/tiny.py", env=None, timeout=300):
   """`python -m soft_diffusion.main --config <config> --workdir <workdir> <flags>` in a subprocess
   on the CPU, from the repository root; returns the CompletedProcess (text output)."""
   command = [sys.executable, "-m", "soft_diffusion.main", f"--config={config}", f"--workdir={workdir}", *flags]
-  full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
-  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=cpu_env(**(env or {})))
 
 
 def checkpoint_steps(workdir) -> list[int]:

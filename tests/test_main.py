@@ -9,9 +9,11 @@ concurrently (they are independent processes); each is then checked by its own t
 import concurrent.futures
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
-from support import cli
+from support import REPO, cli, cpu_env
 
 # id -> (command-line flags, text the error line must contain). In the flags, {run} is the workdir
 # (absent unless the case makes it), {tmp} a scratch folder, {tfds} the session's digits.
@@ -170,3 +172,33 @@ def test_bad_input_is_one_line_without_traceback_and_writes_nothing(results, nam
   assert len(lines) == 1, "stderr has more than one line:\n" + proc.stderr[-3000:]
   assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
   assert after == before, f"the workdir changed: {before} -> {after}"
+
+
+def test_verbose_shows_the_traceback_of_an_input_error(tmp_path, tiny_flags):
+  proc = cli(tmp_path / "run", *tiny_flags, "--config.train.batch_size=0", "--verbose")
+  assert proc.returncode != 0 and "Traceback" in proc.stderr
+  assert "ConfigError: config.train.batch_size must be an int >= 1, got 0" in proc.stderr
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, tfds_dir):
+  """An exception that is not a user error (here: a stand-in bug in the train loop) is not
+  turned into one line."""
+  script = (
+    "import sys\n"
+    "from soft_diffusion import main, train\n"
+    "def bug(*args):\n"
+    "  raise RuntimeError('a bug in the loop')\n"
+    "train.train_and_evaluate = bug\n"
+    "main.main(sys.argv)\n"
+  )
+  command = [
+    sys.executable,
+    "-c",
+    script,
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path / 'run'}",
+    f"--config.data.path={tfds_dir}",
+  ]
+  proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=cpu_env())
+  assert proc.returncode not in (0, 2) and "Traceback" in proc.stderr
+  assert "RuntimeError: a bug in the loop" in proc.stderr

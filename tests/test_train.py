@@ -2,7 +2,6 @@
 
 Every run uses configs/tiny.py (the digits at 8×8, a 2-level U-Net): compiles stay short."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from support import REPO, checkpoint_steps, cli, flat, saved_state
+from support import REPO, checkpoint_steps, cli, cpu_env, flat, saved_state
 
 from soft_diffusion import corruptions, losses, train
 from soft_diffusion import settings as settings_lib
@@ -45,8 +44,7 @@ def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tiny_flags, tmp_path):
     *flags,
     "--config.train.num_steps=100000",
   ]
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(command, cwd=REPO, env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   lines = []
   for line in proc.stdout:  # wait until training is under way
     lines.append(line)
