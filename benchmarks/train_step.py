@@ -1,14 +1,15 @@
 """Throughput of the jitted train step (forward, backward, Adam, EMA) on this machine's devices.
 
-    python benchmarks/train_step.py                      # CPU: digits (its batch) and celeba64 at batch 4
-    python benchmarks/train_step.py --configs celeba64 --batch 128 --dtype bfloat16   # a GPU/TPU
+    python benchmarks/train_step.py       # CPU: digits (its batch); celeba64 with NCSN++ and with the U-Net, batch 4
+    python benchmarks/train_step.py --configs celeba64 celeba64:unet --batch 128 --dtype bfloat16   # a GPU/TPU
 
-For each config: images/s of `train.make_train_step` on a synthetic batch (the input pipeline is
-excluded; see benchmarks/data.py), the step's FLOPs from XLA's cost analysis, the achieved
-FLOP/s, and its ratio to the matmul FLOP/s measured in the same run: float32 (HIGHEST precision)
-for float32 models, bfloat16 for bfloat16 models, which on an accelerator is the MFU against
-the rate the chip actually reaches. The step runs sharded over every local device, as in
-training. A benchmark, not a test: numbers depend on the machine.
+A config is a file in configs/, optionally with `:<model.name>` to swap its network. For each:
+images/s of `train.make_train_step` on a synthetic batch (the input pipeline is excluded; see
+benchmarks/data.py), the step's FLOPs from XLA's cost analysis, the achieved FLOP/s, and its
+ratio to the matmul FLOP/s measured in the same run: float32 (HIGHEST precision) for float32
+models, bfloat16 for bfloat16 models, which on an accelerator is the MFU against the rate the
+chip actually reaches. The step runs sharded over every local device, as in training. A
+benchmark, not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from soft_diffusion import state as state_lib  # noqa: E402
 
 
 def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict:
-  config = importlib.import_module(f"configs.{name}").get_config()
+  module, _, network = name.partition(":")
+  config = importlib.import_module(f"configs.{module}").get_config()
+  if network:
+    config.model.name = network
   if batch is not None:
     config.train.batch_size = batch
   if dtype is not None:
@@ -64,6 +68,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
   params = sum(p.size for p in jax.tree.leaves(state.params))
   return {
     "name": name,
+    "network": settings.model.name,
     "batch": batch,
     "size": size,
     "dtype": settings.model.dtype,
@@ -78,7 +83,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--configs", nargs="+", default=["digits", "celeba64"])
+  parser.add_argument("--configs", nargs="+", default=["digits", "celeba64", "celeba64:unet"])
   parser.add_argument("--batch", type=int, nargs="+", default=None, help="one per config (default: digits' own, 4)")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="default: the config's")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per config (median reported)")
@@ -102,7 +107,7 @@ def main() -> None:
   for r in results:
     ratio = r["flop_per_s"] / peaks[r["dtype"]]
     print(
-      f"{r['name']}: batch {r['batch']} x {r['size']}^2, {r['dtype']}, {r['params']:,} params | "
+      f"{r['name']} ({r['network']}): batch {r['batch']} x {r['size']}^2, {r['dtype']}, {r['params']:,} params | "
       f"{r['step_s'] * 1e3:.1f} ms/step, {r['images_per_s']:.1f} images/s | "
       f"{r['flops'] / r['batch'] / 1e9:.3f} GFLOP/image/step (XLA), {r['flop_per_s'] / 1e9:.1f} GFLOP/s | "
       f"ratio to {r['dtype']} matmul FLOP/s: {ratio:.3f} | compile {r['compile_s']:.1f} s"

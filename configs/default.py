@@ -49,14 +49,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict()
   config.loss.weighting = "uniform"  # w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)
 
-  # Network φ_θ (soft_diffusion/models/unet.py, UNetConfig); defaults: SPEC §6 (NCSN++ CelebA-64 recipe).
+  # Network φ_θ (soft_diffusion/models/); defaults: SPEC §6, score_sde's NCSN++ CelebA-64 recipe.
   config.model = m = ml_collections.ConfigDict()
-  m.channels = 128  # base channel count
+  m.name = "ncsnpp"  # 'ncsnpp' (NCSN++, the paper's comparison network) | 'unet' (DDPM-style U-Net)
+  m.channels = 128  # base channel count (NCSN++'s nf)
   m.channel_mult = (1, 2, 2, 2)  # channels per resolution level = channels * mult
   m.num_res_blocks = 4  # residual blocks per level
   m.attention_resolutions = (16,)  # feature-map sides with self-attention
   m.dropout = 0.1
-  m.num_heads = 1  # attention heads
+  m.num_heads = 1  # attention heads ('unet' only; NCSN++ attention has one head)
+  m.fir_kernel = (1, 3, 3, 1)  # FIR resampling filter, separable taps ('ncsnpp' only)
   m.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (params, corruption and loss stay float32)
 
   # Optimizer (SPEC §6).

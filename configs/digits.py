@@ -33,6 +33,7 @@ def get_config():
   config.corruption.blur_schedule = "table"
   config.corruption.blur_sigma_table = DIGITS_BLUR_LEVELS
 
+  config.model.name = "unet"  # the small DDPM-style U-Net: a 2-core CPU trains it in minutes
   config.model.channels = 16
   config.model.channel_mult = (1, 2, 2)
   config.model.num_res_blocks = 1

@@ -4,7 +4,8 @@
     s = settings.load(config, workdir)   # config: ml_collections ConfigDict, Mapping, or Settings
 
 * One dataclass per config block. Blocks the library owns keep their dataclass there
-  (`data.DataConfig`, `corruptions.CorruptionConfig`, `models.UNetConfig`); the driver blocks
+  (`data.DataConfig`, `corruptions.CorruptionConfig`, and `models.model_config`, which types
+  the model block as the config of the network `model.name` names); the driver blocks
   are below. Every default is the value in configs/default.py, which documents each field
   (tests/test_settings.py keeps the two equal).
 * Errors are `errors.ConfigError` (a ValueError) naming the field and what is allowed; unknown
@@ -23,8 +24,7 @@ import dataclasses
 import pathlib
 from typing import Any
 
-from soft_diffusion import corruptions, data, errors, losses, samplers, select_levels, typed_config
-from soft_diffusion.models import UNetConfig
+from soft_diffusion import corruptions, data, errors, losses, models, samplers, select_levels, typed_config
 
 check = typed_config.check
 at_least = typed_config.is_int_at_least
@@ -174,7 +174,7 @@ class Settings:
   data: data.DataConfig
   corruption: corruptions.CorruptionConfig
   loss: LossConfig
-  model: UNetConfig
+  model: models.ModelConfig
   optim: OptimConfig
   train: TrainConfig
   checkpoint: CheckpointConfig
@@ -183,12 +183,11 @@ class Settings:
   eval: EvalConfig
 
 
-# Block name -> its dataclass (`seed` is a plain int).
+# Block name -> its dataclass (`seed` is a plain int; `model` is typed by models.model_config).
 BLOCKS: dict[str, type] = {
   "data": data.DataConfig,
   "corruption": corruptions.CorruptionConfig,
   "loss": LossConfig,
-  "model": UNetConfig,
   "optim": OptimConfig,
   "train": TrainConfig,
   "checkpoint": CheckpointConfig,
@@ -200,7 +199,7 @@ BLOCKS: dict[str, type] = {
 
 def _from_config(config: Any) -> Settings:
   blocks = typed_config.as_dict(config)
-  allowed = {"seed", *BLOCKS}
+  allowed = {"seed", "model", *BLOCKS}
   unknown = sorted(set(blocks) - allowed)
   if unknown:
     raise errors.ConfigError(f"config has unknown block(s) {unknown}; allowed: {sorted(allowed)}")
@@ -209,6 +208,7 @@ def _from_config(config: Any) -> Settings:
     raise errors.ConfigError(f"config lacks block(s) {missing}; start from configs/default.py")
   check(at_least(blocks["seed"], 0), "seed", "an int >= 0", blocks["seed"])
   typed = {name: typed_config.from_block(cls, blocks[name], name) for name, cls in BLOCKS.items()}
+  typed["model"] = models.model_config(blocks["model"])
   if typed["corruption"].blur_schedule == "selected":  # the levels come from WORKDIR/schedule.json
     typed["corruption"] = dataclasses.replace(typed["corruption"], blur_sigma_table=None)
   return Settings(seed=blocks["seed"], **typed)

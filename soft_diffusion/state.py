@@ -15,13 +15,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from soft_diffusion import errors
-from soft_diffusion.models import UNet, UNetConfig
+from soft_diffusion import errors, models
 
 if TYPE_CHECKING:
   from soft_diffusion.settings import OptimConfig
@@ -61,8 +61,9 @@ def check_batch_split(field: str, batch_size: int, mesh: jax.sharding.Mesh) -> N
 # Model and optimizer.
 
 
-def make_model(cfg: UNetConfig) -> UNet:
-  return UNet(cfg)
+def make_model(cfg: models.ModelConfig) -> nn.Module:
+  """The network φ_θ that `cfg` (its type: model.name) describes."""
+  return models.make_network(cfg)
 
 
 def make_optimizer(cfg: OptimConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -92,7 +93,7 @@ class TrainState:
   first_nonfinite_step: jax.Array  # -1 until step n (1-based, as logged) meets a non-finite loss or gradient
 
 
-def _init_fn(model: UNet, optimizer: optax.GradientTransformation, image_shape: tuple[int, ...], seed: int):
+def _init_fn(model: nn.Module, optimizer: optax.GradientTransformation, image_shape: tuple[int, ...], seed: int):
   def init() -> TrainState:
     x = jnp.zeros((1, *image_shape), jnp.float32)
     params = model.init(jax.random.fold_in(jax.random.key(seed), -1 % 2**31), x, jnp.zeros((1,)))["params"]
@@ -107,14 +108,14 @@ def _init_fn(model: UNet, optimizer: optax.GradientTransformation, image_shape: 
   return init
 
 
-def create_state(model: UNet, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
+def create_state(model: nn.Module, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
   """Initial state, created directly with `sharding` (replicated) on every device."""
   init = _init_fn(model, optimizer, image_shape, seed)
   shardings = jax.tree.map(lambda _: sharding, jax.eval_shape(init))
   return jax.jit(init, out_shardings=shardings)()
 
 
-def abstract_state(model: UNet, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
+def abstract_state(model: nn.Module, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
   """The state's shapes and dtypes with `sharding`, without computing it (a restore target)."""
   abstract = jax.eval_shape(_init_fn(model, optimizer, image_shape, seed))
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)

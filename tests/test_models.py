@@ -1,4 +1,4 @@
-"""The U-Net φ_θ, its config, and the denoiser wrapper h_θ = φ_θ + x_t."""
+"""The networks φ_θ (U-Net, NCSN++), their configs, and the denoiser wrapper h_θ = φ_θ + x_t."""
 
 import dataclasses
 
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from soft_diffusion.models import UNet, UNetConfig, make_denoise_fn, timestep_embedding
+from soft_diffusion import models
+from soft_diffusion.models import NCSNpp, NCSNppConfig, UNet, UNetConfig, make_denoise_fn, ncsnpp, timestep_embedding
 
 TINY = UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), dropout=0.5)
 
@@ -87,3 +88,83 @@ def test_config_takes_lists_as_tuples():
   assert UNetConfig(channel_mult=[1, 2], attention_resolutions=[]) == UNetConfig(
     channel_mult=(1, 2), attention_resolutions=()
   )
+
+
+# ---- NCSN++ ------------------------------------------------------------------------------------
+
+NCSNPP_TINY = NCSNppConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), dropout=0.0)
+
+
+def numpy_fir_1d(x: np.ndarray, taps, *, up: bool) -> np.ndarray:
+  """float64 reference along axis 1 of [B, N, ...]: StyleGAN2's upfirdn, written out.
+
+  down: y[i] = Σ_j k_j x[2i + j - (K-2)/2] / Σk;  up: y[m] = 2 Σ_j k_j u[m + j - K/2] / Σk with
+  u[2i] = x[i] and zeros between (k symmetric here)."""
+  k = np.asarray(taps, np.float64) / np.sum(taps)
+  n, size = x.shape[1], len(taps)
+  if up:
+    u = np.zeros((x.shape[0], 2 * n, *x.shape[2:]))
+    u[:, ::2] = x
+    out = np.zeros_like(u)
+    for m in range(2 * n):
+      for j in range(size):
+        if 0 <= m + j - size // 2 < 2 * n:
+          out[:, m] += 2 * k[j] * u[:, m + j - size // 2]
+    return out
+  out = np.zeros((x.shape[0], n // 2, *x.shape[2:]))
+  for i in range(n // 2):
+    for j in range(size):
+      if 0 <= 2 * i + j - (size - 2) // 2 < n:
+        out[:, i] += k[j] * x[:, 2 * i + j - (size - 2) // 2]
+  return out
+
+
+@pytest.mark.parametrize("up", [False, True], ids=["down", "up"])
+def test_fir_resampling_matches_a_float64_reference(up, rng):
+  x = rng.standard_normal((2, 6, 4, 3))
+  taps = (1, 3, 3, 1)
+  fn = ncsnpp.fir_upsample if up else ncsnpp.fir_downsample
+  got = np.asarray(jax.jit(fn, static_argnums=1)(jnp.asarray(x, jnp.float32), taps), np.float64)
+  want = numpy_fir_1d(np.swapaxes(numpy_fir_1d(x, taps, up=up), 1, 2), taps, up=up).swapaxes(1, 2)
+  assert got.shape == want.shape == ((2, 12, 8, 3) if up else (2, 3, 2, 3))
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  if up:  # per axis y[2i] = (x[i-1] + 3 x[i]) / 4 and y[2i+1] = (3 x[i] + x[i+1]) / 4, spelled out
+    row = np.asarray(fn(jnp.asarray([0.0, 4.0, 0.0])[None, :, None, None] * jnp.ones((1, 3, 2, 1)), taps))[0, :, 2, 0]
+    np.testing.assert_allclose(row, [0.0, 1.0, 3.0, 3.0, 1.0, 0.0], atol=1e-6)  # x = [0, 4, 0]
+
+
+def test_ncsnpp_output_shape_near_zero_start_and_bfloat16():
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  t = jnp.array([0.1, 0.9])
+  out, variables = jax.jit(NCSNpp(NCSNPP_TINY).init_with_output)(jax.random.key(1), x, t)
+  params = variables["params"]
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  assert float(jnp.abs(out).max()) < 1e-3  # init_scale 0: the output conv starts at ~1e-10 scale
+  half = NCSNpp(dataclasses.replace(NCSNPP_TINY, dtype="bfloat16"))
+  assert jax.jit(half.apply)({"params": params}, x, t).dtype == jnp.float32
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(jax.eval_shape(half.init, jax.random.key(1), x, t)))
+
+
+def test_ncsnpp_celeba64_size_and_flops_are_score_sdes():
+  """SPEC §6 / score_sde's CelebA NCSN++ (nf 128, (1, 2, 2, 2), 4 blocks, attention at 16):
+  62.69M parameters and 81.5 GFLOP per 64×64 image (XLA's count, 2 FLOP per multiply-add)."""
+  cfg = models.model_config({"name": "ncsnpp"})  # the defaults: configs/default.py's model block
+  model = models.make_network(cfg)
+  x, t = jnp.zeros((1, 64, 64, 3)), jnp.zeros(1)
+  params = jax.eval_shape(model.init, jax.random.key(0), x, t)
+  count = sum(v.size for v in jax.tree.leaves(params))
+  assert abs(count / 62.69e6 - 1) <= 0.005, f"NCSN++ has {count:,} parameters, score_sde's 62.69M"
+  cost = jax.jit(model.apply).lower(params, x, t).cost_analysis()  # before optimisation: no compile
+  flops = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+  assert abs(flops / 81.5e9 - 1) <= 0.03, f"NCSN++ forward is {flops / 1e9:.2f} GFLOP per image, score_sde's 81.5"
+
+
+def test_model_config_picks_the_network_and_guards_the_other_fields():
+  assert isinstance(models.model_config({"name": "unet", "num_heads": 2}), UNetConfig)
+  assert isinstance(models.model_config({"name": "ncsnpp", "num_heads": 1}), NCSNppConfig)  # at its default
+  with pytest.raises(ValueError, match="config.model.fir_kernel must be left at"):
+    models.model_config({"name": "unet", "fir_kernel": (1, 1)})
+  with pytest.raises(ValueError, match="config.model.name must be one of"):
+    models.model_config({"name": "resnet"})
+  with pytest.raises(ValueError, match="config.model has unknown field"):
+    models.model_config({"name": "unet", "chanels": 3})

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from soft_diffusion import errors
+from soft_diffusion import errors, models
 from soft_diffusion import settings as settings_lib
 
 
@@ -26,6 +26,20 @@ def test_default_config_is_the_typed_defaults(block):
   assert getattr(typed, block) == cls(), f"configs/default.py's {block} block differs from {cls.__name__}()"
 
 
+@pytest.mark.parametrize("name", sorted(models.NETWORKS))
+def test_default_model_block_holds_every_network_with_its_defaults(name):
+  """The model block has the fields of every network; each network's dataclass defaults are the
+  values written there (the network model.name picks reads its own, the others keep theirs)."""
+  cls = models.NETWORKS[name][0]
+  written = default_config().model
+  fields = {f.name: f.default for f in dataclasses.fields(cls)}
+  assert set(fields) <= set(written.keys())
+  assert {k: (tuple(v) if isinstance(v, list) else v) for k, v in written.items() if k in fields and k != "name"} == {
+    k: v for k, v in fields.items() if k != "name"
+  }
+  assert settings_lib.load(default_config()).model == models.NETWORKS[written.name][0]()
+
+
 @pytest.mark.parametrize(
   "block, key, value, match",
   [
@@ -38,6 +52,8 @@ def test_default_config_is_the_typed_defaults(block):
     ("corruption", "noise_std_min", 0.0, "config.corruption: noise std_min must be a finite number > 0"),
     ("eval", "num_steps", (), "config.eval.num_steps must be a non-empty tuple"),
     ("loss", "weighting", "snr", "config.loss.weighting must be one of"),
+    ("model", "name", "resnet", "config.model.name must be one of"),
+    ("model", "num_heads", 4, "config.model.num_heads must be left at 1: model.name = 'ncsnpp' does not use it"),
   ],
 )
 def test_bad_values_fail_with_the_field_name(block, key, value, match):

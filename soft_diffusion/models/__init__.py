@@ -1,6 +1,76 @@
-"""Networks: the raw U-Net φ_θ and the denoiser wrapper h_θ = φ_θ + x_t."""
+"""Networks φ_θ (each with its own config dataclass) and the denoiser wrapper h_θ = φ_θ + x_t.
 
+    from soft_diffusion import models
+    cfg = models.model_config({"name": "ncsnpp", "channels": 64})   # or a UNetConfig / NCSNppConfig
+    network = models.make_network(cfg)                               # a Flax Linen module
+    denoise_fn = models.make_denoise_fn(network, params)             # (x_t, t) -> x̂_0
+
+`config.model.name` picks the network: 'ncsnpp' (NCSN++, the paper's comparison network, SPEC
+§6; ncsnpp.py) or 'unet' (a smaller DDPM-style U-Net, the digits demo's; unet.py). The config
+block holds the fields of both; a field only the other network reads must keep its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+
+from soft_diffusion import typed_config
 from soft_diffusion.models.denoiser import make_denoise_fn
+from soft_diffusion.models.ncsnpp import NCSNpp, NCSNppConfig
 from soft_diffusion.models.unet import UNet, UNetConfig, timestep_embedding
 
-__all__ = ["UNet", "UNetConfig", "make_denoise_fn", "timestep_embedding"]
+__all__ = [
+  "NETWORKS",
+  "ModelConfig",
+  "NCSNpp",
+  "NCSNppConfig",
+  "UNet",
+  "UNetConfig",
+  "make_denoise_fn",
+  "make_network",
+  "model_config",
+  "timestep_embedding",
+]
+
+ModelConfig = UNetConfig | NCSNppConfig
+
+# model.name -> (its config dataclass, its Linen module).
+NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
+  "ncsnpp": (NCSNppConfig, NCSNpp),
+  "unet": (UNetConfig, UNet),
+}
+
+
+def model_config(block: Any) -> ModelConfig:
+  """The typed config of the network `block["name"]` names (default 'ncsnpp').
+
+  Keys of the other networks must hold their defaults (they would be ignored otherwise); unknown
+  keys are an error. One-line errors name `config.model.<field>`.
+  """
+  if isinstance(block, tuple(cls for cls, _ in NETWORKS.values())):
+    return block
+  values = typed_config.as_dict(block)
+  name = values.get("name", "ncsnpp")
+  typed_config.check(name in NETWORKS, "model.name", f"one of {sorted(NETWORKS)}", name)
+  cls = NETWORKS[name][0]
+  own = {f.name for f in dataclasses.fields(cls)}
+  for other, _ in NETWORKS.values():
+    defaults = {f.name: f.default for f in dataclasses.fields(other) if f.name not in own and f.name != "name"}
+    for field, default in defaults.items():
+      value = values.pop(field, default)
+      value = tuple(value) if isinstance(value, list) else value
+      typed_config.check(
+        value == default, f"model.{field}", f"left at {default!r}: model.name = {name!r} does not use it", value
+      )
+  return typed_config.from_block(cls, values, "model")
+
+
+def make_network(cfg: ModelConfig) -> nn.Module:
+  """The Linen module for a typed model config."""
+  for config_cls, module_cls in NETWORKS.values():
+    if isinstance(cfg, config_cls):
+      return module_cls(cfg)
+  raise TypeError(f"not a model config: {type(cfg).__name__}")

@@ -32,8 +32,9 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @dataclasses.dataclass(frozen=True)
 class UNetConfig:
-  """Typed form of `config.model` (field comments: configs/default.py)."""
+  """Typed form of `config.model` for model.name = 'unet' (field comments: configs/default.py)."""
 
+  name: str = "unet"
   channels: int = 128
   channel_mult: tuple[int, ...] = (1, 2, 2, 2)
   num_res_blocks: int = 4
@@ -47,6 +48,7 @@ class UNetConfig:
       if isinstance(getattr(self, name), list):
         object.__setattr__(self, name, tuple(getattr(self, name)))
     check, at_least = typed_config.check, typed_config.is_int_at_least
+    check(self.name == "unet", "model.name", "'unet' for UNetConfig", self.name)
     check(at_least(self.channels, 1), "model.channels", "an int >= 1", self.channels)
     mult = self.channel_mult
     check(
@@ -71,11 +73,6 @@ class UNetConfig:
   def downsamplings(self) -> int:
     """Times the input is halved: H and W must be divisible by 2 to this power."""
     return len(self.channel_mult) - 1
-
-  @classmethod
-  def from_any(cls, cfg: Any) -> UNetConfig:
-    """From a UNetConfig, dataclass, Mapping or ConfigDict; unknown keys are an error."""
-    return typed_config.from_block(cls, cfg, "model")
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:

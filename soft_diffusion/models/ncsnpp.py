@@ -1,0 +1,265 @@
+"""NCSN++ (Song et al., 2021, "Score-Based Generative Modeling through SDEs") in Flax Linen: the
+network the paper's CelebA-64 results are compared against (SPEC §6), as the raw network φ_θ.
+
+Written from the paper's description and the settings of score_sde's CelebA NCSN++ config
+(`configs/ve/celeba_ncsnpp.py`): nf = 128, channel multipliers (1, 2, 2, 2), 4 residual blocks
+per resolution, attention at 16×16, dropout 0.1, and
+
+* BigGAN-type residual blocks: GroupNorm, swish, 3×3 conv, + a projection of the time
+  embedding, GroupNorm, swish, dropout, 3×3 conv with near-zero init ("init_scale 0"); the skip
+  path gets a 1×1 conv when the width or the resolution changes; (skip + residual)/√2. The blocks
+  that change resolution resample both paths with the FIR filter (`fir_kernel`, [1, 3, 3, 1]):
+  `fir_downsample` / `fir_upsample` below.
+* Progressive input "residual": the input image is carried down a pyramid; at each new
+  resolution it is FIR-downsampled with a 3×3 conv to the feature width and added to the
+  features, (pyramid + h)/√2. No progressive output.
+* Self-attention (single head, DDPM style) after every down-path block and once per up-path
+  level at the resolutions in `attention_resolutions`, plus one in the middle.
+* Sinusoidal (positional) embedding of t (scaled by 1000, as DDPM's step index) → Dense →
+  swish → Dense; GroupNorm with min(C/4, 32) groups; "fan-avg uniform" initialisation
+  (variance scaling) for every conv and dense layer, scale 1, or 1e-10 for the layers that end a
+  residual branch and for the output conv (so φ ≈ 0 at initialisation).
+
+Deviation (as in our U-Net): the attention's key and value projections have no bias. A key
+bias adds the same logit to every key of a query (the softmax cancels it) and a value bias is
+a constant the output bias already provides; their gradients are zero up to rounding, which
+Adam turns into full-size random steps. This removes 2·C parameters per attention block.
+
+Computation runs in `config.dtype` (e.g. bfloat16) with float32 parameters; the output is float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from soft_diffusion import typed_config
+from soft_diffusion.models.unet import DTYPES, timestep_embedding
+
+
+@dataclasses.dataclass(frozen=True)
+class NCSNppConfig:
+  """Typed form of `config.model` for model.name = 'ncsnpp' (field comments: configs/default.py)."""
+
+  name: str = "ncsnpp"
+  channels: int = 128
+  channel_mult: tuple[int, ...] = (1, 2, 2, 2)
+  num_res_blocks: int = 4
+  attention_resolutions: tuple[int, ...] = (16,)
+  dropout: float = 0.1
+  fir_kernel: tuple[int, ...] = (1, 3, 3, 1)
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    for name in ("channel_mult", "attention_resolutions", "fir_kernel"):  # lists become tuples: hashable
+      if isinstance(getattr(self, name), list):
+        object.__setattr__(self, name, tuple(getattr(self, name)))
+    check, at_least = typed_config.check, typed_config.is_int_at_least
+    check(self.name == "ncsnpp", "model.name", "'ncsnpp' for NCSNppConfig", self.name)
+    check(at_least(self.channels, 4), "model.channels", "an int >= 4", self.channels)
+    mult = self.channel_mult
+    check(
+      isinstance(mult, tuple) and len(mult) >= 1 and all(at_least(m, 1) for m in mult),
+      "model.channel_mult",
+      "a non-empty tuple of ints >= 1",
+      mult,
+    )
+    check(at_least(self.num_res_blocks, 1), "model.num_res_blocks", "an int >= 1", self.num_res_blocks)
+    check(
+      isinstance(self.attention_resolutions, tuple) and all(at_least(r, 1) for r in self.attention_resolutions),
+      "model.attention_resolutions",
+      "a tuple of feature-map sides (ints >= 1)",
+      self.attention_resolutions,
+    )
+    dropout = self.dropout
+    check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
+    k = self.fir_kernel
+    check(
+      isinstance(k, tuple) and len(k) >= 2 and all(isinstance(v, (int, float)) and v >= 0 for v in k) and sum(k) > 0,
+      "model.fir_kernel",
+      "a tuple of >= 2 non-negative taps with a positive sum",
+      k,
+    )
+    check(self.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", self.dtype)
+
+  @property
+  def downsamplings(self) -> int:
+    """Times the input is halved: H and W must be divisible by 2 to this power."""
+    return len(self.channel_mult) - 1
+
+
+# ----------------------------------------------------------------------------------------------
+# FIR resampling (StyleGAN2's upfirdn with a separable kernel), as depthwise convolutions.
+
+
+def fir_filter_2d(taps: tuple[float, ...]) -> np.ndarray:
+  """The separable 2-D filter outer(k, k) / sum(k)² (unit DC gain), float64 [K, K]."""
+  k = np.asarray(taps, np.float64)
+  k = np.outer(k, k)
+  return k / k.sum()
+
+
+def _depthwise(x: jax.Array, kernel: np.ndarray, *, strides: int, padding: int, lhs_dilation: int = 1) -> jax.Array:
+  """Each channel of x [B, H, W, C] convolved (true convolution: kernel flipped) with `kernel`."""
+  c = x.shape[-1]
+  w = jnp.asarray(np.ascontiguousarray(kernel[::-1, ::-1]), x.dtype)
+  w = jnp.tile(w[:, :, None, None], (1, 1, 1, c))
+  return jax.lax.conv_general_dilated(
+    x,
+    w,
+    window_strides=(strides, strides),
+    padding=((padding, padding), (padding, padding)),
+    lhs_dilation=(lhs_dilation, lhs_dilation),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count=c,
+  )
+
+
+def fir_downsample(x: jax.Array, taps: tuple[float, ...]) -> jax.Array:
+  """[B, H, W, C] -> [B, H/2, W/2, C]: FIR low-pass, then every second sample.
+
+  With taps k of length K (even), per axis y[i] = Σ_j k_j x[2i + j - (K-2)/2] / Σk, zero outside.
+  """
+  k = fir_filter_2d(taps)
+  return _depthwise(x, k, strides=2, padding=(k.shape[0] - 2) // 2)
+
+
+def fir_upsample(x: jax.Array, taps: tuple[float, ...]) -> jax.Array:
+  """[B, H, W, C] -> [B, 2H, 2W, C]: zeros between samples, then the FIR filter with gain 4.
+
+  For [1, 3, 3, 1] per axis: y[2i] = (x[i-1] + 3 x[i]) / 4 and y[2i+1] = (3 x[i] + x[i+1]) / 4.
+  """
+  k = fir_filter_2d(taps) * 4.0
+  pad = k.shape[0] // 2
+  return _depthwise(x, k, strides=1, padding=pad, lhs_dilation=2)[:, : 2 * x.shape[1], : 2 * x.shape[2]]
+
+
+def _init(scale: float = 1.0) -> Any:
+  """Fan-avg uniform variance scaling; scale 0 means 1e-10 (a branch that starts near zero)."""
+  return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, "fan_avg", "uniform")
+
+
+def _groups(channels: int) -> int:
+  return min(channels // 4, 32)
+
+
+def _conv(
+  x: jax.Array, features: int, kernel: int, dtype: Any, *, scale: float = 1.0, strides: int = 1, padding="SAME"
+):
+  conv = nn.Conv(features, (kernel, kernel), strides=strides, padding=padding, kernel_init=_init(scale), dtype=dtype)
+  return conv(x)
+
+
+class ResBlock(nn.Module):
+  """BigGAN-type residual block; `resample` is None, 'up' or 'down'."""
+
+  out_channels: int
+  dropout: float
+  fir_kernel: tuple[int, ...]
+  resample: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, temb: jax.Array, *, train: bool) -> jax.Array:
+    h = nn.swish(nn.GroupNorm(_groups(x.shape[-1]), dtype=self.dtype)(x))
+    if self.resample == "up":
+      h, x = fir_upsample(h, self.fir_kernel), fir_upsample(x, self.fir_kernel)
+    elif self.resample == "down":
+      h, x = fir_downsample(h, self.fir_kernel), fir_downsample(x, self.fir_kernel)
+    h = _conv(h, self.out_channels, 3, self.dtype)
+    h = h + nn.Dense(self.out_channels, kernel_init=_init(), dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
+    h = nn.swish(nn.GroupNorm(_groups(self.out_channels), dtype=self.dtype)(h))
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = _conv(h, self.out_channels, 3, self.dtype, scale=0.0)
+    if x.shape[-1] != self.out_channels or self.resample is not None:
+      x = _conv(x, self.out_channels, 1, self.dtype)
+    return (x + h) / math.sqrt(2.0)
+
+
+class AttnBlock(nn.Module):
+  """Single-head self-attention over the H·W positions, (x + out)/√2 (no key/value bias)."""
+
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, height, width, c = x.shape
+    h = nn.GroupNorm(_groups(c), dtype=self.dtype)(x).reshape(b, height * width, c)
+    dense = lambda name, bias, scale: nn.Dense(c, use_bias=bias, kernel_init=_init(scale), dtype=self.dtype, name=name)
+    q, k, v = dense("query", True, 0.1)(h), dense("key", False, 0.1)(h), dense("value", False, 0.1)(h)
+    logits = jnp.einsum("bqc,bkc->bqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(c)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    h = dense("out", True, 0.0)(jnp.einsum("bqk,bkc->bqc", weights, v))
+    return (x + h.reshape(b, height, width, c)) / math.sqrt(2.0)
+
+
+class PyramidDownsample(nn.Module):
+  """The progressive input's step down: FIR filter, then a 3×3 conv with stride 2 (StyleGAN2's
+  fused conv_downsample), to `out_channels`."""
+
+  out_channels: int
+  fir_kernel: tuple[int, ...]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = fir_filter_2d(self.fir_kernel)
+    x = _depthwise(x, k, strides=1, padding=(k.shape[0] - 2 + 2) // 2)  # the 3×3 conv's padding folded in
+    return _conv(x, self.out_channels, 3, self.dtype, strides=2, padding="VALID")
+
+
+class NCSNpp(nn.Module):
+  """φ_θ(x_t, t): [B, H, W, C] x [B] -> [B, H, W, C] (H, W divisible by 2^config.downsamplings)."""
+
+  config: NCSNppConfig = NCSNppConfig()
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
+    cfg = self.config
+    dtype = DTYPES[cfg.dtype]
+    out_channels = x.shape[-1]
+    block = lambda channels, resample=None: ResBlock(channels, cfg.dropout, cfg.fir_kernel, resample, dtype)
+
+    temb = timestep_embedding(t, cfg.channels)
+    temb = nn.Dense(4 * cfg.channels, kernel_init=_init(), dtype=dtype)(temb)
+    temb = nn.Dense(4 * cfg.channels, kernel_init=_init(), dtype=dtype)(nn.swish(temb))
+
+    x = x.astype(dtype)
+    pyramid = x
+    skips = [_conv(x, cfg.channels, 3, dtype)]
+    last = len(cfg.channel_mult) - 1
+    for level, mult in enumerate(cfg.channel_mult):
+      for _ in range(cfg.num_res_blocks):
+        h = block(cfg.channels * mult)(skips[-1], temb, train=train)
+        if h.shape[1] in cfg.attention_resolutions:
+          h = AttnBlock(dtype)(h)
+        skips.append(h)
+      if level != last:
+        h = block(skips[-1].shape[-1], "down")(skips[-1], temb, train=train)
+        pyramid = PyramidDownsample(h.shape[-1], cfg.fir_kernel, dtype)(pyramid)
+        pyramid = (pyramid + h) / math.sqrt(2.0)
+        skips.append(pyramid)
+
+    h = skips[-1]
+    h = block(h.shape[-1])(h, temb, train=train)
+    h = AttnBlock(dtype)(h)
+    h = block(h.shape[-1])(h, temb, train=train)
+
+    for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+      for _ in range(cfg.num_res_blocks + 1):
+        h = block(cfg.channels * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train=train)
+      if h.shape[1] in cfg.attention_resolutions:
+        h = AttnBlock(dtype)(h)
+      if level != 0:
+        h = block(h.shape[-1], "up")(h, temb, train=train)
+    assert not skips
+
+    h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]), dtype=dtype)(h))
+    h = _conv(h, out_channels, 3, dtype, scale=0.0)
+    return h.astype(jnp.float32)
