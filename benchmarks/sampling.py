@@ -71,7 +71,7 @@ def main(argv=None) -> int:
   )
 
   def bare(params, x):
-    denoise_fn = make_denoise_fn(model, params)
+    denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std)
 
     def body(i, x):
       t = jnp.full((x.shape[0],), (nfe - i) / nfe, x.dtype)
@@ -84,7 +84,9 @@ def main(argv=None) -> int:
   for name in args.samplers:
     sampler = samplers.get(name)
     fn = jax.jit(
-      lambda params, x, sampler=sampler: sampler(make_denoise_fn(model, params), x, corruption, num_steps=nfe, key=key),
+      lambda params, x, sampler=sampler: sampler(
+        make_denoise_fn(model, params, noise_std=corruption.noise_std), x, corruption, num_steps=nfe, key=key
+      ),
       out_shardings=sharded,
     )
     s = seconds_per_call(fn, params, x, repeats=args.repeats)

@@ -59,6 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   m.dropout = 0.1
   m.num_heads = 1  # attention heads ('unet' only; NCSN++ attention has one head)
   m.fir_kernel = (1, 3, 3, 1)  # FIR resampling filter, separable taps ('ncsnpp' only)
+  # h = x_t + φ ('none') or x_t + s_t·φ ('noise_std': score_sde's scale_by_sigma; see models/denoiser.py)
+  m.output_scale = "none"
   m.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (params, corruption and loss stay float32)
 
   # Optimizer (SPEC §6).

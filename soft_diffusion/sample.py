@@ -123,7 +123,8 @@ def make_draw_fn(model: Any, corruption: Any, cfg: SampleConfig, mesh: jax.shard
     x_init = priors.sample_p1(prior, corruption, k_prior, cfg.batch_size)
     if mesh is not None:
       x_init = jax.lax.with_sharding_constraint(x_init, state_lib.batch_sharding(mesh))
-    x0 = sampler(make_denoise_fn(model, params), x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
+    denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std)
+    x0 = sampler(denoise_fn, x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
     return jnp.clip(x0, -1.0, 1.0)
 
   return jax.jit(draw_fn)
@@ -225,7 +226,7 @@ def _level_title(corruption, t: float) -> str:
 def trajectory_figure(run: Run, path: pathlib.Path, num_frames: int = 8) -> None:
   """One reverse trajectory with the configured sampler: x_t (top) and x̂_0 (bottom)."""
   cfg = run.settings.sample
-  denoise_fn = make_denoise_fn(run.model, run.params)
+  denoise_fn = make_denoise_fn(run.model, run.params, noise_std=run.corruption.noise_std)
   key = jax.random.fold_in(jax.random.key(cfg.seed), 10_000)  # apart from the sample batches' keys
   k_prior, k_sampler = jax.random.split(key)
   x_init = priors.sample_p1(run.prior, run.corruption, k_prior, 1)

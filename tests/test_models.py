@@ -43,6 +43,19 @@ def test_network_depends_on_t_and_dropout_only_in_training(tiny):
     make_denoise_fn(model, params, train=True)
 
 
+def test_output_scale_multiplies_the_network_output_by_the_noise_level(tiny):
+  """model.output_scale = 'noise_std': h = x_t + s_t · φ (score_sde's scale_by_sigma)."""
+  model, params, x, t = tiny
+  params = jax.tree.map(lambda p: p + 0.05 * jnp.ones_like(p), params)
+  scaled = UNet(dataclasses.replace(TINY, output_scale="noise_std"))
+  noise_std = lambda t: 10.0 * t + 1.0
+  phi = make_denoise_fn(model, params)(x, t) - x
+  h = make_denoise_fn(scaled, params, noise_std=noise_std)(x, t)
+  np.testing.assert_allclose(h - x, phi * noise_std(t)[:, None, None, None], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="needs noise_std"):
+    make_denoise_fn(scaled, params)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_output(tiny):
   _, params, x, t = tiny
   model = UNet(dataclasses.replace(TINY, dtype="bfloat16"))

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from soft_diffusion import typed_config
-from soft_diffusion.models.unet import DTYPES, timestep_embedding
+from soft_diffusion.models.unet import DTYPES, OUTPUT_SCALES, timestep_embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +55,7 @@ class NCSNppConfig:
   dropout: float = 0.1
   fir_kernel: tuple[int, ...] = (1, 3, 3, 1)
   dtype: str = "float32"
+  output_scale: str = "none"
 
   def __post_init__(self):
     for name in ("channel_mult", "attention_resolutions", "fir_kernel"):  # lists become tuples: hashable
@@ -87,6 +88,7 @@ class NCSNppConfig:
       k,
     )
     check(self.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", self.dtype)
+    check(self.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", self.output_scale)
 
   @property
   def downsamplings(self) -> int:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from soft_diffusion import typed_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+OUTPUT_SCALES = ("none", "noise_std")  # read by the denoiser wrapper (denoiser.py), not the network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,7 @@ class UNetConfig:
   dropout: float = 0.1
   num_heads: int = 1
   dtype: str = "float32"
+  output_scale: str = "none"
 
   def __post_init__(self):
     for name in ("channel_mult", "attention_resolutions"):  # lists (JSON, YAML) become tuples: hashable
@@ -68,6 +70,7 @@ class UNetConfig:
     check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
     check(at_least(self.num_heads, 1), "model.num_heads", "an int >= 1", self.num_heads)
     check(self.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", self.dtype)
+    check(self.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", self.output_scale)
 
   @property
   def downsamplings(self) -> int:
