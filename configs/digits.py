@@ -12,9 +12,9 @@ Details: the README's main-job section.
 from configs import default
 
 DIGITS_BLUR_LEVELS = (
-  0.01, 0.0239, 0.0348, 0.0446, 0.3617, 0.539, 0.6915, 0.8233, 0.956, 1.0829, 1.2266, 1.3551, 1.4972, 1.6541,
-  1.7825, 1.9208, 2.0699, 2.2306, 2.4038, 2.5903, 2.7914, 3.0081, 3.1618, 3.3234, 3.4932, 3.6717, 3.8593,
-  4.1589, 4.4817, 4.8296, 5.2045, 5.75,
+  0.01, 0.3528, 0.5128, 0.6579, 0.7832, 0.9095, 1.0049, 1.0829, 1.1669, 1.2892, 1.4244, 1.5737, 1.6958,
+  1.8274, 1.9693, 2.1222, 2.2869, 2.4644, 2.6557, 2.7914, 2.9341, 3.084, 3.2416, 3.4072, 3.5813, 3.7643,
+  3.9567, 4.1589, 4.4817, 4.8296, 5.2045, 5.75,
 )  # fmt: skip
 
 
@@ -26,8 +26,8 @@ def get_config():
 
   # σ_B up to 23 px on 64×64 scales to 5.75 px on 16×16. The 32 levels are the output of the
   # level selection of SPEC §3 (`--mode schedule`, level_selection.select_blur_levels: mean DCT
-  # power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75], noise s_t of the
-  # candidate's t = i/255).
+  # power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75], level k paired
+  # with its own noise s(t_k), ε = 0.434).
   # With the plain log schedule, half of training went to σ_B < 0.24 px, where blur does nothing.
   config.corruption.blur_sigma_max = 5.75
   config.corruption.blur_schedule = "table"

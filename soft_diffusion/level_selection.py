@@ -11,8 +11,11 @@ candidates, edges i→j (i < j) exist when d(i, j) ≤ ε; ε is the smallest va
 fewest-hop path from the first to the last candidate has at most K-1 hops, and the returned
 path has exactly K-1 hops under that ε (ties broken by the smallest sum of squared hops).
 
-`select_blur_levels` pairs candidate i (of M, log-spaced in σ_B) with the noise level given
-for it (`noise_stds[i]`); `--mode schedule` (select_levels.py) passes s_t at t = i/(M-1).
+Noise pairing (SPEC §3): selected level k sits at t_k = k/(K-1) and is trained and sampled with
+s(t_k). `select_blur_levels` therefore selects the (σ_B, s) pairs jointly: the blur part of a
+hop depends on the two candidates, its noise part n (s(t_k) - s(t_{k-1}))² on the hop's
+position only, and the path search keeps every whole hop within ε (`select_levels` with
+`hop_noise`). `--mode schedule` (select_levels.py) passes s(t_k) of the configured schedule.
 """
 
 from __future__ import annotations
@@ -89,14 +92,37 @@ def fewest_hops(distances: np.ndarray, epsilon: float) -> float:
   return hops[-1]
 
 
-def select_levels(distances: np.ndarray, num_levels: int) -> LevelSelection:
+def _hop_lengths(squared: np.ndarray, extra: np.ndarray) -> np.ndarray:
+  """[K-1, M, M]: hop k from candidate i to j costs sqrt(d(i, j)² + extra[k]); backward hops inf."""
+  forward = np.triu(np.ones(squared.shape, bool), k=1)
+  return np.where(forward, np.sqrt(squared[None] + extra[:, None, None]), np.inf)
+
+
+def _reaches_the_end(hops: np.ndarray, epsilon: float) -> bool:
+  """Whether some path 0 -> M-1 of exactly len(hops) hops keeps hop k within epsilon."""
+  reach = np.zeros(hops.shape[1], bool)
+  reach[0] = True
+  for hop in hops:
+    reach = (reach[:, None] & (hop <= epsilon)).any(axis=0)
+  return bool(reach[-1])
+
+
+def select_levels(distances: np.ndarray, num_levels: int, *, hop_noise: np.ndarray | None = None) -> LevelSelection:
   """Chooses `num_levels` of M candidates (ordered from least to most corrupted), SPEC §3.
+
+  The K levels are candidates i_0 = 0 < i_1 < ... < i_{K-1} = M-1, and hop k (from i_{k-1} to
+  i_k) has length sqrt(d(i_{k-1}, i_k)² + hop_noise[k-1]). ε is the smallest hop length for which
+  such a path exists with every hop within ε; of those paths, the one with the smallest sum of
+  squared hops is returned (it spreads the slack over all hops instead of leaving it at one end).
+  Without `hop_noise` this is the fewest-hop path of SPEC §3 with ε tuned to K levels.
 
   Args:
     distances: [M, M] symmetric distances between candidates, e.g. from `level_distances`.
     num_levels: K, the number of levels to keep (2 ≤ K ≤ M).
+    hop_noise: optional [K-1] squared distance added to each hop whatever its candidates: the
+      noise term n (s_k - s_{k-1})² when level k carries the noise s_k of its own position.
   Returns:
-    LevelSelection with K increasing indices from 0 to M-1.
+    LevelSelection with K increasing indices from 0 to M-1 and the K-1 hop lengths.
   """
   distances = np.asarray(distances, np.float64)
   if distances.ndim != 2 or distances.shape[0] != distances.shape[1]:
@@ -106,41 +132,36 @@ def select_levels(distances: np.ndarray, num_levels: int) -> LevelSelection:
     raise ValueError(f"num_levels must be an int in [2, M = {num}], got {num_levels!r}")
   if not np.all(np.isfinite(distances)) or np.any(distances < 0):
     raise ValueError("distances must be finite and >= 0")
-  max_hops = num_levels - 1
+  extra = np.zeros(num_levels - 1) if hop_noise is None else np.asarray(hop_noise, np.float64)
+  if extra.shape != (num_levels - 1,) or not np.all(np.isfinite(extra)) or np.any(extra < 0):
+    raise ValueError(f"hop_noise must be [K-1] = ({num_levels - 1},) finite values >= 0, got shape {extra.shape}")
+  hops = _hop_lengths(np.square(distances), extra)
 
-  # Smallest ε (among the forward-edge distances) whose fewest-hop path has <= K-1 hops;
-  # the hop count never increases with ε, so bisect over the sorted candidates.
-  candidates = np.unique(distances[np.triu_indices(num, k=1)])
+  # Every hop length is a possible ε; whether a path exists only grows with ε, so bisect.
+  candidates = np.unique(hops[np.isfinite(hops)])
   lo, hi = 0, len(candidates) - 1
+  if not _reaches_the_end(hops, candidates[hi]):
+    raise ValueError(f"no path with exactly {num_levels - 1} hops: need at least num_levels candidates")
   while lo < hi:
     mid = (lo + hi) // 2
-    if fewest_hops(distances, candidates[mid]) <= max_hops:
+    if _reaches_the_end(hops, candidates[mid]):
       hi = mid
     else:
       lo = mid + 1
   epsilon = float(candidates[lo])
 
-  # Among paths with exactly K-1 hops under ε, keep the one with the smallest Σ d²: it spreads
-  # the slack over all hops instead of leaving it at one end.
-  allowed = np.triu(distances <= epsilon, k=1)
-  step_cost = np.where(allowed, np.square(distances), np.inf)
   cost = np.full(num, np.inf)
   cost[0] = 0.0
   parents = []
-  for _ in range(max_hops):
-    total = cost[:, None] + step_cost
+  for hop in hops:
+    total = cost[:, None] + np.where(hop <= epsilon, np.square(hop), np.inf)
     parents.append(np.argmin(total, axis=0))
     cost = np.min(total, axis=0)
-  if not np.isfinite(cost[-1]):
-    raise ValueError(
-      f"no path with exactly {max_hops} hops within epsilon = {epsilon:.4g}; distances must grow "
-      "with the gap between candidates (monotone corruption levels)"
-    )
   path = [num - 1]
   for parent in reversed(parents):
     path.append(int(parent[path[-1]]))
   indices = np.asarray(path[::-1])
-  hop_distances = distances[indices[:-1], indices[1:]]
+  hop_distances = hops[np.arange(num_levels - 1), indices[:-1], indices[1:]]
   return LevelSelection(indices=indices, epsilon=epsilon, hop_distances=hop_distances)
 
 
@@ -164,16 +185,21 @@ def select_blur_levels(
   sigma_max: float = 23.0,
   num_candidates: int = 256,
   num_levels: int = 32,
-  noise_stds: np.ndarray | None = None,
+  level_noise_stds: np.ndarray | None = None,
 ) -> BlurLevels:
   """Blur levels for a dataset with mean DCT power spectrum `power_spectrum`, SPEC §3.
+
+  Level k sits at t_k = k/(K-1) and is trained and sampled with the noise s(t_k); with
+  `level_noise_stds` = [s(t_0), ..., s(t_{K-1})] the (σ_B, s) pairs are selected jointly: hop k
+  costs sqrt(Σ (m_a - m_b)² P + n (s(t_k) - s(t_{k-1}))²), each level's own noise, so no hop is
+  spent on a noise change at a blur level that does nothing.
 
   Args:
     power_spectrum: [H, W, C] mean of DCT2(x_0)² per coefficient and channel (orthonormal DCT).
     sigma_min, sigma_max: range of the log-spaced candidate blur levels, in pixels.
     num_candidates: M candidate levels.
     num_levels: K levels to keep.
-    noise_stds: optional [M] noise level s at each candidate (adds the n (s_a - s_b)² term).
+    level_noise_stds: optional [K] noise level of each selected level, s(t_k).
   Returns:
     BlurLevels; `.schedule()` gives the σ_B(t) table for training and sampling.
   """
@@ -184,10 +210,14 @@ def select_blur_levels(
   if not isinstance(num_candidates, (int, np.integer)) or num_candidates < 2:
     raise ValueError(f"num_candidates must be an int >= 2, got {num_candidates!r}")
   height, width, channels = power_spectrum.shape
+  hop_noise = None
+  if level_noise_stds is not None:
+    s = np.asarray(level_noise_stds, np.float64)
+    if s.shape != (num_levels,):
+      raise ValueError(f"level_noise_stds must have shape [K] = ({num_levels},), got {s.shape}")
+    hop_noise = height * width * channels * np.square(np.diff(s))
   candidate_sigmas = np.geomspace(sigma_min, sigma_max, num_candidates)
   multipliers = dct.blur_multipliers_2d(candidate_sigmas, height, width)
-  distances = level_distances(
-    multipliers, power_spectrum.sum(axis=-1), noise_stds, num_values=height * width * channels
-  )
-  selection = select_levels(distances, num_levels)
+  distances = level_distances(multipliers, power_spectrum.sum(axis=-1))
+  selection = select_levels(distances, num_levels, hop_noise=hop_noise)
   return BlurLevels(sigmas=candidate_sigmas[selection.indices], selection=selection, candidate_sigmas=candidate_sigmas)

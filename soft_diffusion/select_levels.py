@@ -3,8 +3,8 @@
 `select_schedule(settings, workdir)`: one pass over the training split accumulates the mean
 orthonormal-DCT power spectrum E[DCT2(x_0)²] per coefficient and channel (float64);
 `level_selection.select_blur_levels` then runs SPEC §3 on it: `levels.num_candidates`
-log-spaced σ_B in [blur_sigma_min, blur_sigma_max], candidate i paired with the noise s_t at
-t = i/(M-1), and `levels.num_levels` levels kept.
+log-spaced σ_B in [blur_sigma_min, blur_sigma_max] and `levels.num_levels` = K levels kept,
+level k with the noise s(t_k) it is trained with, t_k = k/(K-1) (the pairs selected jointly).
 
 It writes, atomically, `WORKDIR/schedule.json` (the levels, ε, hop distances, candidates, and
 the `fingerprint` of the settings they were selected for) and `WORKDIR/schedule.png` (σ_B(t)
@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEDULE_FILE = "schedule.json"
-METHOD = "SPEC §3: synchronous-coupling W2 bound on the mean DCT power spectrum, fewest hops, K levels"
+METHOD = (
+  "SPEC §3: synchronous-coupling W2 bound on the mean DCT power spectrum; (sigma_B, s(t_k)) pairs selected "
+  "jointly; smallest epsilon admitting K levels"
+)
 
 
 def fingerprint(settings: Settings) -> dict[str, Any]:
@@ -50,6 +53,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     "blur_sigma_min": c.blur_sigma_min,
     "blur_sigma_max": c.blur_sigma_max,
     "noise": [c.noise_schedule, c.noise_std_min, c.noise_std_max, c.noise_clip_t],
+    "noise_pairing": "level k carries s(t_k)",
     "num_candidates": settings.levels.num_candidates,
     "num_levels": settings.levels.num_levels,
   }
@@ -141,16 +145,16 @@ def select_schedule(settings: Settings, workdir: str | pathlib.Path) -> pathlib.
     c.noise_schedule, std_min=c.noise_std_min, std_max=c.noise_std_max, clip_t=c.noise_clip_t
   )
   power, count = power_spectrum(settings)
-  m = settings.levels.num_candidates
-  noise_stds = np.asarray(noise(jnp.linspace(0.0, 1.0, m, dtype=jnp.float32)), np.float64)
+  k = settings.levels.num_levels
+  level_noise_stds = np.asarray(noise(jnp.linspace(0.0, 1.0, k, dtype=jnp.float32)), np.float64)
   start = time.perf_counter()
   levels = level_selection.select_blur_levels(
     power,
     sigma_min=c.blur_sigma_min,
     sigma_max=c.blur_sigma_max,
-    num_candidates=m,
-    num_levels=settings.levels.num_levels,
-    noise_stds=noise_stds,
+    num_candidates=settings.levels.num_candidates,
+    num_levels=k,
+    level_noise_stds=level_noise_stds,
   )
   log.info(
     "selected %d levels in %.1f s (ε = %.4g)", len(levels.sigmas), time.perf_counter() - start, levels.selection.epsilon
