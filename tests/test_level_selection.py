@@ -14,13 +14,16 @@ def synthetic_spectrum(height=16, width=16, channels=3, alpha=2.0):
   return np.repeat(power[..., None], channels, axis=-1)
 
 
+NUM_LEVELS = 12
+
+
 @pytest.fixture(scope="module")
 def selected():
   power = synthetic_spectrum()
-  noise = np.geomspace(0.01, 0.1, 128)
+  noise = np.geomspace(0.01, 0.1, NUM_LEVELS)  # s(t_k) of each selected level
   return (
     level_selection.select_blur_levels(
-      power, sigma_min=0.01, sigma_max=6.0, num_candidates=128, num_levels=12, noise_stds=noise
+      power, sigma_min=0.01, sigma_max=6.0, num_candidates=128, num_levels=NUM_LEVELS, level_noise_stds=noise
     ),
     power,
     noise,
@@ -29,33 +32,60 @@ def selected():
 
 def test_selection_returns_requested_monotone_levels(selected):
   levels, _, _ = selected
-  assert levels.sigmas.shape == (12,)
+  assert levels.sigmas.shape == (NUM_LEVELS,)
   assert np.all(np.diff(levels.sigmas) > 0)
   assert levels.sigmas[0] == pytest.approx(0.01) and levels.sigmas[-1] == pytest.approx(6.0)
   assert np.all(levels.selection.hop_distances <= levels.selection.epsilon)
 
 
-def test_selection_hop_distances_match_the_closed_form(selected):
+def test_each_hop_uses_the_noise_of_its_own_levels(selected):
   levels, power, noise = selected
-  i, j = levels.selection.indices[3], levels.selection.indices[4]
-  m = dct.blur_multipliers_2d(levels.candidate_sigmas[[i, j]], 16, 16)
-  want = np.sqrt(np.sum((m[0] - m[1]) ** 2 * power.sum(-1)) + 16 * 16 * 3 * (noise[i] - noise[j]) ** 2)
-  assert levels.selection.hop_distances[3] == pytest.approx(want, rel=1e-9)
+  n = 16 * 16 * 3
+  for hop in (0, 3, NUM_LEVELS - 2):
+    i, j = levels.selection.indices[hop], levels.selection.indices[hop + 1]
+    m = dct.blur_multipliers_2d(levels.candidate_sigmas[[i, j]], 16, 16)
+    want = np.sqrt(np.sum((m[0] - m[1]) ** 2 * power.sum(-1)) + n * (noise[hop + 1] - noise[hop]) ** 2)
+    assert levels.selection.hop_distances[hop] == pytest.approx(want, rel=1e-9)
 
 
-def test_no_shorter_path_exists_and_epsilon_is_the_smallest(selected):
-  levels, power, noise = selected
+def test_joint_selection_is_the_best_path_by_exhaustive_search(rng):
+  """On 10 candidates and 4 levels, every path is tried: ε is the smallest largest hop, and the
+  path returned has the smallest sum of squared hops among the paths within ε."""
+  import itertools
+
+  x = np.sort(rng.uniform(0, 1, 10))
+  x[0], x[-1] = 0.0, 1.0
+  dist = np.abs(x[:, None] - x[None, :])
+  hop_noise = np.array([0.09, 0.0, 0.01])
+  sel = level_selection.select_levels(dist, 4, hop_noise=hop_noise)
+
+  def hops(path):
+    return np.sqrt(dist[list(path[:-1]), list(path[1:])] ** 2 + hop_noise)
+
+  paths = [(0, *mid, 9) for mid in itertools.combinations(range(1, 9), 2)]
+  best = min(hops(p).max() for p in paths)
+  assert sel.epsilon == pytest.approx(best, rel=1e-12)
+  within = [p for p in paths if hops(p).max() <= sel.epsilon * (1 + 1e-12)]
+  assert tuple(sel.indices) == min(within, key=lambda p: np.sum(hops(p) ** 2))
+  np.testing.assert_allclose(sel.hop_distances, hops(tuple(sel.indices)), rtol=1e-12)
+
+
+def test_without_noise_no_shorter_path_exists_and_epsilon_is_the_smallest():
+  power = synthetic_spectrum()
+  levels = level_selection.select_blur_levels(
+    power, sigma_min=0.01, sigma_max=6.0, num_candidates=128, num_levels=NUM_LEVELS
+  )
   mult = dct.blur_multipliers_2d(levels.candidate_sigmas, 16, 16)
-  dist = level_selection.level_distances(mult, power.sum(-1), noise, num_values=16 * 16 * 3)
+  dist = level_selection.level_distances(mult, power.sum(-1))
   eps = levels.selection.epsilon
 
   def hops(threshold):
     graph = np.triu(dist <= threshold, k=1).astype(float)  # forward edges, weight 1
     return scipy.sparse.csgraph.shortest_path(graph, method="D", directed=True, unweighted=True, indices=0)[-1]
 
-  assert hops(eps) == 11, "a path with fewer hops exists under the returned epsilon"
+  assert hops(eps) == NUM_LEVELS - 1, "a path with fewer hops exists under the returned epsilon"
   smaller = np.max(dist[dist < eps])
-  assert hops(smaller) > 11, "a smaller epsilon also allows 11 hops: epsilon was not tuned"
+  assert hops(smaller) > NUM_LEVELS - 1, "a smaller epsilon also allows K - 1 hops: epsilon was not tuned"
 
 
 def test_select_levels_on_a_line():
@@ -74,3 +104,5 @@ def test_select_levels_rejects_bad_input():
     level_selection.select_levels(d[:3], 2)
   with pytest.raises(ValueError, match=r"power_spectrum must have shape \[H, W, C\]"):
     level_selection.select_blur_levels(np.ones((4, 4)))
+  with pytest.raises(ValueError, match=r"hop_noise must be \[K-1\]"):
+    level_selection.select_levels(d, 3, hop_noise=np.ones(3))
