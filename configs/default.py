@@ -92,7 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Sampling (SPEC §4).
   config.sample = ml_collections.ConfigDict()
-  config.sample.sampler = "momentum"  # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension)
+  # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension) | 'pc' (score_sde's)
+  config.sample.sampler = "momentum"
   config.sample.num_steps = 300  # network evaluations per sample
   config.sample.num_images = 64  # images drawn by --mode sample
   config.sample.seed = 0  # same checkpoint + same seed -> identical images
@@ -100,6 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
   # p_1: 'gaussian' (the fit of C_1 x_0 + s_1 η stored in WORKDIR/prior.npz) | 'forward' (the exact
   # forward marginal: real training images x_0, corrupted to t = 1 with fresh noise)
   config.sample.prior = "gaussian"
+  config.sample.snr = 0.17  # 'pc' only: the Langevin corrector's signal-to-noise ratio (score_sde's CelebA value)
 
   # Level selection, --mode schedule (SPEC §3): writes WORKDIR/schedule.json + schedule.png;
   # training and sampling use it when corruption.blur_schedule = 'selected'.

@@ -114,7 +114,7 @@ def make_draw_fn(model: Any, corruption: Any, cfg: SampleConfig, mesh: jax.shard
 
   With `mesh`, the batch is split over its "data" axis (cfg.batch_size must divide evenly).
   """
-  sampler = samplers.get(cfg.sampler)
+  sampler = samplers.get(cfg.sampler, snr=cfg.snr)
   if mesh is not None:
     state_lib.check_batch_split("sample.batch_size", cfg.batch_size, mesh)
 
@@ -230,7 +230,7 @@ def trajectory_figure(run: Run, path: pathlib.Path, num_frames: int = 8) -> None
   key = jax.random.fold_in(jax.random.key(cfg.seed), 10_000)  # apart from the sample batches' keys
   k_prior, k_sampler = jax.random.split(key)
   x_init = priors.sample_p1(run.prior, run.corruption, k_prior, 1)
-  sampler = samplers.get(cfg.sampler)
+  sampler = samplers.get(cfg.sampler, snr=cfg.snr)
   x0, (x_ts, x0_hats) = jax.jit(
     lambda x: sampler(denoise_fn, x, run.corruption, num_steps=cfg.num_steps, key=k_sampler, return_trajectory=True)
   )(x_init)

@@ -109,8 +109,10 @@ class SampleConfig:
   seed: int = 0
   batch_size: int = 256
   prior: str = "gaussian"
+  snr: float = 0.17
 
   def __post_init__(self):
+    check(isinstance(self.snr, (int, float)) and self.snr > 0, "sample.snr", "> 0", self.snr)
     check(self.sampler in samplers.SAMPLERS, "sample.sampler", f"one of {sorted(samplers.SAMPLERS)}", self.sampler)
     _ints_at_least(self, "sample", ("num_steps", "num_images", "batch_size"), 1)
     check(at_least(self.seed, 0), "sample.seed", "an int >= 0", self.seed)

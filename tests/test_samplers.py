@@ -103,8 +103,8 @@ def test_naive_sampler_loses_high_frequency_variance(oracle_run):
 # ---- structure of the loop -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(samplers.SAMPLERS))
-def test_one_network_call_per_step_at_the_right_times(name):
+def network_call_times(name, num_steps):
+  """The t of every denoise_fn call a sampler makes, in order."""
   corruption = corruptions.make({"name": "blur"})
   seen = []
 
@@ -113,9 +113,39 @@ def test_one_network_call_per_step_at_the_right_times(name):
     return x_t
 
   x = jnp.zeros((2, 4, 4, 1))
-  jax.block_until_ready(samplers.get(name)(denoise_fn, x, corruption, num_steps=5, key=jax.random.key(0)))
+  jax.block_until_ready(samplers.get(name)(denoise_fn, x, corruption, num_steps=num_steps, key=jax.random.key(0)))
   jax.effects_barrier()
-  np.testing.assert_allclose(seen, [1.0, 0.8, 0.6, 0.4, 0.2], atol=1e-6)
+  return seen
+
+
+@pytest.mark.parametrize("name", sorted(set(samplers.SAMPLERS) - {"pc"}))
+def test_one_network_call_per_step_at_the_right_times(name):
+  np.testing.assert_allclose(network_call_times(name, 5), [1.0, 0.8, 0.6, 0.4, 0.2], atol=1e-6)
+
+
+def test_pc_makes_num_steps_calls_corrector_and_predictor_at_each_level():
+  # 6 calls: 3 levels (t = 1, 2/3, 1/3), each corrector then predictor; 5 calls: the first level
+  # has the predictor only.
+  np.testing.assert_allclose(network_call_times("pc", 6), [1, 1, 2 / 3, 2 / 3, 1 / 3, 1 / 3], atol=1e-6)
+  np.testing.assert_allclose(network_call_times("pc", 5), [1, 2 / 3, 2 / 3, 1 / 3, 1 / 3], atol=1e-6)
+
+
+def test_pc_corrector_is_score_sdes_langevin_step():
+  """With h = 0 on identity corruption the score is -x/s²; one corrector step (N = 2: corrector
+  at t = 1, then the noise-free last predictor step) is x + ε g + √(2ε) z with
+  ε = 2 (snr ‖z‖/‖g‖)², then the predictor x ↦ x + (s_1² - s_0²)(-x/s_1²)."""
+  corruption = corruptions.make({"name": "identity", "noise_schedule": "geometric", "noise_std_max": 4.0})
+  x = jax.random.normal(jax.random.key(0), (3, 4, 4, 1)) * 4.0
+  key = jax.random.key(5)
+  got = samplers.pc_sampler(lambda x_t, t: jnp.zeros_like(x_t), x, corruption, num_steps=2, key=key, snr=0.2)
+  s1, s0 = float(corruption.noise_std(jnp.ones(1))[0]), float(corruption.noise_std(jnp.zeros(1))[0])
+  z = jax.random.normal(jax.random.split(jax.random.fold_in(key, 0))[0], x.shape)
+  g = -x / s1**2
+  norm = lambda v: jnp.sqrt(jnp.sum(v**2, axis=(1, 2, 3)))[:, None, None, None]
+  eps = 2 * (0.2 * norm(z) / norm(g)) ** 2
+  corrected = x + eps * g + jnp.sqrt(2 * eps) * z
+  want = corrected + (s1**2 - s0**2) * (-corrected / s1**2)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_momentum_with_identity_is_the_ve_reverse_diffusion_predictor(rng):
@@ -182,6 +212,18 @@ def test_unknown_sampler_name():
     samplers.get("ancestral")
 
 
+def test_pc_trajectory_has_one_entry_per_network_call():
+  corruption = corruptions.make({"name": "identity", "noise_schedule": "geometric"})
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 1))
+  denoise_fn = lambda x_t, t: 0.5 * x_t
+  kwargs = dict(num_steps=5, key=jax.random.key(3))
+  plain = samplers.pc_sampler(denoise_fn, x, corruption, **kwargs)
+  x0, (x_ts, x0_hats) = samplers.pc_sampler(denoise_fn, x, corruption, return_trajectory=True, **kwargs)
+  np.testing.assert_allclose(x0, plain, atol=1e-6)
+  assert x_ts.shape == x0_hats.shape == (5, 2, 4, 4, 1)
+  np.testing.assert_array_equal(x_ts[0], x)
+
+
 def test_trajectory_records_every_step_and_leaves_x0_unchanged():
   corruption = corruptions.make({"name": "blur"})
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
@@ -195,3 +237,35 @@ def test_trajectory_records_every_step_and_leaves_x0_unchanged():
   # Each recorded estimate is the network's output at that step's input and time.
   t2 = jnp.full((2,), 0.5)
   np.testing.assert_allclose(x0_hats[2], denoise_fn(x_ts[2], t2), atol=1e-6)
+
+
+# ---- score_sde's predictor-corrector sampler on the VE SDE ---------------------------------------
+
+
+def test_pc_sampler_on_the_gaussian_oracle_with_the_ve_sde():
+  """C_t = I, s_t 0.01 -> 5 (geometric), the exact posterior mean as h: the Langevin corrector
+  helps at an equal number of noise levels (PC with 2L calls beats the predictor alone with L;
+  measured at L = 50: 0.105 vs 0.129 mean relative error of the DCT variances), and PC stays
+  within 15% of the true variances. At an equal number of network calls the
+  predictor alone is closer beyond ~50 calls (measured: 0.060 vs 0.105 at 100): with an exact
+  score, the corrector's fixed signal-to-noise ratio leaves a variance excess (~10%, highest at
+  high frequencies) that more steps do not remove. Printed with -s."""
+  corruption = corruptions.make({"name": "identity", "noise_schedule": "geometric", "noise_std_max": 5.0})
+  x0 = np.random.default_rng(0).standard_normal((NUM_SAMPLES, N_PIX)) @ np.linalg.cholesky(SIGMA).T
+  x0 = jnp.asarray(x0.reshape(NUM_SAMPLES, H, W, 1), jnp.float32)
+  x_init = corruption.corrupt(x0, jnp.ones(NUM_SAMPLES), jax.random.normal(jax.random.key(1), x0.shape))
+  s0 = float(corruption.noise_std(jnp.zeros(1))[0])
+  target = np.diag(D2 @ (SIGMA + s0**2 * np.eye(N_PIX)) @ D2.T).reshape(H, W)
+  oracle = gaussian_oracle(corruption)
+
+  def error(name, num_steps):
+    run = jax.jit(lambda x: samplers.get(name)(oracle, x, corruption, num_steps=num_steps, key=jax.random.key(2)))
+    return float(np.abs(dct_variances(np.asarray(run(x_init))) / target - 1.0).mean())
+
+  levels = 50
+  pc, predictor = error("pc", 2 * levels), error("momentum", levels)
+  print(
+    f"VE oracle, {levels} levels: PC ({2 * levels} calls) {pc:.3f}, predictor alone ({levels} calls) {predictor:.3f}"
+  )
+  assert pc < predictor, f"the corrector did not help: PC {pc:.3f} vs predictor {predictor:.3f} at {levels} levels"
+  assert pc <= 0.15, f"PC's DCT variances are off by {pc:.3f} on average"
