@@ -3,14 +3,15 @@
     python -m soft_diffusion.data.prepare celeb_a --data_dir DATA [--manual_dir RAW]
     python -m soft_diffusion.main --config configs/celeba64.py --workdir runs/celeba64 --config.data.path=DATA
 
-Recipe: score_sde's NCSN++ CelebA recipe (SPEC §6): U-Net 128 channels, multipliers (1,2,2,2),
-4 res blocks, attention at 16×16, dropout 0.1; Adam 2e-4, warm-up 5000, clip 1.0, EMA 0.999,
-batch 128, 1.3M steps. Blur σ_B ∈ [0.01, 23] px, clipped geometric noise 0.01 → 0.1.
+Recipe: score_sde's NCSN++ CelebA recipe (SPEC §6): NCSN++ with 128 channels, multipliers
+(1,2,2,2), 4 res blocks, attention at 16×16, dropout 0.1 (62.69M parameters, 81.3 GFLOP per
+64×64 forward); Adam 2e-4, warm-up 5000, clip 1.0, EMA 0.999, batch 128, 1.3M steps. Blur levels
+selected on the data (SPEC §3) in σ_B ∈ [0.01, 23] px; clipped geometric noise 0.01 → 0.1.
 Expected result (paper): FID 1.85 with the Momentum Sampler. Our FID: not measured yet.
-Expected runtime, estimated (not measured): one train step costs 222 GFLOP per image (XLA cost
-analysis, `python benchmarks/train_step.py`), so 1.3M steps at batch 128 are 3.7e19 FLOP. At 40%
+Expected runtime, estimated (not measured): one train step costs 246 GFLOP per image (XLA cost
+analysis, `python benchmarks/train_step.py`), so 1.3M steps at batch 128 are 4.1e19 FLOP. At 40%
 of the bf16 peak (`--config.model.dtype=bfloat16`; 989 TFLOP/s per H100, 275 per TPU v4 chip)
-that is about 26 h on one H100, 3.3 h on 8 H100s, 12 h on a TPU v4-16 (8 chips). Launch with
+that is about 29 h on one H100, 3.6 h on 8 H100s, 13 h on a TPU v4-16 (8 chips). Launch with
 launch/gpu.sh, launch/slurm.sh or launch/tpu_pod.sh.
 """
 
@@ -25,6 +26,10 @@ def get_config():
   config.data.random_flip = True
   config.data.num_workers = 8
   config.corruption.name = "blur"
+  # SPEC §3: the levels are selected on the data (256 candidates in [0.01, 23] px, 32 levels, each
+  # with its own noise). Training selects them first when WORKDIR/schedule.json is missing (one
+  # pass over the training split); `--mode schedule` does the same on its own.
+  config.corruption.blur_schedule = "selected"
   config.train.sample_every_steps = 50_000
   config.checkpoint.every_steps = 10_000
   config.sample.num_steps = 300

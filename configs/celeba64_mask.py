@@ -3,6 +3,9 @@
     python -m soft_diffusion.main --config configs/celeba64_mask.py --workdir runs/celeba64_mask --config.data.path=DATA
 
 The paper reports no number for masking; this config exists to run the corruption at scale.
+Level selection (SPEC §3) is not applied here: the soft mask's levels are set by its removal order
+and ramp width (`corruption.mask_*`), not by a table of levels, and `--mode schedule` selects blur
+levels only.
 Runtime and result: not measured yet; expected runtime as
 configs/celeba64.py (same network and steps).
 """
@@ -13,6 +16,7 @@ from configs import celeba64
 def get_config():
   config = celeba64.get_config()
   config.corruption.name = "mask"
+  config.corruption.blur_schedule = "log"  # no blur here; 'selected' applies to blur only
   config.corruption.mask_order = "center"
   config.corruption.mask_ramp_width = 0.25
   return config

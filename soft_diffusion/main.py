@@ -198,7 +198,8 @@ def run(config: ConfigDict) -> Any:
 
   mode, workdir = _MODE.value, _WORKDIR.value
   artifacts.resolve_workdir(workdir)
-  settings = settings_lib.load(config, workdir, resolve_levels=mode != "schedule")
+  # --mode schedule writes the levels; training selects them first when they are missing.
+  settings = settings_lib.load(config, workdir, resolve_levels=mode not in ("schedule", "train"))
   if _DISTRIBUTED.value:
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if mode == "train":

@@ -18,12 +18,14 @@ This module takes validated `Settings` (see settings.py, which imports it to res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
 import time
 from typing import TYPE_CHECKING, Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -128,19 +130,13 @@ def _plot(path: pathlib.Path, levels: level_selection.BlurLevels, settings: Sett
   artifacts.save_figure(fig, path)
 
 
-def select_schedule(settings: Settings, workdir: str | pathlib.Path) -> pathlib.Path:
-  """Runs level selection for `settings` and writes WORKDIR/schedule.json and schedule.png.
-
-  Args:
-    settings: from `settings.load(config, workdir, resolve_levels=False)`.
-    workdir: the run's folder.
-  """
+def _select(settings: Settings) -> tuple[level_selection.BlurLevels, dict[str, Any], np.ndarray]:
+  """(levels, the schedule.json record, the power spectrum) for `settings` (one data pass)."""
   c = settings.corruption
   if c.name != "blur":
     raise errors.ConfigError(
       f"config.corruption.name must be 'blur' for --mode schedule (blur level selection), got {c.name!r}"
     )
-  workdir = artifacts.resolve_workdir(workdir)
   noise = schedules.make_noise_schedule(
     c.noise_schedule, std_min=c.noise_std_min, std_max=c.noise_std_max, clip_t=c.noise_clip_t
   )
@@ -160,7 +156,7 @@ def select_schedule(settings: Settings, workdir: str | pathlib.Path) -> pathlib.
     "selected %d levels in %.1f s (ε = %.4g)", len(levels.sigmas), time.perf_counter() - start, levels.selection.epsilon
   )
   record = {
-    "sigmas": [float(s) for s in levels.sigmas],
+    "sigmas": [float(s) for s in levels.sigmas],  # read back by `read_levels`
     "t": [float(x) for x in np.linspace(0, 1, len(levels.sigmas))],
     "epsilon": levels.selection.epsilon,
     "hop_distances": [float(x) for x in levels.selection.hop_distances],
@@ -170,8 +166,45 @@ def select_schedule(settings: Settings, workdir: str | pathlib.Path) -> pathlib.
     "fingerprint": fingerprint(settings),
     "method": METHOD,
   }
+  return levels, record, power
+
+
+def _write(
+  workdir: pathlib.Path, levels, record: dict[str, Any], settings: Settings, power: np.ndarray
+) -> pathlib.Path:
   path = workdir / SCHEDULE_FILE
-  artifacts.write_json(path, record)
-  _plot(workdir / "schedule.png", levels, settings, power)
-  log.info("wrote %s and schedule.png (levels from %d images)", path, count)
+  if jax.process_index() == 0:  # every process selects the same levels; one writes them
+    artifacts.write_json(path, record)
+    _plot(workdir / "schedule.png", levels, settings, power)
+    log.info("wrote %s and schedule.png (levels from %d images)", path, record["num_images"])
   return path
+
+
+def select_schedule(settings: Settings, workdir: str | pathlib.Path) -> pathlib.Path:
+  """Runs level selection for `settings` and writes WORKDIR/schedule.json and schedule.png.
+
+  Args:
+    settings: from `settings.load(config, workdir, resolve_levels=False)`.
+    workdir: the run's folder.
+  """
+  workdir = artifacts.resolve_workdir(workdir)
+  levels, record, power = _select(settings)
+  return _write(workdir, levels, record, settings, power)
+
+
+def select_missing_levels(settings: Settings, workdir: str | pathlib.Path) -> Settings:
+  """Training with `corruption.blur_schedule = 'selected'` and no WORKDIR/schedule.json yet:
+  selects the levels first (one pass over the data, with progress), writes schedule.json and
+  returns the settings with the levels, so a config never trains on levels it did not select.
+  Otherwise `settings` unchanged."""
+  c = settings.corruption
+  if c.name != "blur" or c.blur_schedule != "selected" or c.blur_sigma_table is not None:
+    return settings
+  workdir = artifacts.resolve_workdir(workdir)
+  if (workdir / SCHEDULE_FILE).exists():
+    return settings
+  log.info("corruption.blur_schedule = 'selected' and no %s in %s: selecting the levels first", SCHEDULE_FILE, workdir)
+  levels, record, power = _select(settings)
+  _write(workdir, levels, record, settings, power)
+  table = tuple(float(s) for s in record["sigmas"])
+  return dataclasses.replace(settings, corruption=dataclasses.replace(c, blur_sigma_table=table))

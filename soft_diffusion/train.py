@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, losses
+from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, losses, select_levels
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
@@ -152,7 +152,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns the last logged metrics and the final step."""
   # -- checks: everything is validated before anything is compiled or written
   workdir = artifacts.resolve_workdir(workdir)
-  settings = settings_lib.load(config, workdir)
+  settings = settings_lib.load(config, workdir, resolve_levels=False)
+  settings = settings_lib.load(select_levels.select_missing_levels(settings, workdir), workdir)
   corruption = corruptions.make(settings.corruption)
   mesh = state_lib.make_mesh()
   state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)

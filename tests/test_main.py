@@ -76,8 +76,8 @@ CASES = {
   ),
   "unknown prior": (["--config.sample.prior=bogus"], "config.sample.prior must be one of"),
   "t_min of 1": (["--config.train.t_min=1.0"], "config.train.t_min must be in [0, 1)"),
-  "selected levels without schedule.json": (
-    ["--config.corruption.blur_schedule=selected"],
+  "sampling selected levels without schedule.json": (
+    ["--mode=sample", "--config.corruption.blur_schedule=selected"],
     "schedule.json does not exist; run: python -m soft_diffusion.main --mode schedule",
   ),
   # Paths, files and things that must exist first.

@@ -47,3 +47,14 @@ def test_schedule_mode_is_for_blur_only(tiny_config, tmp_path):
   with pytest.raises(errors.ConfigError, match="config.corruption.name must be 'blur' for --mode schedule"):
     select_levels.select_schedule(settings_lib.load(tiny_config), tmp_path)
   assert not any(tmp_path.iterdir())
+
+
+def test_training_selects_missing_levels_first(tiny_config, tmp_path):
+  tiny_config.corruption.blur_schedule = "selected"
+  settings = settings_lib.load(tiny_config, tmp_path, resolve_levels=False)
+  chosen = select_levels.select_missing_levels(settings, tmp_path)
+  record = json.loads((tmp_path / "schedule.json").read_text())
+  assert chosen.corruption.blur_sigma_table == tuple(record["sigmas"])
+  assert len(record["sigmas"]) == tiny_config.levels.num_levels
+  assert select_levels.select_missing_levels(settings, tmp_path) is settings  # present: left to settings.load
+  assert settings_lib.load(settings, tmp_path).corruption == chosen.corruption
