@@ -48,6 +48,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Soft Score Matching (SPEC §2).
   config.loss = ml_collections.ConfigDict()
   config.loss.weighting = "uniform"  # w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)
+  # over an example's pixel values: 'mean' | 'sum' (score_sde: a loss H·W·C times larger, so its
+  # gradient clip at optim.grad_clip = 1.0 acts on most steps)
+  config.loss.reduction = "mean"
 
   # Network φ_θ (soft_diffusion/models/); defaults: SPEC §6, score_sde's NCSN++ CelebA-64 recipe.
   config.model = m = ml_collections.ConfigDict()

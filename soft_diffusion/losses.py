@@ -8,6 +8,9 @@ gives the Soft Score Matching loss
 
 i.e. the estimate is compared with the clean image *after corruption*. w(t) = 1 by default;
 "inverse_noise_var" uses w = 1/s_t², which is score_sde's σ²-weighted DSM in score units.
+`reduction = "sum"` sums over the pixel values instead of averaging (score_sde's
+`reduce_mean=False`): the same minimiser, a loss and gradient n = H·W·C times larger, which is
+what a gradient clip at 1.0 was tuned for in score_sde.
 The functions here only use `corruption.apply`, `.noise_std` and `.corrupt`.
 """
 
@@ -24,6 +27,7 @@ from soft_diffusion.corruptions import base
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 WEIGHTINGS = ("uniform", "inverse_noise_var")
+REDUCTIONS = ("mean", "sum")  # over the pixel values of one example
 
 
 def loss_weight(noise_std: jax.Array, weighting: str) -> jax.Array:
@@ -58,15 +62,19 @@ def soft_score_matching_per_example(
   corruption: Any,
   *,
   weighting: str = "uniform",
+  reduction: str = "mean",
 ) -> jax.Array:
   """Per-example Soft Score Matching loss, [B] float32 (see `soft_score_matching_loss`)."""
+  if reduction not in REDUCTIONS:
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
   x0, t, noise_std = _checked_inputs(x0, t, corruption.noise_std, weighting)
   x_t = corruption.corrupt(x0, t, noise)
   x0_hat = denoise_fn(x_t, t)
   if x0_hat.shape != x0.shape:
     raise ValueError(f"denoise_fn must return the shape of x0 {x0.shape}, got {x0_hat.shape}")
   residual = corruption.apply(x0_hat.astype(jnp.float32) - x0.astype(jnp.float32), t)
-  per_example = jnp.mean(jnp.square(residual.astype(jnp.float32)), axis=(1, 2, 3))
+  reduce = jnp.mean if reduction == "mean" else jnp.sum
+  per_example = reduce(jnp.square(residual.astype(jnp.float32)), axis=(1, 2, 3))
   return loss_weight(noise_std, weighting) * per_example
 
 
@@ -78,6 +86,7 @@ def soft_score_matching_loss(
   corruption: Any,
   *,
   weighting: str = "uniform",
+  reduction: str = "mean",
 ) -> jax.Array:
   """Soft Score Matching loss (SPEC §2), a float32 scalar.
 
@@ -88,10 +97,15 @@ def soft_score_matching_loss(
     noise: [B, H, W, C] standard normal η.
     corruption: object with `apply`, `noise_std`, `corrupt` (e.g. `corruptions.make(cfg)`).
     weighting: "uniform" (w = 1, default) or "inverse_noise_var" (w = 1/s_t²).
+    reduction: "mean" (default) or "sum" over the pixel values of each example.
   Returns:
-    Batch mean of w(t) · mean_pixels((C_t(denoise_fn(x_t, t) - x0))²), x_t = corrupt(x0, t, η).
+    Batch mean of w(t) · mean_pixels((C_t(denoise_fn(x_t, t) - x0))²), x_t = corrupt(x0, t, η)
+    (sum_pixels with reduction = "sum").
   """
-  return jnp.mean(soft_score_matching_per_example(denoise_fn, x0, t, noise, corruption, weighting=weighting))
+  per_example = soft_score_matching_per_example(
+    denoise_fn, x0, t, noise, corruption, weighting=weighting, reduction=reduction
+  )
+  return jnp.mean(per_example)
 
 
 def denoising_score_matching_loss(

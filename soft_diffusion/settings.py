@@ -41,9 +41,11 @@ def _ints_at_least(block: Any, prefix: str, fields: tuple[str, ...], minimum: in
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
   weighting: str = "uniform"
+  reduction: str = "mean"
 
   def __post_init__(self):
     check(self.weighting in losses.WEIGHTINGS, "loss.weighting", f"one of {losses.WEIGHTINGS}", self.weighting)
+    check(self.reduction in losses.REDUCTIONS, "loss.reduction", f"one of {losses.REDUCTIONS}", self.reduction)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,7 +55,7 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
     def loss_fn(params):
       denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std, train=True, dropout_key=k_dropout)
       per_example = losses.soft_score_matching_per_example(
-        denoise_fn, batch, t, noise, corruption, weighting=settings.loss.weighting
+        denoise_fn, batch, t, noise, corruption, weighting=settings.loss.weighting, reduction=settings.loss.reduction
       )
       return per_example.mean(), per_example
 

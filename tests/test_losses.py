@@ -109,3 +109,16 @@ def test_loss_rejects_zero_noise_and_bad_weighting(batch):
     losses.soft_score_matching_loss(lambda x_t, t: x_t, x0, t, noise, corruptions.make({}), weighting="snr")
   with pytest.raises(ValueError, match="denoise_fn must return the shape of x0"):
     losses.soft_score_matching_loss(lambda x_t, t: x_t[..., :1], x0, t, noise, corruptions.make({}))
+
+
+def test_sum_reduction_is_the_mean_times_the_pixel_count():
+  corruption = corruptions.make({"name": "blur"})
+  x0 = jax.random.uniform(jax.random.key(0), (3, 6, 5, 2), minval=-1, maxval=1)
+  t = jnp.array([0.1, 0.5, 0.9])
+  noise = jax.random.normal(jax.random.key(1), x0.shape)
+  denoise_fn = lambda x_t, t: 0.8 * x_t
+  mean = losses.soft_score_matching_loss(denoise_fn, x0, t, noise, corruption)
+  total = losses.soft_score_matching_loss(denoise_fn, x0, t, noise, corruption, reduction="sum")
+  np.testing.assert_allclose(total, mean * 6 * 5 * 2, rtol=1e-5)
+  with pytest.raises(ValueError, match="reduction must be one of"):
+    losses.soft_score_matching_loss(denoise_fn, x0, t, noise, corruption, reduction="max")
