@@ -18,9 +18,10 @@ from typing import Any
 import flax.linen as nn
 
 from soft_diffusion import typed_config
+from soft_diffusion.models.common import timestep_embedding
 from soft_diffusion.models.denoiser import make_denoise_fn
 from soft_diffusion.models.ncsnpp import NCSNpp, NCSNppConfig
-from soft_diffusion.models.unet import UNet, UNetConfig, timestep_embedding
+from soft_diffusion.models.unet import UNet, UNetConfig
 
 __all__ = [
   "NETWORKS",

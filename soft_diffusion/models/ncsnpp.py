@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from soft_diffusion import typed_config
-from soft_diffusion.models.unet import DTYPES, OUTPUT_SCALES, timestep_embedding
+from soft_diffusion.models.common import DTYPES, check_network_config, timestep_embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,37 +58,14 @@ class NCSNppConfig:
   output_scale: str = "none"
 
   def __post_init__(self):
-    for name in ("channel_mult", "attention_resolutions", "fir_kernel"):  # lists become tuples: hashable
-      if isinstance(getattr(self, name), list):
-        object.__setattr__(self, name, tuple(getattr(self, name)))
-    check, at_least = typed_config.check, typed_config.is_int_at_least
-    check(self.name == "ncsnpp", "model.name", "'ncsnpp' for NCSNppConfig", self.name)
-    check(at_least(self.channels, 4), "model.channels", "an int >= 4", self.channels)
-    mult = self.channel_mult
-    check(
-      isinstance(mult, tuple) and len(mult) >= 1 and all(at_least(m, 1) for m in mult),
-      "model.channel_mult",
-      "a non-empty tuple of ints >= 1",
-      mult,
-    )
-    check(at_least(self.num_res_blocks, 1), "model.num_res_blocks", "an int >= 1", self.num_res_blocks)
-    check(
-      isinstance(self.attention_resolutions, tuple) and all(at_least(r, 1) for r in self.attention_resolutions),
-      "model.attention_resolutions",
-      "a tuple of feature-map sides (ints >= 1)",
-      self.attention_resolutions,
-    )
-    dropout = self.dropout
-    check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
+    check_network_config(self, "ncsnpp", min_channels=4)
     k = self.fir_kernel
-    check(
+    typed_config.check(
       isinstance(k, tuple) and len(k) >= 2 and all(isinstance(v, (int, float)) and v >= 0 for v in k) and sum(k) > 0,
       "model.fir_kernel",
       "a tuple of >= 2 non-negative taps with a positive sum",
       k,
     )
-    check(self.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", self.dtype)
-    check(self.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", self.output_scale)
 
   @property
   def downsamplings(self) -> int:

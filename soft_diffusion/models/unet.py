@@ -26,9 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from soft_diffusion import typed_config
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-OUTPUT_SCALES = ("none", "noise_std")  # read by the denoiser wrapper (denoiser.py), not the network
+from soft_diffusion.models.common import DTYPES, check_network_config, timestep_embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,46 +44,15 @@ class UNetConfig:
   output_scale: str = "none"
 
   def __post_init__(self):
-    for name in ("channel_mult", "attention_resolutions"):  # lists (JSON, YAML) become tuples: hashable
-      if isinstance(getattr(self, name), list):
-        object.__setattr__(self, name, tuple(getattr(self, name)))
-    check, at_least = typed_config.check, typed_config.is_int_at_least
-    check(self.name == "unet", "model.name", "'unet' for UNetConfig", self.name)
-    check(at_least(self.channels, 1), "model.channels", "an int >= 1", self.channels)
-    mult = self.channel_mult
-    check(
-      isinstance(mult, tuple) and len(mult) >= 1 and all(at_least(m, 1) for m in mult),
-      "model.channel_mult",
-      "a non-empty tuple of ints >= 1",
-      self.channel_mult,
+    check_network_config(self, "unet", min_channels=1)
+    typed_config.check(
+      typed_config.is_int_at_least(self.num_heads, 1), "model.num_heads", "an int >= 1", self.num_heads
     )
-    check(at_least(self.num_res_blocks, 1), "model.num_res_blocks", "an int >= 1", self.num_res_blocks)
-    check(
-      isinstance(self.attention_resolutions, tuple) and all(at_least(r, 1) for r in self.attention_resolutions),
-      "model.attention_resolutions",
-      "a tuple of feature-map sides (ints >= 1)",
-      self.attention_resolutions,
-    )
-    dropout = self.dropout
-    check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
-    check(at_least(self.num_heads, 1), "model.num_heads", "an int >= 1", self.num_heads)
-    check(self.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", self.dtype)
-    check(self.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", self.output_scale)
 
   @property
   def downsamplings(self) -> int:
     """Times the input is halved: H and W must be divisible by 2 to this power."""
     return len(self.channel_mult) - 1
-
-
-def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
-  """Sinusoidal embedding of t ∈ [0, 1] (scaled by 1000, as for DDPM step indices): [B] -> [B, dim]."""
-  if dim % 2:
-    raise ValueError(f"embedding dim must be even, got {dim}")
-  half = dim // 2
-  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
-  args = 1000.0 * t.astype(jnp.float32)[:, None] * freqs[None, :]
-  return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
 
 
 def _groups(channels: int) -> int:

@@ -1,0 +1,57 @@
+"""What the networks share: compute dtypes, the output-scale choice, the checks of the fields
+every network config has, and the sinusoidal time embedding."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from soft_diffusion import typed_config
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+OUTPUT_SCALES = ("none", "noise_std")  # read by the denoiser wrapper (denoiser.py), not the network
+TUPLE_FIELDS = ("channel_mult", "attention_resolutions", "fir_kernel")
+
+
+def check_network_config(cfg: Any, name: str, min_channels: int) -> None:
+  """Normalises list fields to tuples (hashable) and checks the fields all network configs have:
+  name, channels, channel_mult, num_res_blocks, attention_resolutions, dropout, dtype,
+  output_scale. One-line errors name `config.model.<field>`."""
+  for field in TUPLE_FIELDS:
+    if isinstance(getattr(cfg, field, None), list):  # lists (JSON, YAML, ConfigDict) become tuples
+      object.__setattr__(cfg, field, tuple(getattr(cfg, field)))
+  check, at_least = typed_config.check, typed_config.is_int_at_least
+  check(cfg.name == name, "model.name", f"{name!r} for {type(cfg).__name__}", cfg.name)
+  check(at_least(cfg.channels, min_channels), "model.channels", f"an int >= {min_channels}", cfg.channels)
+  mult = cfg.channel_mult
+  check(
+    isinstance(mult, tuple) and len(mult) >= 1 and all(at_least(m, 1) for m in mult),
+    "model.channel_mult",
+    "a non-empty tuple of ints >= 1",
+    mult,
+  )
+  check(at_least(cfg.num_res_blocks, 1), "model.num_res_blocks", "an int >= 1", cfg.num_res_blocks)
+  sides = cfg.attention_resolutions
+  check(
+    isinstance(sides, tuple) and all(at_least(r, 1) for r in sides),
+    "model.attention_resolutions",
+    "a tuple of feature-map sides (ints >= 1)",
+    sides,
+  )
+  dropout = cfg.dropout
+  check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
+  check(cfg.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", cfg.dtype)
+  check(cfg.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", cfg.output_scale)
+
+
+def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
+  """Sinusoidal embedding of t ∈ [0, 1] (scaled by 1000, as for DDPM step indices): [B] -> [B, dim]."""
+  if dim % 2:
+    raise ValueError(f"embedding dim must be even, got {dim}")
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+  args = 1000.0 * t.astype(jnp.float32)[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
