@@ -14,7 +14,6 @@ the initialisation (timing does not depend on training). A benchmark, not a test
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import pathlib
 import sys
@@ -22,11 +21,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import seconds_per_call
+from timing import corruption_for_timing, seconds_per_call
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
-from soft_diffusion import corruptions, evaluation, samplers  # noqa: E402
+from soft_diffusion import evaluation, samplers  # noqa: E402
 from soft_diffusion import settings as settings_lib  # noqa: E402
 from soft_diffusion import state as state_lib  # noqa: E402
 from soft_diffusion.models import make_denoise_fn  # noqa: E402
@@ -54,10 +53,7 @@ def main(argv=None) -> int:
   mesh = state_lib.make_mesh()
   replicated, sharded = state_lib.replicated(mesh), state_lib.batch_sharding(mesh)
   model = state_lib.make_model(settings.model)
-  cfg = settings.corruption
-  if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:  # timing does not depend on the levels
-    cfg = dataclasses.replace(cfg, blur_schedule="log")
-  corruption = corruptions.make(cfg)
+  corruption = corruption_for_timing(settings.corruption)
   params = jax.jit(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), jnp.zeros((1,)))["params"],
     out_shardings=replicated,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -42,3 +43,13 @@ def matmul_flops_per_second(n: int, repeats: int, dtype=jnp.float32) -> float:
   precision = jax.lax.Precision.HIGHEST if dtype == jnp.float32 else None
   mm = jax.jit(lambda a, b: jnp.matmul(a, b, precision=precision))
   return 2.0 * n**3 / seconds_per_call(mm, a, b, repeats=repeats)
+
+
+def corruption_for_timing(cfg):
+  """The corruption of a config block; 'selected' blur levels (read from a workdir in a run)
+  are replaced by the log schedule over the same range: a step's cost does not depend on them."""
+  from soft_diffusion import corruptions
+
+  if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:
+    cfg = dataclasses.replace(cfg, blur_schedule="log")
+  return corruptions.make(cfg)

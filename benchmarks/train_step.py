@@ -24,13 +24,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import compile_with_flops, matmul_flops_per_second
+from timing import compile_with_flops, corruption_for_timing, matmul_flops_per_second
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
-from soft_diffusion import corruptions, train  # noqa: E402
 from soft_diffusion import settings as settings_lib  # noqa: E402
 from soft_diffusion import state as state_lib  # noqa: E402
+from soft_diffusion import train  # noqa: E402
 
 
 def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict:
@@ -49,7 +49,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
   mesh = state_lib.make_mesh()
   model = state_lib.make_model(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
-  corruption = corruptions.make(settings.corruption)
+  corruption = corruption_for_timing(settings.corruption)
   state = state_lib.create_state(model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh))
   step = train.jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
