@@ -1,13 +1,15 @@
-"""Reverse samplers for x_t = C_t x_0 + s_t η (SPEC §4), one network evaluation per step.
+"""Reverse samplers for x_t = C_t x_0 + s_t η (SPEC §4); `num_steps` network evaluations each.
 
 Every sampler has the signature
 
     sampler(denoise_fn, x_init, corruption, *, num_steps, key, return_x0_hat=False, return_trajectory=False)
 
-and runs from t = 1 to t = 0 in `num_steps` steps of Δt = 1/num_steps: step i evaluates
+(plus options with defaults, such as `snr` for 'pc'). The one-call-per-step samplers run from
+t = 1 to t = 0 in `num_steps` steps of Δt = 1/num_steps: step i evaluates
 x̂_0 = denoise_fn(x_t, t) at t = 1 - i/num_steps (never at t < 0) and moves to t - Δt with an
-update rule. A sampler is one update rule `update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process`;
-adding one is a new update function, `sampler_from_update`, and one `SAMPLERS` entry.
+update rule `update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process`; adding
+one is a new update function, `sampler_from_update`, and one `SAMPLERS` entry. `pc_sampler`
+makes two calls per level and has its own loop.
 
 * `momentum_sampler`: the paper's Algorithm 2 (Momentum Sampler):
       ŷ = C_t x̂_0,  ε̂ = ŷ - x_t,
