@@ -125,13 +125,13 @@ def resolve_step(workdir: pathlib.Path, step: int | None = None) -> int:
 
 
 def load_ema_params(
-  workdir: pathlib.Path, settings: Settings, mesh: jax.sharding.Mesh, channels: int, step: int
+  workdir: pathlib.Path, settings: Settings, model: Any, mesh: jax.sharding.Mesh, channels: int, step: int
 ) -> Any:
-  """The EMA parameters of checkpoint `step` (see `resolve_step`), replicated over `mesh`."""
+  """The EMA parameters of `model` in checkpoint `step` (see `resolve_step`), replicated over `mesh`."""
   optimizer, _ = state_lib.make_optimizer(settings.optim)
   size = settings.data.image_size
   abstract = state_lib.abstract_state(
-    state_lib.make_model(settings.model), optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh)
+    model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh)
   )
   restored = restore(_reader(workdir), step, ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
   return restored["state"].ema_params

@@ -7,9 +7,9 @@ The distance between levels a, b is the synchronous-coupling bound on the 2-Wass
 
 for operators that are diagonal in a known basis with multipliers m (DCT for blur, pixels for
 masking), P the data's mean power in that basis and n the number of pixel values. Among the
-candidates, edges i→j (i < j) exist when d(i, j) ≤ ε; ε is the smallest value for which the
-fewest-hop path from the first to the last candidate has at most K-1 hops, and the returned
-path has exactly K-1 hops under that ε (ties broken by the smallest sum of squared hops).
+candidates, edges i→j (i < j) exist when d(i, j) ≤ ε; ε is the smallest value for which a path
+of K-1 hops leads from the first to the last candidate (so no path with fewer hops exists under
+a smaller ε), and of those paths the one with the smallest sum of squared hops is returned.
 
 Noise pairing (SPEC §3): selected level k sits at t_k = k/(K-1) and is trained and sampled with
 s(t_k). `select_blur_levels` therefore selects the (σ_B, s) pairs jointly: the blur part of a
@@ -78,18 +78,6 @@ def level_distances(
   dist = np.sqrt(np.maximum(sq, 0.0))
   np.fill_diagonal(dist, 0.0)
   return dist
-
-
-def fewest_hops(distances: np.ndarray, epsilon: float) -> float:
-  """Fewest hops from candidate 0 to candidate M-1 over forward edges with d ≤ epsilon (inf if none)."""
-  num = distances.shape[0]
-  hops = np.full(num, np.inf)
-  hops[0] = 0.0
-  for j in range(1, num):
-    reachable = distances[:j, j] <= epsilon
-    if reachable.any():
-      hops[j] = 1.0 + hops[:j][reachable].min()
-  return hops[-1]
 
 
 def _hop_lengths(squared: np.ndarray, extra: np.ndarray) -> np.ndarray:

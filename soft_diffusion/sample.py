@@ -180,9 +180,10 @@ def load_run(
   step = checkpoints.resolve_step(workdir, step)
   corruption = corruptions.make(settings.corruption)
   prior = make_prior(settings, corruption, workdir)
-  params = checkpoints.load_ema_params(workdir, settings, mesh, prior_channels(prior), step)
+  model = state_lib.make_model(settings.model)
+  params = checkpoints.load_ema_params(workdir, settings, model, mesh, prior_channels(prior), step)
   state_lib.log_devices()
-  return Run(settings, workdir, state_lib.make_model(settings.model), corruption, params, prior, step, mesh)
+  return Run(settings, workdir, model, corruption, params, prior, step, mesh)
 
 
 # ----------------------------------------------------------------------------------------------
