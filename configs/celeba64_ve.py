@@ -9,9 +9,9 @@ output is scaled by s_t (`model.output_scale = 'noise_std'`, score_sde's scale_b
 same NCSN++ as configs/celeba64.py; sampled with its predictor-corrector sampler ('pc': 1,000
 noise levels, each a Langevin corrector step at snr 0.17 and a reverse-diffusion predictor step,
 so 2,000 network evaluations, and no noise in the last step).
-Not yet matched: score_sde sums the loss over pixels before its gradient clip at 1.0, we take the
-mean (so our clip acts far less often); its discrete-time noise levels are 1,000 fixed σ_i, ours
-continuous t ~ U(0, 1).
+Not yet matched: score_sde's discrete-time noise levels are 1,000 fixed σ_i, ours continuous
+t ~ U(0, 1). (The loss is summed over pixels, as score_sde's, through configs/celeba64.py.)
+
 Expected result (paper, NCSN++ VE): FID 3.25. Runtime and our FID: not measured yet; training
 costs what configs/celeba64.py costs (same network, same steps), sampling twice the network
 evaluations of a 1,000-step sampler.

@@ -14,9 +14,18 @@
   `WORKDIR/eval/eval_step<N>.json` and `fid_vs_nfe_step<N>.png`. A reference made with other
   preprocessing or weights is refused with a one-line error.
 
-Both validate everything (config, reference file, Inception weights, checkpoint) before the
-first image is drawn, and run on one process (all of its devices); a multi-process launch is
-refused.
+* `data.name = 'gaussian_field'`: the law of the data is known, so `--mode eval` needs no
+  Inception and no reference file: each point reports the exact distances of
+  `evaluation.exact` (spectral and full Fréchet distance in the DCT basis, variance ratios per
+  frequency band and ring) of `eval.num_images` unclipped float samples, and, with
+  `eval.oracle`, the same with the exact posterior mean (`gaussian_field.oracle_denoiser`) in
+  place of the network: the floor of each (sampler, NFE). Writes `eval_step<N>.json`,
+  `spectral_fd_vs_nfe_step<N>.png` and `variance_ratio_step<N>.png`. `--mode stats` is refused.
+
+The JSON is rewritten (atomically) after every point, and a restart with the same checkpoint,
+seed, prior and image count skips the points it already holds. Both modes validate everything
+(config, reference file, Inception weights, checkpoint) before the first image is drawn, and
+run on one process (all of its devices); a multi-process launch is refused.
 """
 
 from __future__ import annotations
@@ -31,11 +40,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from soft_diffusion import artifacts, data, errors, evaluation
+from soft_diffusion import artifacts, data, errors, evaluation, gaussian_field
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
-from soft_diffusion.evaluation import weights
+from soft_diffusion.evaluation import exact, weights
 from soft_diffusion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,11 +61,24 @@ PAPER_CURVES = {
 
 
 def _start(mode: str, config: Any, workdir: str | pathlib.Path):
-  """Checks shared by both modes, in order; returns (settings, workdir, mesh, Inception params)."""
+  """Checks shared by both modes, in order; returns (settings, workdir, mesh, Inception params);
+  no Inception params (None) for 'gaussian_field', whose metrics are exact."""
   if jax.process_count() > 1:
     raise errors.ConfigError(f"--mode {mode} runs on one process (all its devices); launch it without --distributed")
   workdir = artifacts.resolve_workdir(workdir)
   settings = settings_lib.load(config, workdir)
+  if settings.data.name == "gaussian_field":
+    if mode == "stats":
+      raise errors.ConfigError(
+        "config.data.name = 'gaussian_field' needs no reference statistics: --mode eval measures exact distances "
+        "to the known law"
+      )
+    if settings.eval.oracle and settings.corruption.name == "mask":
+      raise errors.ConfigError(
+        "config.eval.oracle must be False for corruption.name = 'mask' (the exact posterior mean is diagonal in "
+        "the DCT basis for 'blur' and 'identity' only)"
+      )
+    return settings, workdir, state_lib.make_mesh(), None
   mesh = state_lib.make_mesh()
   state_lib.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
   with errors.user_input("Inception weights"):  # missing/foreign weights fail here, before any data pass
@@ -170,20 +192,53 @@ def _plot(path: pathlib.Path, points: list[dict], settings: Settings, step: int)
   artifacts.save_figure(fig, path, dpi=120)
 
 
+def _run_points(path: pathlib.Path, header: dict[str, Any], grid: list[dict[str, Any]], measure) -> dict[str, Any]:
+  """Measures every point of `grid` (dicts of what identifies a point) with `measure(point)` ->
+  dict of results, rewriting `path` (header + points so far) after each; points already in a
+  file with the same header are kept, not measured again. Returns the full record."""
+  header = json.loads(json.dumps(header))
+  done: dict[str, dict] = {}
+  if path.is_file():
+    try:
+      old = json.loads(path.read_text())
+      if {k: v for k, v in old.items() if k != "points"} == header:
+        done = {json.dumps({k: p[k] for k in grid[0]}, sort_keys=True): p for p in old["points"]}
+    except (ValueError, KeyError, TypeError, IndexError):
+      done = {}  # unreadable or from another layout: measure everything again
+  points: list[dict[str, Any]] = []
+  progress = artifacts.Progress("eval", len(grid), unit="points")
+  kept = 0
+  for spec in grid:
+    key = json.dumps(spec, sort_keys=True)
+    if key in done:
+      points.append(done[key])
+      kept += 1
+    else:
+      points.append({**spec, **measure(spec)})
+      artifacts.write_json(path, {**header, "points": points})
+    progress(len(points))
+  if kept:
+    log.info("%d of %d points were already in %s (kept)", kept, len(grid), path)
+  record = {**header, "points": points}
+  artifacts.write_json(path, record)
+  return record
+
+
 def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path:
-  """FID and KID for every (sampler, step count) of config.eval; returns the JSON path."""
+  """FID and KID (exact distances for 'gaussian_field') for every (sampler, step count) of
+  config.eval; returns the JSON path."""
   settings, workdir, mesh, params = _start("eval", config, workdir)
+  if params is None:
+    return evaluate_exact(settings, workdir, mesh, step)
   cfg = settings.eval
   ref_stats, ref_kid, ref_meta = load_reference(
     stats_path(workdir, settings), settings, f"--config ... --workdir {workdir}"
   )
   run = sample_lib.load_run(settings, workdir, step, mesh=mesh)
-  grid = [(s, n) for s in cfg.samplers for n in cfg.num_steps]
-  progress = artifacts.Progress("eval", len(grid), unit="points")
-  points = []
-  for sampler, num_steps in grid:
+
+  def measure(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
-    draw_cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=num_steps)
+    draw_cfg = dataclasses.replace(settings.sample, sampler=spec["sampler"], num_steps=spec["num_steps"])
     images = run.draw(draw_cfg, cfg.num_images, progress=False)
     sampled = time.perf_counter() - start
     feats = evaluation.inception_features(images, params=params, batch_size=cfg.batch_size, mesh=mesh)
@@ -191,39 +246,170 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path
     kid_mean, kid_std = evaluation.kid(
       feats, ref_kid, num_subsets=cfg.kid_num_subsets, subset_size=cfg.kid_subset_size, seed=settings.seed
     )
-    points.append(
-      {
-        "sampler": sampler,
-        "num_steps": num_steps,
-        "fid": fid,
-        "kid_mean": kid_mean,
-        "kid_std": kid_std,
-        "num_images": len(images),
-        "sampling_seconds": round(sampled, 2),
-        "seconds": round(time.perf_counter() - start, 2),
-      }
-    )
     log.info(
       "%s, %d steps: FID %.3f  KID %.5f ± %.5f  (%d images, %.1f images/s sampling)",
-      sampler,
-      num_steps,
+      spec["sampler"],
+      spec["num_steps"],
       fid,
       kid_mean,
       kid_std,
       len(images),
       len(images) / max(sampled, 1e-9),
     )
-    progress(len(points))
-  record = {
+    return {
+      "fid": fid,
+      "kid_mean": kid_mean,
+      "kid_std": kid_std,
+      "num_images": len(images),
+      "sampling_seconds": round(sampled, 2),
+      "seconds": round(time.perf_counter() - start, 2),
+    }
+
+  header = {
     "checkpoint_step": run.step,
     "reference": {"path": str(stats_path(workdir, settings)), **ref_meta},
     "inception": evaluation.INCEPTION_SOURCE,
     "sample_seed": settings.sample.seed,
     "sample_prior": settings.sample.prior,
-    "points": points,
+    "eval_num_images": cfg.num_images,
   }
+  grid = [{"sampler": s, "num_steps": n} for s in cfg.samplers for n in cfg.num_steps]
   path = workdir / "eval" / f"eval_step{run.step}.json"
-  artifacts.write_json(path, record)
-  _plot(workdir / "eval" / f"fid_vs_nfe_step{run.step}.png", points, settings, run.step)
+  record = _run_points(path, header, grid, measure)
+  _plot(workdir / "eval" / f"fid_vs_nfe_step{run.step}.png", record["points"], settings, run.step)
   log.info("wrote %s and fid_vs_nfe_step%d.png", path, run.step)
   return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian fields: exact distances.
+
+
+def field_spectrum(settings: Settings) -> np.ndarray:
+  """The true DCT spectrum v [S, S] of a 'gaussian_field' config."""
+  d = settings.data
+  return gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
+
+
+def evaluate_exact(settings: Settings, workdir: pathlib.Path, mesh: Any, step: int | None) -> pathlib.Path:
+  """--mode eval for 'gaussian_field': exact distances per (denoiser, sampler, NFE)."""
+  cfg = settings.eval
+  run = sample_lib.load_run(settings, workdir, step, mesh=mesh)
+  v = field_spectrum(settings)
+  oracle = gaussian_field.oracle_denoiser(run.corruption, v) if cfg.oracle else None
+
+  def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    draw_cfg = dataclasses.replace(settings.sample, sampler=spec["sampler"], num_steps=spec["num_steps"])
+    denoise_fn = oracle if spec["denoiser"] == "oracle" else None
+    images = run.draw(draw_cfg, cfg.num_images, progress=False, raw=True, denoise_fn=denoise_fn)
+    sampled = time.perf_counter() - start
+    metrics = exact.exact_metrics(images, v)
+    log.info(
+      "%s, %s, %d steps: spectral FD %.4f  FD %.3f  variance ratio low %.3f mid %.3f high %.3f  (%.1f images/s)",
+      spec["denoiser"],
+      spec["sampler"],
+      spec["num_steps"],
+      metrics["spectral_fd"],
+      metrics["fd"],
+      metrics["ratio_low"],
+      metrics.get("ratio_mid", float("nan")),
+      metrics["ratio_high"],
+      len(images) / max(sampled, 1e-9),
+    )
+    return {
+      **metrics,
+      "num_images": len(images),
+      "sampling_seconds": round(sampled, 2),
+      "seconds": round(time.perf_counter() - start, 2),
+    }
+
+  d = settings.data
+  header = {
+    "checkpoint_step": run.step,
+    "truth": {
+      "dataset": "gaussian_field",
+      "image_size": d.image_size,
+      "field_k0": d.field_k0,
+      "field_pixel_std": d.field_pixel_std,
+      "metrics": "soft_diffusion.evaluation.exact (DCT basis, float64; unclipped float samples)",
+    },
+    "sample_seed": settings.sample.seed,
+    "sample_prior": settings.sample.prior,
+    "eval_num_images": cfg.num_images,
+  }
+  denoisers = ("trained", "oracle") if cfg.oracle else ("trained",)
+  grid = [
+    {"denoiser": dn, "sampler": s, "num_steps": n} for dn in denoisers for s in cfg.samplers for n in cfg.num_steps
+  ]
+  path = workdir / "eval" / f"eval_step{run.step}.json"
+  record = _run_points(path, header, grid, measure)
+  plot_spectral_fd(workdir / "eval" / f"spectral_fd_vs_nfe_step{run.step}.png", [("", record["points"])], run.step)
+  plot_ring_ratios(workdir / "eval" / f"variance_ratio_step{run.step}.png", [("", record["points"])], run.step)
+  log.info("wrote %s, spectral_fd_vs_nfe_step%d.png and variance_ratio_step%d.png", path, run.step, run.step)
+  return path
+
+
+def _nfe_axis(ax, nfes) -> None:
+  import matplotlib.ticker
+
+  ax.set_xscale("log")
+  ax.set_xticks(nfes, [str(n) for n in nfes], minor=False)
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def plot_spectral_fd(path: pathlib.Path, runs: list[tuple[str, list[dict]]], step: int | None = None) -> None:
+  """Spectral FD vs NFE (log-log): a line per (run label, sampler), trained solid, oracle dashed."""
+  plt = artifacts.pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+  nfes: set[int] = set()
+  for label, points in runs:
+    for sampler in dict.fromkeys(p["sampler"] for p in points):
+      color = next(colors)
+      for denoiser, style in (("trained", "o-"), ("oracle", "x--")):
+        mine = sorted(
+          (p["num_steps"], p["spectral_fd"]) for p in points if (p["sampler"], p["denoiser"]) == (sampler, denoiser)
+        )
+        if mine:
+          nfes.update(n for n, _ in mine)
+          name = f"{label} {sampler}".strip() + ("" if denoiser == "trained" else " (oracle)")
+          ax.plot(*zip(*mine, strict=True), style, color=color, label=name, alpha=1.0 if denoiser == "trained" else 0.7)
+  ax.set(yscale="log", xlabel="NFE (network evaluations per sample)", ylabel="spectral Fréchet distance")
+  _nfe_axis(ax, sorted(nfes))
+  n = runs[0][1][0]["num_images"] if runs and runs[0][1] else 0
+  ax.set_title(
+    f"Gaussian fields: distance to the true law ({n} samples" + (f", step {step})" if step else ")"), fontsize=9
+  )
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=6.5, ncol=2)
+  fig.tight_layout()
+  artifacts.save_figure(fig, path, dpi=120)
+
+
+def plot_ring_ratios(
+  path: pathlib.Path, runs: list[tuple[str, list[dict]]], step: int | None = None, nfe: int = 100
+) -> None:
+  """v̂/v per ring k + l at the NFE closest to `nfe`: a line per (run, sampler), oracle dashed."""
+  plt = artifacts.pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+  chosen = None
+  for label, points in runs:
+    if not points:
+      continue
+    chosen = min({p["num_steps"] for p in points}, key=lambda n: (abs(n - nfe), n))
+    for sampler in dict.fromkeys(p["sampler"] for p in points):
+      color = next(colors)
+      for p in points:
+        if (p["sampler"], p["num_steps"]) == (sampler, chosen):
+          oracle = p["denoiser"] == "oracle"
+          name = f"{label} {sampler}".strip() + (" (oracle)" if oracle else "")
+          ax.plot(p["ring_ratios"], "--" if oracle else "-", color=color, label=name, alpha=0.7 if oracle else 1.0)
+  ax.axhline(1.0, color="k", lw=0.8)
+  ax.set(xlabel="frequency ring k + l", ylabel="sample variance / true variance", yscale="log")
+  ax.set_title(f"variance kept per frequency at {chosen} NFE" + (f" (step {step})" if step else ""), fontsize=9)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=6.5, ncol=2)
+  fig.tight_layout()
+  artifacts.save_figure(fig, path, dpi=120)

@@ -108,11 +108,21 @@ def prior_channels(prior: priors.GaussianPrior | priors.ForwardPrior) -> int:
 # Drawing.
 
 
-def make_draw_fn(model: Any, corruption: Any, cfg: SampleConfig, mesh: jax.sharding.Mesh | None = None):
+def make_draw_fn(
+  model: Any,
+  corruption: Any,
+  cfg: SampleConfig,
+  mesh: jax.sharding.Mesh | None = None,
+  *,
+  raw: bool = False,
+  denoise_fn: Any = None,
+):
   """jitted (params, prior, key) -> x_0 images [cfg.batch_size, H, W, C] in [-1, 1], drawn with
   `cfg.sampler` in `cfg.num_steps` network evaluations.
 
   With `mesh`, the batch is split over its "data" axis (cfg.batch_size must divide evenly).
+  `raw`: the sampler's output unclipped (for exact metrics). `denoise_fn`: sample with this
+  h(x_t, t) instead of the network (e.g. `gaussian_field.oracle_denoiser`); params are unused.
   """
   sampler = samplers.get(cfg.sampler, snr=cfg.snr)
   if mesh is not None:
@@ -123,20 +133,24 @@ def make_draw_fn(model: Any, corruption: Any, cfg: SampleConfig, mesh: jax.shard
     x_init = priors.sample_p1(prior, corruption, k_prior, cfg.batch_size)
     if mesh is not None:
       x_init = jax.lax.with_sharding_constraint(x_init, state_lib.batch_sharding(mesh))
-    denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std)
-    x0 = sampler(denoise_fn, x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
-    return jnp.clip(x0, -1.0, 1.0)
+    h = denoise_fn if denoise_fn is not None else make_denoise_fn(model, params, noise_std=corruption.noise_std)
+    x0 = sampler(h, x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
+    return x0 if raw else jnp.clip(x0, -1.0, 1.0)
 
   return jax.jit(draw_fn)
 
 
-def draw(draw_fn, params: Any, prior: Any, cfg: SampleConfig, num_images: int, *, progress: bool = False) -> np.ndarray:
+def draw(
+  draw_fn, params: Any, prior: Any, cfg: SampleConfig, num_images: int, *, progress: bool = False, raw: bool = False
+) -> np.ndarray:
   """`num_images` uint8 images [N, H, W, C] from `draw_fn` (see `make_draw_fn`), batch i from
-  key fold_in(key(cfg.seed), i); with `progress`, a log line per batch with the rate and ETA."""
+  key fold_in(key(cfg.seed), i); with `progress`, a log line per batch with the rate and ETA.
+  `raw`: float32 images as `draw_fn` returns them (no rounding to uint8)."""
   out = []
   report = artifacts.Progress("drawn", num_images, note=" (first batch includes compiling)") if progress else None
   for i in range(math.ceil(num_images / cfg.batch_size)):
-    x = artifacts.to_uint8(draw_fn(params, prior, jax.random.fold_in(jax.random.key(cfg.seed), i)))
+    x = draw_fn(params, prior, jax.random.fold_in(jax.random.key(cfg.seed), i))
+    x = x if raw else artifacts.to_uint8(x)
     if not x.is_fully_addressable:  # batch split over several processes: every process gets all
       x = multihost_utils.process_allgather(x, tiled=True)
     out.append(np.asarray(x))
@@ -162,11 +176,21 @@ class Run:
   step: int
   mesh: jax.sharding.Mesh
 
-  def draw(self, cfg: SampleConfig | None = None, num_images: int | None = None, *, progress: bool = True):
-    """uint8 images drawn with `cfg` (default: the run's sample block) from this checkpoint."""
+  def draw(
+    self,
+    cfg: SampleConfig | None = None,
+    num_images: int | None = None,
+    *,
+    progress: bool = True,
+    raw: bool = False,
+    denoise_fn: Any = None,
+  ):
+    """uint8 images drawn with `cfg` (default: the run's sample block) from this checkpoint.
+
+    `raw`: float32 images, unclipped; `denoise_fn`: sample with it in place of the network."""
     cfg = cfg or self.settings.sample
-    draw_fn = make_draw_fn(self.model, self.corruption, cfg, self.mesh)
-    return draw(draw_fn, self.params, self.prior, cfg, num_images or cfg.num_images, progress=progress)
+    draw_fn = make_draw_fn(self.model, self.corruption, cfg, self.mesh, raw=raw, denoise_fn=denoise_fn)
+    return draw(draw_fn, self.params, self.prior, cfg, num_images or cfg.num_images, progress=progress, raw=raw)
 
 
 def load_run(

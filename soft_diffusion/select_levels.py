@@ -52,6 +52,11 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     "train_split": settings.data.train_split,
     "image_size": settings.data.image_size,
     "crop_size": settings.data.crop_size,
+    **(
+      {"field": [settings.data.field_k0, settings.data.field_pixel_std]}
+      if settings.data.name == "gaussian_field"
+      else {}
+    ),
     "blur_sigma_min": c.blur_sigma_min,
     "blur_sigma_max": c.blur_sigma_max,
     "noise": [c.noise_schedule, c.noise_std_min, c.noise_std_max, c.noise_clip_t],
@@ -80,10 +85,14 @@ def read_levels(workdir: pathlib.Path, settings: Settings) -> tuple[float, ...]:
 
 
 def power_spectrum(settings: Settings, *, progress: bool = True) -> tuple[np.ndarray, int]:
-  """Mean DCT power [H, W, C] over the training split (or its first levels.num_images), and N."""
+  """Mean DCT power [H, W, C] over the training split (or its first levels.num_images), and N.
+
+  For 'gaussian_field' the exact spectrum v of the generator, and N = 0 (no data pass)."""
   cfg = settings.data
   with errors.user_input("config.data"):
-    source = data.make_source(cfg, cfg.train_split)
+    source = data.make_source(cfg, cfg.train_split, settings.seed)
+  if cfg.name == "gaussian_field":
+    return source.spectrum(), 0
   state_lib.log_devices()
   limit = min(settings.levels.num_images or len(source), len(source))
   ds = data.make_dataset(cfg, split=cfg.train_split, batch_size=256, seed=settings.seed, train=False, source=source)
@@ -176,7 +185,8 @@ def _write(
   if jax.process_index() == 0:  # every process selects the same levels; one writes them
     artifacts.write_json(path, record)
     _plot(workdir / "schedule.png", levels, settings, power)
-    log.info("wrote %s and schedule.png (levels from %d images)", path, record["num_images"])
+    source = f"{record['num_images']} images" if record["num_images"] else "the exact spectrum"
+    log.info("wrote %s and schedule.png (levels from %s)", path, source)
   return path
 
 

@@ -149,9 +149,11 @@ class EvalConfig:
   kid_subset_size: int = 1000
   kid_num_subsets: int = 100
   kid_ref_features: int = 10_000
+  oracle: bool = True
 
   def __post_init__(self):
     check(isinstance(self.split, str) and bool(self.split), "eval.split", "a split name", self.split)
+    check(isinstance(self.oracle, bool), "eval.oracle", "True or False", self.oracle)
     check(at_least(self.ref_num_images, 0), "eval.ref_num_images", "an int >= 0 (0 = all)", self.ref_num_images)
     fields = ("num_images", "batch_size", "kid_subset_size", "kid_num_subsets", "kid_ref_features")
     _ints_at_least(self, "eval", fields, 2)

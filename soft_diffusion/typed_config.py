@@ -4,6 +4,7 @@ dataclasses that the library takes, so that library code never reads a ConfigDic
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -48,3 +49,8 @@ def check(ok: bool, field: str, allowed: str, value: Any) -> None:
 def is_int_at_least(value: Any, minimum: int) -> bool:
   """A real int (not a bool) >= minimum."""
   return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def is_positive_number(value: Any) -> bool:
+  """A finite real number (int or float, not a bool) > 0."""
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0

@@ -304,6 +304,10 @@ def test_folder_errors(tmp_path, rng):
     (dict(image_size=0), "config.data.image_size must be an int >= 1"),
     (dict(num_workers=-1), "config.data.num_workers must be an int >= 0"),
     (dict(crop_size=0), "config.data.crop_size must be None"),
+    (dict(field_k0=0.0), r"config.data.field_k0 must be a number > 0"),
+    (dict(field_pixel_std=True), r"config.data.field_pixel_std must be a number > 0"),
+    (dict(name="gaussian_field", cache=True), r"config.data.cache must be False for 'gaussian_field'"),
+    (dict(name="gaussian_field", crop_size=8), r"config.data.crop_size must be None for 'gaussian_field'"),
   ],
 )
 def test_data_config_rejects_bad_values(kwargs, match):
@@ -328,3 +332,48 @@ def test_to_global_array_single_process():
   mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   local = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
   np.testing.assert_array_equal(data.to_global_array(local, mesh), local)
+
+
+def test_gaussian_field_stream_is_the_documented_function_of_seed_and_index():
+  """Element i of 'train' is IDCT2(√v ⊙ z) with z from default_rng([0, seed, i]); 'validation' is a
+  fixed set from its own seed; the stream resumes exactly and does not depend on the process
+  count (2 processes × 2 rows = 1 × 4)."""
+  from soft_diffusion import gaussian_field as gf
+  from soft_diffusion.data import gaussian_field as source_lib
+
+  cfg = data.DataConfig(name="gaussian_field", image_size=8, field_k0=3.0, field_pixel_std=0.5)
+  root = np.sqrt(gf.spectrum(8, 8, 3.0, 0.5))
+
+  def batches(process_index, process_count, seed=7, num=3):
+    ds = data.make_dataset(
+      cfg, split="train", batch_size=4 // process_count, seed=seed, train=True,
+      process_index=process_index, process_count=process_count,
+    )  # fmt: skip
+    return take(iter(ds), num)
+
+  single = batches(0, 1)
+  expected = gf.field_images(root, [np.random.default_rng([0, 7, i]) for i in range(12)])
+  np.testing.assert_array_equal(np.concatenate(single), expected)
+  parts = [batches(i, 2) for i in range(2)]
+  for step, whole in enumerate(single):
+    np.testing.assert_array_equal(np.concatenate([parts[0][step], parts[1][step]]), whole)
+  assert not np.array_equal(batches(0, 1, seed=8)[0], single[0])
+
+  it = iter(data.make_dataset(cfg, split="train", batch_size=4, seed=7, train=True))
+  next(it)
+  state = it.get_state()
+  after = take(it, 2)
+  it.set_state(state)
+  np.testing.assert_array_equal(np.stack(take(it, 2)), np.stack(after))
+
+  validation = [
+    np.concatenate(list(data.make_dataset(cfg, split="validation", batch_size=500, seed=s, train=False)))
+    for s in (0, 1)
+  ]
+  assert validation[0].shape == (source_lib.EVAL_SIZE, 8, 8, 3)
+  np.testing.assert_array_equal(validation[0], validation[1])
+  np.testing.assert_array_equal(
+    validation[0][:2], gf.field_images(root, [np.random.default_rng([1, source_lib.EVAL_SEED, i]) for i in range(2)])
+  )
+  with pytest.raises(ValueError, match="split 'test' of 'gaussian_field' must be one of"):
+    data.make_source(cfg, "test")

@@ -28,6 +28,10 @@ def test_stats_then_eval_end_to_end_and_their_errors(tiny_config, trained_run):
   assert all(np.isfinite(p["fid"]) and p["fid"] > 0 and np.isfinite(p["kid_mean"]) for p in points)
   assert result["checkpoint_step"] == TRAINED_STEPS and result["inception"] == evaluation.INCEPTION_SOURCE
   assert (trained_run / "eval" / f"fid_vs_nfe_step{TRAINED_STEPS}.png").stat().st_size > 10_000
+  # A second run finds every point in the JSON and measures nothing.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(evaluation, "inception_features", lambda *a, **k: pytest.fail("a finished point was measured again"))
+    assert json.loads(evaluate.evaluate(tiny_config, trained_run).read_text())["points"] == points
 
   # Statistics made with another preprocessing are refused.
   other = tiny_config.copy_and_resolve_references()
@@ -43,3 +47,56 @@ def test_stats_then_eval_end_to_end_and_their_errors(tiny_config, trained_run):
     other.eval.batch_size = jax.device_count() + 1
     with pytest.raises(errors.ConfigError, match="config.eval.batch_size must be a multiple"):
       evaluate.evaluate(other, trained_run)
+
+
+def test_gaussian_field_trains_samples_and_evaluates_exactly_and_eval_resumes(tmp_path, monkeypatch):
+  """The tiny config on 'gaussian_field': training selects its levels from the exact spectrum
+  (no data pass), --mode sample works as for every config, --mode eval reports the exact
+  distances for the trained network and the oracle without Inception, and a restart measures
+  only the points its JSON lacks; --mode stats is refused."""
+  from configs import tiny
+  from soft_diffusion import sample, train
+
+  config = tiny.get_config()
+  config.data.name = "gaussian_field"
+  config.data.cache = False
+  config.corruption.blur_schedule = "selected"
+  config.train.num_steps = TRAINED_STEPS
+  config.eval.num_images = 16
+  config.eval.num_steps = (2,)
+  train.train_and_evaluate(config, str(tmp_path))
+  schedule = json.loads((tmp_path / "schedule.json").read_text())
+  assert schedule["num_images"] == 0 and schedule["fingerprint"]["field"] == [2.0, 0.3]
+  assert np.load(sample.write_samples(config, tmp_path))["images"].shape == (8, 8, 8, 3)
+
+  with pytest.raises(errors.ConfigError, match="'gaussian_field' needs no reference statistics"):
+    evaluate.reference_stats(config, tmp_path)
+  path = evaluate.evaluate(config, tmp_path)
+  record = json.loads(path.read_text())
+  cfg = config.eval
+  grid = list(itertools.product(("trained", "oracle"), cfg.samplers, cfg.num_steps))
+  assert [(p["denoiser"], p["sampler"], p["num_steps"]) for p in record["points"]] == grid
+  for p in record["points"]:
+    assert p["num_images"] == 16 and np.isfinite(p["spectral_fd"]) and np.isfinite(p["fd"])
+    assert len(p["ring_ratios"]) == 15 and {"ratio_low", "ratio_high"} <= set(p)
+  assert record["truth"]["field_pixel_std"] == 0.3 and "inception" not in record
+  for figure in ("spectral_fd_vs_nfe", "variance_ratio"):
+    assert (tmp_path / "eval" / f"{figure}_step{TRAINED_STEPS}.png").stat().st_size > 10_000
+
+  # Restart after the last point was lost: only that point is measured again, with the same result.
+  calls = []
+  measured = evaluate.exact.exact_metrics
+  monkeypatch.setattr(evaluate.exact, "exact_metrics", lambda *a, **k: calls.append(1) or measured(*a, **k))
+  partial = {**record, "points": record["points"][:-1]}
+  path.write_text(json.dumps(partial))
+  again = json.loads(evaluate.evaluate(config, tmp_path).read_text())
+  assert len(calls) == 1
+  strip = lambda p: {k: v for k, v in p.items() if "seconds" not in k}  # noqa: E731
+  assert [strip(p) for p in again["points"]] == [strip(p) for p in record["points"]]
+  # Another image count is another evaluation: its points are measured, none is taken from the file.
+  config.eval.num_images = 8
+  config.eval.samplers = ("naive",)
+  config.eval.oracle = False
+  calls.clear()
+  assert [p["num_images"] for p in json.loads(evaluate.evaluate(config, tmp_path).read_text())["points"]] == [8]
+  assert len(calls) == 1

@@ -86,3 +86,80 @@ def test_fid_sanity_ladder(tfds_dir):
   kids = [kid for _, _, kid in rows]
   assert fids[0] < fids[1] < fids[2] and kids[0] < kids[1] < kids[2], rows
   assert abs(kids[0]) < 0.2 * kids[1], rows
+
+
+# ---- exact distances to a Gaussian law diagonal in the DCT basis (evaluation/exact.py) --------
+
+
+def field_samples(n, size=8, seed=0, scale=None):
+  from soft_diffusion import gaussian_field
+
+  v = gaussian_field.spectrum(size, size)
+  root = np.sqrt(v) if scale is None else np.sqrt(v) * scale
+  return gaussian_field.field_images(root, [np.random.default_rng([seed, i]) for i in range(n)]), v
+
+
+@pytest.mark.parametrize("n", [40, 400])  # N < D = 192 (the Gram-matrix path) and N > D
+def test_exact_fd_equals_the_textbook_formula(n):
+  from soft_diffusion import dct
+  from soft_diffusion.evaluation import exact
+
+  x, v = field_samples(n, scale=np.linspace(0.7, 1.2, 8)[None, :])  # a spectrum off the truth
+  coeffs = dct.dct2_host(x).reshape(n, -1)
+  mu, cov = coeffs.mean(0), np.cov(coeffs, rowvar=False)
+  true_cov = np.diag(np.repeat(v[:, :, None], 3, axis=-1).reshape(-1))
+  root = scipy.linalg.sqrtm(cov @ true_cov).real
+  expected = float(mu @ mu + np.trace(cov + true_cov - 2 * root))
+  np.testing.assert_allclose(exact.frechet_distance(x, v), expected, rtol=1e-6)
+  truth = evaluation.FeatureStats.from_moments(np.zeros(len(mu)), true_cov, 2)
+  np.testing.assert_allclose(exact.frechet_distance(x, v), evaluation.fid(coeffs, truth), rtol=1e-6)
+  var = coeffs.var(0, ddof=1)
+  spectral = float(mu @ mu + np.sum((np.sqrt(var) - np.sqrt(np.diag(true_cov))) ** 2))
+  np.testing.assert_allclose(exact.spectral_frechet_distance(x, v), spectral, rtol=1e-10)
+
+
+def test_exact_metrics_on_the_truth_sit_at_their_finite_sample_bias():
+  """Samples of the truth: ratios ≈ 1 in every band and ring; spectral FD ≈ 1.5 tr(v)/N (the
+  bias the docstring states), and both FDs shrink as N grows."""
+  from soft_diffusion.evaluation import exact
+
+  for n in (1000, 4000):
+    x, v = field_samples(n, size=16, seed=n)
+    m = exact.exact_metrics(x, v)
+    expected_bias = 1.5 * 3 * v.sum() / n
+    assert 0.7 * expected_bias < m["spectral_fd"] < 1.3 * expected_bias, (n, m["spectral_fd"], expected_bias)
+    assert all(abs(m[f"ratio_{b}"] - 1) < 0.06 for b in ("low", "mid", "high"))
+    assert np.abs(np.asarray(m["ring_ratios"]) - 1).max() < 0.15 and len(m["ring_ratios"]) == 31
+    if n == 1000:
+      first = m
+  assert m["spectral_fd"] < first["spectral_fd"] and m["fd"] < first["fd"]
+
+
+def test_exact_metrics_see_lost_detail_and_shrinkage():
+  """Blurred samples lose variance at high frequencies first; samples shrunk by 0.8 keep 0.64 of
+  it everywhere; both distances grow well above the truth's."""
+  from soft_diffusion import corruptions
+  from soft_diffusion.evaluation import exact
+
+  n = 2000
+  x, v = field_samples(n, size=16, seed=1)
+  truth = exact.exact_metrics(x, v)
+  blurred = np.asarray(corruptions.gaussian_blur(x, np.full(n, 0.8, np.float32)))
+  m = exact.exact_metrics(blurred, v)
+  assert m["ratio_high"] < m["ratio_mid"] < m["ratio_low"] < 1.0 and m["ratio_high"] < 0.2
+  ring = np.asarray(m["ring_ratios"])
+  assert np.all(np.diff(ring) < 0.02)  # decreasing with frequency, up to sampling noise
+  assert m["spectral_fd"] > 20 * truth["spectral_fd"] and m["fd"] > truth["fd"] + 1.0
+  shrunk = exact.exact_metrics(0.8 * x, v)
+  assert all(abs(shrunk[f"ratio_{b}"] - 0.64) < 0.04 for b in ("low", "mid", "high"))
+  np.testing.assert_allclose(shrunk["spectral_fd"], 0.04 * 3 * v.sum(), rtol=0.15)
+
+
+def test_exact_metrics_refuse_bad_shapes():
+  from soft_diffusion.evaluation import exact
+
+  x, v = field_samples(4)
+  with pytest.raises(ValueError, match="v must be"):
+    exact.exact_metrics(x, v[:4])
+  with pytest.raises(ValueError, match=r"samples must be \[N >= 2"):
+    exact.exact_metrics(x[:1], v)

@@ -101,6 +101,15 @@ CASES = {
     ["--config.data.name=celeb_a", "--config.data.path={tmp}/empty_tfds"],
     "python -m soft_diffusion.data.prepare celeb_a",
   ),
+  "negative field spectrum scale": (["--config.data.field_k0=-2"], "config.data.field_k0 must be a number > 0"),
+  "statistics for Gaussian fields": (
+    ["--mode=stats", "--config.data.name=gaussian_field", "--config.data.cache=False"],
+    "'gaussian_field' needs no reference statistics",
+  ),
+  "oracle for masked Gaussian fields": (
+    ["--mode=eval", "--config.data.name=gaussian_field", "--config.data.cache=False", "--config.corruption.name=mask"],
+    "config.eval.oracle must be False for corruption.name = 'mask'",
+  ),
   "unknown reference split": (
     ["--mode=stats", "--config.eval.split=bogus"],
     "config.eval.split: split 'bogus' of 'digits' must be one of",

@@ -2,7 +2,9 @@
 decode/crop/resize -> random flip -> batch, run by grain with background workers.
 
 * Sources (`sources.py`): prepared TFDS splits (`celeb_a`, the embedded `digits`) read from
-  ArrayRecord files, or a folder of PNG/JPEG images. All yield encoded bytes.
+  ArrayRecord files, or a folder of PNG/JPEG images; these yield encoded bytes. The
+  `gaussian_field` source (`gaussian_field.py`) generates float images from (seed, index): no
+  shuffle or decoding, the rest of the pipeline is the same.
 * Training: every process defines the same seeded stream (shuffle of the whole split, reseeded
   every epoch, repeated forever) cut into global batches; process i decodes only rows
   [i*b, (i+1)*b) of each global batch of n*b. The global batch at step k is therefore the same
@@ -25,9 +27,9 @@ import grain
 import numpy as np
 
 from soft_diffusion import typed_config
-from soft_diffusion.data import preprocess, sources
+from soft_diffusion.data import gaussian_field, preprocess, sources
 
-DATASETS = ("digits", "celeb_a", "folder")
+DATASETS = ("digits", "celeb_a", "folder", "gaussian_field")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,8 @@ class DataConfig:
   num_workers: int = 0
   read_threads: int = 4
   prefetch_buffer_size: int = 64
+  field_k0: float = 2.0
+  field_pixel_std: float = 0.3
 
   def __post_init__(self):
     typed_config.check(self.name in DATASETS, "data.name", f"one of {DATASETS}", self.name)
@@ -60,6 +64,14 @@ class DataConfig:
         typed_config.is_int_at_least(getattr(self, field), 0), f"data.{field}", "an int >= 0", getattr(self, field)
       )
     typed_config.check(isinstance(self.cache, bool), "data.cache", "True or False", self.cache)
+    for field in ("field_k0", "field_pixel_std"):
+      value = getattr(self, field)
+      typed_config.check(typed_config.is_positive_number(value), f"data.{field}", "a number > 0", value)
+    if self.name == "gaussian_field":
+      typed_config.check(not self.cache, "data.cache", "False for 'gaussian_field' (an endless generated stream)", True)
+      typed_config.check(
+        self.crop_size is None, "data.crop_size", "None for 'gaussian_field' (generated at image_size)", self.crop_size
+      )
     typed_config.check(
       self.crop_size is None or typed_config.is_int_at_least(self.crop_size, 1),
       "data.crop_size",
@@ -73,8 +85,11 @@ class DataConfig:
     return typed_config.from_block(cls, cfg, "data")
 
 
-def make_source(cfg: DataConfig, split: str):
-  """The random-access source of encoded images for `split` of the configured dataset."""
+def make_source(cfg: DataConfig, split: str, seed: int = 0):
+  """The random-access source for `split` of the configured dataset (`seed`: 'gaussian_field''s
+  training stream; the file-backed datasets do not use it)."""
+  if cfg.name == "gaussian_field":
+    return gaussian_field.from_config(cfg, split, seed)
   if cfg.name == "folder":
     return sources.FolderSource(cfg.path, split, cfg.folder_holdout_every)
   return sources.TfdsSource(cfg.name, split, cfg.path)
@@ -149,8 +164,9 @@ def make_dataset(
     raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  source = make_source(cfg, split) if source is None else source
+  source = make_source(cfg, split, seed) if source is None else source
   ds = grain.MapDataset.source(source)
+  generated = cfg.name == "gaussian_field"  # records are the images already
   if train:
     global_batch = batch_size * process_count
     if len(ds) < global_batch:
@@ -159,7 +175,9 @@ def make_dataset(
     # process takes every n-th block: rows [i*b, (i+1)*b) of each global batch. Lazy: only
     # the blocks this process takes are read and decoded.
     preprocess_fn = Preprocess(cfg.crop_size, cfg.image_size)
-    if cfg.cache:  # the same images, decoded once: the stream is bitwise that of the uncached pipeline
+    if generated:  # already i.i.d. and (practically) endless: no shuffle, no decoding
+      pass
+    elif cfg.cache:  # the same images, decoded once: the stream is bitwise that of the uncached pipeline
       ds = grain.MapDataset.source(np.stack([preprocess_fn.map(ds[i]) for i in range(len(ds))]))
       ds = ds.seed(seed).shuffle().repeat(None)
     else:
@@ -169,7 +187,9 @@ def make_dataset(
       ds = ds.random_map(RandomFlip(), seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
     ds = ds.batch(batch_size)[process_index::process_count]
   else:
-    ds = ds[process_index::process_count].map(Preprocess(cfg.crop_size, cfg.image_size))
+    ds = ds[process_index::process_count]
+    if not generated:
+      ds = ds.map(Preprocess(cfg.crop_size, cfg.image_size))
     ds = ds.batch(batch_size, drop_remainder=False)
   iter_ds = ds.to_iter_dataset(
     grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch_buffer_size)
