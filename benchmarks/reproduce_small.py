@@ -2,7 +2,7 @@
 ground truth (stationary Gaussian fields, SPEC §7).
 
     python benchmarks/reproduce_small.py                 # everything; resumes where it stopped
-    python benchmarks/reproduce_small.py --out DIR --figures docs/results
+    python benchmarks/reproduce_small.py --stages fields --out DIR --figures docs/results
 
 For configs/gaussian_field.py (blur + noise) and configs/gaussian_field_ve.py (VE twin: same
 network, steps and batch), it runs the CLI a user would run:
@@ -15,6 +15,12 @@ writes OUT/study.json (every number, and the wall time of each stage that ran), 
 spectral_fd_vs_nfe.png, variance_ratio.png and samples.png (in OUT and in --figures), and prints
 the README's tables. The trained network and the exact posterior mean (oracle) are evaluated with
 the same samplers, priors, seeds and sample counts.
+
+Stage `digits`: configs/digits.py (blur) and configs/digits_ve.py (VE twin, equal training
+compute) on real images: train, `--mode stats` once (the reference is the same for both), and
+`--mode eval` (FID/KID, 256 samples per point) for every sampler at NFE 20-300 with each sample
+seed of DIGITS_SEEDS, kept as OUT/<config>/eval/eval_seed<k>.json; writes OUT/digits.json and
+fid_vs_nfe_digits.png.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # configs/
 
 CONFIGS = {"gaussian_field": "blur + noise", "gaussian_field_ve": "VE (identity + noise)"}
+DIGITS = {"digits": "blur + noise", "digits_ve": "VE (identity + noise)"}
+DIGITS_SAMPLERS = {
+  "digits": ("momentum", "naive", "deterministic"),
+  "digits_ve": ("momentum", "naive", "deterministic", "pc"),
+}
+DIGITS_NFE = (20, 50, 100, 200, 300)
+DIGITS_SEEDS = (0, 1)
 TABLE_NFE = (10, 20, 50, 100, 200, 300)
 
 
@@ -68,6 +81,91 @@ def run_stage(out: pathlib.Path, name: str, timings: dict) -> dict:
   if not complete:
     timed(timings, f"{name}/eval", lambda: run_cli([*flags, "--mode", "eval"]))
   return json.loads(path.read_text())
+
+
+def run_digits(out: pathlib.Path, timings: dict) -> dict:
+  """Blur vs VE on the digits: train both, one reference, FID/KID per sampler × NFE × seed."""
+  import importlib
+
+  results = {}
+  for name in DIGITS:
+    config = importlib.import_module(f"configs.{name}").get_config()
+    workdir = out / name
+    flags = ["--config", f"configs/{name}.py", "--workdir", str(workdir)]
+    if not final_checkpoint_exists(workdir, config.train.num_steps):
+      timed(timings, f"{name}/train", lambda flags=flags: run_cli(flags))
+    stats = workdir / "stats" / "reference_train.npz"
+    first = out / next(iter(DIGITS)) / "stats" / "reference_train.npz"
+    if not stats.is_file():
+      if first.is_file():  # the same data and preprocessing: one reference for both configs
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(first, stats)
+      else:
+        timed(timings, "digits/stats", lambda flags=flags: run_cli([*flags, "--mode", "stats"]))
+    eval_flags = [
+      f"--config.eval.samplers={DIGITS_SAMPLERS[name]!r}",
+      f"--config.eval.num_steps={DIGITS_NFE!r}",
+    ]
+    results[name] = {}
+    for seed in DIGITS_SEEDS:
+      kept = workdir / "eval" / f"eval_seed{seed}.json"
+      if not kept.is_file():
+        args = [*flags, "--mode", "eval", *eval_flags, f"--config.sample.seed={seed}"]
+        timed(timings, f"{name}/eval_seed{seed}", lambda args=args: run_cli(args))
+        shutil.copy(workdir / "eval" / f"eval_step{config.train.num_steps}.json", kept)
+      results[name][seed] = json.loads(kept.read_text())
+  return results
+
+
+def digits_table(results: dict) -> str:
+  """Markdown: FID (mean ± std over seeds) and KID per (config, sampler) × NFE."""
+  import numpy as np
+
+  lines = ["FID on the digits (256 samples per point; mean ± std over sample seeds " + f"{DIGITS_SEEDS}):\n"]
+  lines.append("| corruption | sampler | " + " | ".join(str(n) for n in DIGITS_NFE) + " |")
+  lines.append("|---|---|" + "---:|" * len(DIGITS_NFE))
+  for name, by_seed in results.items():
+    for sampler in DIGITS_SAMPLERS[name]:
+      cells = []
+      for n in DIGITS_NFE:
+        fids = [
+          p["fid"] for r in by_seed.values() for p in r["points"] if (p["sampler"], p["num_steps"]) == (sampler, n)
+        ]
+        cells.append(f"{np.mean(fids):.1f} ± {np.std(fids):.1f}" if fids else "")
+      lines.append(f"| {DIGITS[name]} | {sampler} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def plot_digits(path: pathlib.Path, results: dict) -> None:
+  import numpy as np
+
+  from soft_diffusion import artifacts, evaluate
+
+  plt = artifacts.pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  for name, by_seed in results.items():
+    for sampler in DIGITS_SAMPLERS[name]:
+      fids = np.array(
+        [
+          [next(p["fid"] for p in r["points"] if (p["sampler"], p["num_steps"]) == (sampler, n)) for n in DIGITS_NFE]
+          for r in by_seed.values()
+        ]
+      )
+      ax.errorbar(
+        DIGITS_NFE,
+        fids.mean(0),
+        yerr=fids.std(0),
+        fmt="o-" if name == "digits" else "s--",
+        capsize=2,
+        label=f"{DIGITS[name]}, {sampler}",
+      )
+  ax.set(yscale="log", xlabel="NFE (network evaluations per sample)", ylabel="FID (256 samples)")
+  evaluate._nfe_axis(ax, list(DIGITS_NFE))
+  ax.set_title("digits 16×16: blur vs VE at equal training compute", fontsize=9)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=6.5, ncol=2)
+  fig.tight_layout()
+  artifacts.save_figure(fig, path, dpi=120)
 
 
 def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int = 16) -> None:
@@ -108,6 +206,57 @@ def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int 
   artifacts.save_figure(fig, path, dpi=130)
 
 
+GAP_SPLITS = (0.3, 0.6, 0.8)  # "oracle for t >= tau, network below"
+GAP_NFE = 100
+
+
+def gap_analysis(out: pathlib.Path) -> dict:
+  """Where the trained network loses to the oracle: spectral FD at GAP_NFE with the Momentum
+  Sampler when the denoiser is the oracle for t >= tau and the network below, for each tau of
+  GAP_SPLITS (tau = 0: oracle throughout; tau = 1.01: network throughout), on each config; the
+  eval's prior, seed and number of samples."""
+  import dataclasses
+  import importlib
+
+  import jax
+
+  from soft_diffusion import gaussian_field
+  from soft_diffusion import sample as sample_lib
+  from soft_diffusion.evaluation import exact
+  from soft_diffusion.models import make_denoise_fn
+
+  result = {}
+  for name in CONFIGS:
+    run = sample_lib.load_run(importlib.import_module(f"configs.{name}").get_config(), out / name)
+    d = run.settings.data
+    v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
+    net = make_denoise_fn(run.model, run.params, noise_std=run.corruption.noise_std)
+    oracle = gaussian_field.oracle_denoiser(run.corruption, v)
+    cfg = dataclasses.replace(run.settings.sample, sampler="momentum", num_steps=GAP_NFE)
+    result[name] = {}
+    for tau in (0.0, *GAP_SPLITS, 1.01):
+
+      def hybrid(x, t, tau=tau, oracle=oracle, net=net):
+        return jax.lax.cond(t[0] >= tau, lambda: oracle(x, t), lambda: net(x, t))
+
+      images = run.draw(cfg, run.settings.eval.num_images, progress=False, raw=True, denoise_fn=hybrid)
+      m = exact.exact_metrics(images, v, full=False)
+      result[name][str(tau)] = {k: m[k] for k in ("spectral_fd", "ratio_low", "ratio_mid", "ratio_high") if k in m}
+      print(f"{name}: oracle for t >= {tau}: spectral FD {m['spectral_fd']:.3f}", flush=True)
+  return result
+
+
+def gap_table(gap: dict) -> str:
+  taus = list(next(iter(gap.values())))
+  label = {"0.0": "oracle", "1.01": "network"}
+  lines = [f"\nSpectral FD at {GAP_NFE} NFE (Momentum) with the oracle for t ≥ τ and the network below:\n"]
+  lines.append("| corruption | " + " | ".join(label.get(t, f"τ = {t}") for t in taus) + " |")
+  lines.append("|---|" + "---:|" * len(taus))
+  for name, row in gap.items():
+    lines.append(f"| {CONFIGS[name]} | " + " | ".join(f"{row[t]['spectral_fd']:.3f}" for t in taus) + " |")
+  return "\n".join(lines)
+
+
 def tables(records: dict[str, dict]) -> str:
   """Markdown: spectral FD per (config, sampler) × NFE, trained / oracle, and the band ratios at 100."""
   lines = []
@@ -141,16 +290,36 @@ def tables(records: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
+def copy_figures(out: pathlib.Path, target: str | None, names: list[str]) -> None:
+  if target:
+    folder = pathlib.Path(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+      shutil.copy(out / name, folder / name)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", default="runs/reproduce_small", help="study folder (resumes if present)")
   parser.add_argument("--figures", default=None, help="also copy the figures here (e.g. docs/results)")
+  parser.add_argument("--stages", nargs="+", default=["fields", "digits"], choices=["fields", "digits"])
   args = parser.parse_args()
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   out = (REPO / args.out).resolve() if not os.path.isabs(args.out) else pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   timings_path = out / "timings.json"
   timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+  figures = []
+  if "digits" in args.stages:
+    digits = run_digits(out, timings)
+    timings_path.write_text(json.dumps(timings, indent=2))
+    plot_digits(out / "fid_vs_nfe_digits.png", digits)
+    (out / "digits.json").write_text(json.dumps({"timings_seconds": timings, "results": digits}, indent=1))
+    figures.append("fid_vs_nfe_digits.png")
+    print(digits_table(digits))
+  if "fields" not in args.stages:
+    copy_figures(out, args.figures, figures)
+    return
   records = {}
   for name in CONFIGS:
     records[name] = run_stage(out, name, timings)
@@ -167,14 +336,18 @@ def main() -> None:
   else:
     sample_grid(out, out / "samples.png")
   timings_path.write_text(json.dumps(timings, indent=2))
-  study = {"configs": CONFIGS, "timings_seconds": timings, "records": records}
+  if "gap" not in timings:
+    start = time.perf_counter()
+    gap = gap_analysis(out)
+    timings["gap"] = round(time.perf_counter() - start, 1)
+    (out / "gap.json").write_text(json.dumps(gap, indent=1))
+  gap = json.loads((out / "gap.json").read_text())
+  timings_path.write_text(json.dumps(timings, indent=2))
+  study = {"configs": CONFIGS, "timings_seconds": timings, "records": records, "gap": gap}
   (out / "study.json").write_text(json.dumps(study, indent=1))
-  if args.figures:
-    figures = pathlib.Path(args.figures)
-    figures.mkdir(parents=True, exist_ok=True)
-    for name in ("spectral_fd_vs_nfe.png", "variance_ratio.png", "samples.png"):
-      shutil.copy(out / name, figures / name)
+  copy_figures(out, args.figures, [*figures, "spectral_fd_vs_nfe.png", "variance_ratio.png", "samples.png"])
   print(tables(records))
+  print(gap_table(gap))
   total = sum(v for k, v in timings.items())
   print(f"\nstages that ran (s): {timings}; total {total / 60:.1f} min")
   print(f"wrote {out / 'study.json'} and the figures")

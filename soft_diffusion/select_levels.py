@@ -1,7 +1,8 @@
 """Corruption-level selection on real data (`--mode schedule`), and the schedule.json it writes.
 
 `select_schedule(settings, workdir)`: one pass over the training split accumulates the mean
-orthonormal-DCT power spectrum E[DCT2(x_0)²] per coefficient and channel (float64);
+orthonormal-DCT power spectrum E[DCT2(x_0)²] per coefficient and channel (float64; for
+'gaussian_field' the generator's exact spectrum, no pass);
 `level_selection.select_blur_levels` then runs SPEC §3 on it: `levels.num_candidates`
 log-spaced σ_B in [blur_sigma_min, blur_sigma_max] and `levels.num_levels` = K levels kept,
 level k with the noise s(t_k) it is trained with, t_k = k/(K-1) (the pairs selected jointly).

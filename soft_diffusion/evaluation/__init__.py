@@ -14,6 +14,10 @@
 * `kid(a, b)`: kernel inception distance, the unbiased MMD² with the cubic polynomial kernel
   k(x, y) = (x·y / d + 1)³, as mean and standard deviation over random subsets.
 
+* `exact` (evaluation/exact.py): distances to a known Gaussian law diagonal in the DCT basis
+  (the Gaussian-field testbed, SPEC §7): full and spectral Fréchet distance, variance ratios per
+  frequency band and ring; `exact.exact_metrics(samples, v)`.
+
 The metrics are pure NumPy in float64: a few matrix products on [N, 2048] arrays. The only file
 this package reads is the weights file, once per process, when `inception_features` is called
 without `params`.
@@ -29,9 +33,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from soft_diffusion.evaluation import inception, weights
+from soft_diffusion.evaluation import exact, inception, weights
 
-__all__ = ["FeatureStats", "fid", "kid", "inception_features", "load_inception_params", "INCEPTION_SOURCE"]
+__all__ = ["FeatureStats", "exact", "fid", "kid", "inception_features", "load_inception_params", "INCEPTION_SOURCE"]
 
 INCEPTION_SOURCE = weights.SOURCE
 
