@@ -142,7 +142,7 @@ def plot_digits(path: pathlib.Path, results: dict) -> None:
   from soft_diffusion import artifacts, evaluate
 
   plt = artifacts.pyplot()
-  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  fig, ax = plt.subplots(figsize=(9.0, 4.4))
   for name, by_seed in results.items():
     for sampler in DIGITS_SAMPLERS[name]:
       fids = np.array(
@@ -163,7 +163,7 @@ def plot_digits(path: pathlib.Path, results: dict) -> None:
   evaluate._nfe_axis(ax, list(DIGITS_NFE))
   ax.set_title("digits 16×16: blur vs VE at equal training compute", fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=6.5, ncol=2)
+  ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   artifacts.save_figure(fig, path, dpi=120)
 
@@ -277,6 +277,13 @@ def gap_table(gap: dict) -> str:
   return "\n".join(lines)
 
 
+def fmt(value: float) -> str:
+  """3 significant digits (2 in scientific notation, from 1,000 on)."""
+  if value >= 1e3:
+    return f"{value:.1e}".replace("e+0", "e")
+  return f"{value:.3g}" if value < 1 else f"{value:#.3g}".rstrip(".")
+
+
 def tables(records: dict[str, dict]) -> str:
   """Markdown: spectral FD per (config, sampler) × NFE, trained / oracle, and the band ratios at 100."""
   lines = []
@@ -290,7 +297,7 @@ def tables(records: dict[str, dict]) -> str:
       cells = []
       for n in nfes:
         t, o = points.get(("trained", sampler, n)), points.get(("oracle", sampler, n))
-        cells.append(f"{t['spectral_fd']:.3g} / {o['spectral_fd']:.3g}" if t and o else "")
+        cells.append(f"{fmt(t['spectral_fd'])} / {fmt(o['spectral_fd'])}" if t and o else "")
       lines.append(f"| {CONFIGS[name]} | {sampler} | " + " | ".join(cells) + " |")
   lines.append("\nVariance kept (v̂/v) per band at 100 NFE, trained (oracle):\n")
   lines.append("| corruption | sampler | low (k+l<8) | mid | high (k+l≥H) | full FD |")
@@ -305,7 +312,7 @@ def tables(records: dict[str, dict]) -> str:
         f"{t.get(f'ratio_{b}', float('nan')):.3f} ({o.get(f'ratio_{b}', float('nan')):.3f})"
         for b in ("low", "mid", "high")
       ]
-      cells.append(f"{t['fd']:.3g} ({o['fd']:.3g})")
+      cells.append(f"{fmt(t['fd'])} ({fmt(o['fd'])})")
       lines.append(f"| {CONFIGS[name]} | {sampler} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

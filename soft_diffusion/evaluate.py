@@ -361,7 +361,7 @@ def _nfe_axis(ax, nfes) -> None:
 def plot_spectral_fd(path: pathlib.Path, runs: list[tuple[str, list[dict]]], step: int | None = None) -> None:
   """Spectral FD vs NFE (log-log): a line per (run label, sampler), trained solid, oracle dashed."""
   plt = artifacts.pyplot()
-  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  fig, ax = plt.subplots(figsize=(9.0, 4.4))
   colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
   nfes: set[int] = set()
   for label, points in runs:
@@ -382,7 +382,7 @@ def plot_spectral_fd(path: pathlib.Path, runs: list[tuple[str, list[dict]]], ste
     f"Gaussian fields: distance to the true law ({n} samples" + (f", step {step})" if step else ")"), fontsize=9
   )
   ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=6.5, ncol=2)
+  ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   artifacts.save_figure(fig, path, dpi=120)
 
@@ -392,7 +392,7 @@ def plot_ring_ratios(
 ) -> None:
   """v̂/v per ring k + l at the NFE closest to `nfe`: a line per (run, sampler), oracle dashed."""
   plt = artifacts.pyplot()
-  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  fig, ax = plt.subplots(figsize=(9.0, 4.4))
   colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
   chosen = None
   for label, points in runs:
@@ -410,6 +410,6 @@ def plot_ring_ratios(
   ax.set(xlabel="frequency ring k + l", ylabel="sample variance / true variance", yscale="log")
   ax.set_title(f"variance kept per frequency at {chosen} NFE" + (f" (step {step})" if step else ""), fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=6.5, ncol=2)
+  ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   artifacts.save_figure(fig, path, dpi=120)
