@@ -84,11 +84,13 @@ def test_oracle_refuses_masking():
 
 
 def test_spec_section_7_momentum_keeps_the_spectrum_naive_loses_it():
-  """SPEC §7's numbers: 2048 samples of 32×32×3 fields, log blur up to 11.5 px, exact p_1, the
-  oracle as denoiser, 100 NFE: Momentum spectral FD ≈ 0.8 (band ratios 0.88-0.99), naive ≈ 22
-  (ratios ≈ 0.5), samples of the truth ≈ 0.2. Measured: 0.78, 22.2 and 0.18."""
+  """SPEC §7's experiment at half its sample count (for the suite's time): 1,024 samples of
+  32×32×3 fields, log blur up to 11.5 px, exact p_1, the oracle as denoiser, 100 NFE. SPEC
+  quotes, at 2,048 samples: Momentum spectral FD ≈ 0.8 (band ratios 0.91-0.99), naive ≈ 22
+  (ratios ≈ 0.5), the truth ≈ 0.2; halving N doubles the finite-sample part (≈ 0.18 → 0.36).
+  Measured here: Momentum 0.97, naive 22.2, the truth 0.36."""
   v = gaussian_field.spectrum(32, 32)
-  n = 2048
+  n = 1024
   truth = gaussian_field.field_images(np.sqrt(v), [np.random.default_rng([7, i]) for i in range(n)])
   corruption = corruptions.make({"name": "blur", "blur_sigma_max": 11.5})
   oracle = gaussian_field.oracle_denoiser(corruption, v)
@@ -99,8 +101,8 @@ def test_spec_section_7_momentum_keeps_the_spectrum_naive_loses_it():
     run = jax.jit(lambda x, name=name: samplers.get(name)(oracle, x, corruption, num_steps=100, key=jax.random.key(2)))
     result[name] = exact.exact_metrics(np.asarray(run(x1)), v, full=False)
   print({k: round(r["spectral_fd"], 3) for k, r in result.items()})
-  assert result["truth"]["spectral_fd"] < 0.25
-  assert result["momentum"]["spectral_fd"] < 1.2
+  assert result["truth"]["spectral_fd"] < 0.45
+  assert result["momentum"]["spectral_fd"] < 1.4
   assert all(0.85 < result["momentum"][f"ratio_{b}"] < 1.05 for b in ("low", "mid", "high"))
   assert result["naive"]["spectral_fd"] > 15
   assert all(result["naive"][f"ratio_{b}"] < 0.6 for b in ("low", "mid", "high"))
