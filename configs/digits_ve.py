@@ -11,19 +11,11 @@ training digits (Song & Ermon 2020, technique 1; measured over the 1,617: max 17
 """
 
 from configs import digits
+from configs.celeba64_ve import apply_ve_recipe
 
 
 def get_config():
-  config = digits.get_config()
-  config.corruption.name = "identity"
-  config.corruption.blur_schedule = "log"  # no blur; the table applies to blur only
-  config.corruption.blur_sigma_table = None
-  config.corruption.noise_schedule = "geometric"
-  config.corruption.noise_std_min = 0.02
-  config.corruption.noise_std_max = 17.0
-  config.loss.weighting = "inverse_noise_var"
-  config.model.output_scale = "noise_std"
-  config.sample.sampler = "pc"
+  config = apply_ve_recipe(digits.get_config(), noise_std_max=17.0)
   config.eval.samplers = ("momentum", "naive", "deterministic", "pc")
   config.eval.num_steps = (20, 50, 100, 200, 300)
   return config

@@ -11,17 +11,10 @@ network, optimizer, steps and batch are those of configs/gaussian_field.py.
 """
 
 from configs import gaussian_field
+from configs.celeba64_ve import apply_ve_recipe
 
 
 def get_config():
-  config = gaussian_field.get_config()
-  config.corruption.name = "identity"
-  config.corruption.blur_schedule = "log"  # no blur; 'selected' applies to blur only
-  config.corruption.noise_schedule = "geometric"
-  config.corruption.noise_std_min = 0.02
-  config.corruption.noise_std_max = 30.0
-  config.loss.weighting = "inverse_noise_var"
-  config.model.output_scale = "noise_std"
-  config.sample.sampler = "pc"
+  config = apply_ve_recipe(gaussian_field.get_config(), noise_std_max=30.0)
   config.eval.samplers = ("momentum", "naive", "deterministic", "pc")
   return config
