@@ -61,9 +61,7 @@ def field_images(spectrum_sqrt: np.ndarray, rngs: Sequence[np.random.Generator],
   root = np.asarray(spectrum_sqrt, np.float64)
   height, width = root.shape
   z = np.stack([rng.standard_normal((height, width, channels)) for rng in rngs])
-  coeffs = z * root[None, :, :, None]
-  d_h, d_w = dct.dct_matrix(height), dct.dct_matrix(width)
-  return np.einsum("bklc,lj->bkjc", np.einsum("ki,bklc->bilc", d_h, coeffs), d_w).astype(np.float32)
+  return dct.idct2_host(z * root[None, :, :, None]).astype(np.float32)
 
 
 def dct_multipliers(corruption: Any, t: jax.Array, height: int, width: int) -> jax.Array:
@@ -82,13 +80,6 @@ def dct_multipliers(corruption: Any, t: jax.Array, height: int, width: int) -> j
     f"the Gaussian-field oracle needs a corruption diagonal in the DCT basis (blur or identity), "
     f"got operator {type(operator).__name__}"
   )
-
-
-def _dct2(x: jax.Array, inverse: bool = False) -> jax.Array:
-  d_h = jnp.asarray(dct.dct_matrix(x.shape[1]), jnp.float32)
-  d_w = jnp.asarray(dct.dct_matrix(x.shape[2]), jnp.float32)
-  pattern = "ki,bklc,lj->bijc" if inverse else "ki,bijc,lj->bklc"
-  return jnp.einsum(pattern, d_h, x, d_w, precision=jax.lax.Precision.HIGHEST)
 
 
 def oracle_denoiser(corruption: Any, v: np.ndarray) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -111,6 +102,6 @@ def oracle_denoiser(corruption: Any, v: np.ndarray) -> Callable[[jax.Array, jax.
     c = dct_multipliers(corruption, t, height, width)[..., None]
     s2 = jnp.square(corruption.noise_std(t).astype(jnp.float32))[:, None, None, None]
     gain = c * v_b / (jnp.square(c) * v_b + s2)
-    return _dct2(gain * _dct2(x_t.astype(jnp.float32)), inverse=True)
+    return dct.dct2(gain * dct.dct2(x_t.astype(jnp.float32)), inverse=True)
 
   return denoise_fn

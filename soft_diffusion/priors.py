@@ -67,15 +67,12 @@ def sample_forward(prior: ForwardPrior, corruption, key: jax.Array, num: int) ->
 
 def sample_prior(prior: GaussianPrior, key: jax.Array, num: int) -> jax.Array:
   """`num` draws of p_1: [num, H, W, C] float32."""
-  height, width, _ = prior.mean.shape
   k_full, k_diag = jax.random.split(key)
   z_full = jax.random.normal(k_full, (num, prior.full_index.shape[0])) @ prior.full_chol.T
   coeffs = jax.random.normal(k_diag, (num, prior.diag_std.shape[0])) * prior.diag_std
   coeffs = coeffs.at[:, prior.full_index].add(z_full)
   coeffs = coeffs.reshape(num, *prior.mean.shape) + prior.mean
-  d_h = jnp.asarray(dct.dct_matrix(height), jnp.float32)
-  d_w = jnp.asarray(dct.dct_matrix(width), jnp.float32)
-  return jnp.einsum("ki,bklc,lj->bijc", d_h, coeffs, d_w, precision=jax.lax.Precision.HIGHEST)
+  return dct.dct2(coeffs, inverse=True)
 
 
 def sample_p1(prior: GaussianPrior | ForwardPrior, corruption, key: jax.Array, num: int) -> jax.Array:
