@@ -58,10 +58,15 @@ def final_checkpoint_exists(workdir: pathlib.Path, num_steps: int) -> bool:
   return (workdir / "checkpoints" / str(num_steps)).is_dir()
 
 
+TIMINGS_PATH: pathlib.Path | None = None  # set by main(); every stage's time is saved as it ends
+
+
 def timed(timings: dict, key: str, fn) -> None:
   start = time.perf_counter()
   fn()
   timings[key] = round(time.perf_counter() - start, 1)
+  if TIMINGS_PATH is not None:
+    TIMINGS_PATH.write_text(json.dumps(timings, indent=2))
 
 
 def run_stage(out: pathlib.Path, name: str, timings: dict) -> dict:
@@ -332,7 +337,8 @@ def main() -> None:
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   out = (REPO / args.out).resolve() if not os.path.isabs(args.out) else pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  timings_path = out / "timings.json"
+  global TIMINGS_PATH
+  timings_path = TIMINGS_PATH = out / "timings.json"
   timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
   figures = []
   if "digits" in args.stages:

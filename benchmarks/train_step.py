@@ -2,14 +2,19 @@
 
     python benchmarks/train_step.py       # CPU: digits (its batch); celeba64 with NCSN++ and with the U-Net, batch 4
     python benchmarks/train_step.py --configs celeba64 celeba64:unet --batch 128 --dtype bfloat16   # a GPU/TPU
+    python benchmarks/train_step.py --memory --configs celeba64 --batch 32 --grad_accum 4   # memory only
 
 A config is a file in configs/, optionally with `:<model.name>` to swap its network. For each:
 images/s of `train.make_train_step` on a synthetic batch (the input pipeline is excluded; see
 benchmarks/data.py), the step's FLOPs from XLA's cost analysis, the achieved FLOP/s, and its
 ratio to the matmul FLOP/s measured in the same run: float32 (HIGHEST precision) for float32
 models, bfloat16 for bfloat16 models, which on an accelerator is the MFU against the rate the
-chip actually reaches. The step runs sharded over every local device, as in training. A
-benchmark, not a test: numbers depend on the machine.
+chip actually reaches. The step runs sharded over every local device, as in training. Each line
+also gives the step's peak device memory by XLA's memory analysis of the compiled program.
+`--remat` and `--grad_accum K` set model.remat and train.grad_accum_steps; `--memory` only
+compiles, and prints the peak memory of the four combinations of (remat off/on) x (1 or K
+micro-batches) with their ratios to the plain step. A benchmark, not a test: numbers depend on
+the machine.
 """
 
 from __future__ import annotations
@@ -33,11 +38,33 @@ from soft_diffusion import state as state_lib  # noqa: E402
 from soft_diffusion import train  # noqa: E402
 
 
-def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict:
+def peak_bytes(compiled) -> int:
+  """Device memory of one call by XLA's memory analysis: arguments + outputs + temporaries −
+  donated (aliased) buffers. (Its `peak_memory_in_bytes` reads 4 MiB for every variant on the
+  CPU, so it is not used.)"""
+  stats = compiled.memory_analysis()
+  parts = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+  return int(parts - stats.alias_size_in_bytes)
+
+
+def residual_bytes(model, params, batch: int, size: int, channels: int) -> int:
+  """Bytes of the activations the network's forward pass keeps for the backward pass (JAX's own
+  accounting, before XLA's scheduling; jax._src.ad_checkpoint.saved_residuals is not public)."""
+  from jax._src import ad_checkpoint
+
+  x, t = jnp.zeros((batch, size, size, channels)), jnp.zeros((batch,))
+  saved = ad_checkpoint.saved_residuals(lambda p: model.apply({"params": p}, x, t).sum(), params)
+  return int(sum(np.prod(aval.shape) * aval.dtype.itemsize for aval, _ in saved))
+
+
+def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: bool = False, accum: int = 1) -> dict:
+  """Compiles the train step of config `name` and times `steps` calls (none when steps is 0)."""
   module, _, network = name.partition(":")
   config = importlib.import_module(f"configs.{module}").get_config()
   if network:
     config.model.name = network
+  config.model.remat = remat
+  config.train.grad_accum_steps = accum
   if batch is not None:
     config.train.batch_size = batch
   if dtype is not None:
@@ -55,6 +82,10 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
   x = jax.device_put(x, state_lib.batch_sharding(mesh))
   step, flops, compile_s = compile_with_flops(step, state, x)
+  memory = peak_bytes(step)
+  if not steps:
+    residuals = residual_bytes(model, state.params, batch // accum, size, channels)
+    return {"name": name, "batch": batch, "remat": remat, "accum": accum, "peak_bytes": memory, "residuals": residuals}
   for _ in range(2):  # warm-up
     state, metrics = step(state, x)
   jax.block_until_ready(metrics)
@@ -78,6 +109,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int) -> dict
     "flops": flops,
     "flop_per_s": flops / seconds,
     "compile_s": compile_s,
+    "peak_bytes": memory,
   }
 
 
@@ -88,17 +120,42 @@ def main() -> None:
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="default: the config's")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per config (median reported)")
   parser.add_argument("--matmul_size", type=int, default=None, help="default: 2048 on CPU, 8192 elsewhere")
+  parser.add_argument("--remat", action="store_true", help="model.remat = True")
+  parser.add_argument("--grad_accum", type=int, default=1, help="train.grad_accum_steps")
+  parser.add_argument("--memory", action="store_true", help="peak memory of remat x accumulation, no timing")
   args = parser.parse_args()
   batches = args.batch or [None if c == "digits" else 4 for c in args.configs]
   if len(batches) == 1:
     batches = batches * len(args.configs)
-  if len(batches) != len(args.configs) or any(b is not None and b < 1 for b in batches) or args.steps < 1:
+  if (
+    len(batches) != len(args.configs)
+    or any(b is not None and b < 1 for b in batches)
+    or args.steps < 1
+    or args.grad_accum < 1
+  ):
     parser.error("--batch takes one positive size per config (or one for all); --steps must be >= 1")
   backend = jax.default_backend()
   matmul_size = args.matmul_size or (2048 if backend == "cpu" else 8192)
 
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({backend}), jax {jax.__version__}")
-  results = [measure(name, b, args.dtype, args.steps) for name, b in zip(args.configs, batches, strict=True)]
+  if args.memory:
+    for name, b in zip(args.configs, batches, strict=True):
+      base = None
+      for remat in (False, True):
+        for accum in sorted({1, args.grad_accum}):
+          r = measure(name, b, args.dtype, 0, remat, accum)
+          base = base or r
+          print(
+            f"{name}: batch {r['batch']}, remat {str(remat):5}, {accum} micro-batch(es): XLA peak "
+            f"{r['peak_bytes'] / 2**20:,.1f} MiB ({r['peak_bytes'] / base['peak_bytes']:.2f}x the plain step) | "
+            f"activations kept for backward {r['residuals'] / 2**20:,.1f} MiB "
+            f"({r['residuals'] / base['residuals']:.2f}x)"
+          )
+    return
+  results = [
+    measure(name, b, args.dtype, args.steps, args.remat, args.grad_accum)
+    for name, b in zip(args.configs, batches, strict=True)
+  ]
   peaks = {}
   for dtype in sorted({r["dtype"] for r in results}):
     jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
@@ -110,7 +167,8 @@ def main() -> None:
       f"{r['name']} ({r['network']}): batch {r['batch']} x {r['size']}^2, {r['dtype']}, {r['params']:,} params | "
       f"{r['step_s'] * 1e3:.1f} ms/step, {r['images_per_s']:.1f} images/s | "
       f"{r['flops'] / r['batch'] / 1e9:.3f} GFLOP/image/step (XLA), {r['flop_per_s'] / 1e9:.1f} GFLOP/s | "
-      f"ratio to {r['dtype']} matmul FLOP/s: {ratio:.3f} | compile {r['compile_s']:.1f} s"
+      f"ratio to {r['dtype']} matmul FLOP/s: {ratio:.3f} | peak memory {r['peak_bytes'] / 2**20:,.1f} MiB | "
+      f"compile {r['compile_s']:.1f} s"
     )
 
 

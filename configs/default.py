@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   # h = x_t + φ ('none') or x_t + s_t·φ ('noise_std': score_sde's scale_by_sigma; see models/denoiser.py)
   m.output_scale = "none"
   m.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (params, corruption and loss stay float32)
+  # recompute each residual block's activations in the backward pass instead of storing them
+  # (less memory for about one more forward pass; parameters and checkpoints are unchanged)
+  m.remat = False
 
   # Optimizer (SPEC §6).
   config.optim = o = ml_collections.ConfigDict()
@@ -94,10 +97,19 @@ def get_config() -> ml_collections.ConfigDict:
   tr.sample_every_steps = 10_000  # sample grid from fixed seeds (EMA params) into WORKDIR/samples
   tr.loss_bins = 4  # loss is also reported in this many equal bins of t
   tr.prior_num_images = 5000  # training images used to fit the sampler's prior p_1
+  # micro-batches per optimizer step: each device step sees batch_size / grad_accum_steps images
+  # (trades time for memory; the optimizer, EMA, learning rate and checkpoints see one step)
+  tr.grad_accum_steps = 1
+  # > 0: a jax.profiler trace of this many steps, from the 10th step after (re)start, into
+  # WORKDIR/logs/plugins/profile (TensorBoard's profile plugin)
+  tr.profile_steps = 0
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_steps = 5000  # Orbax checkpoint interval (async, atomic)
-  config.checkpoint.max_to_keep = 3
+  config.checkpoint.max_to_keep = 3  # the newest checkpoints kept (older ones are deleted)
+  # > 0: also keep every checkpoint whose step is a multiple of this, forever (for choosing the
+  # best by FID: `--mode eval --steps all`); a multiple of every_steps
+  config.checkpoint.keep_every_steps = 0
 
   # Sampling (SPEC §4).
   config.sample = ml_collections.ConfigDict()

@@ -20,3 +20,16 @@ run() {
   printf '\n' >&2
   "$@"
 }
+
+# The persistent XLA compilation cache, on by default: a restarted or preempted run loads its
+# compiled programs instead of compiling for minutes. Sets CACHE_ARGS to
+# (--compilation_cache_dir=DIR) unless the arguments already name one.
+# DIR: $SOFT_DIFFUSION_COMPILATION_CACHE, else ~/.cache/soft_diffusion/jax.
+compile_cache_args() {
+  CACHE_ARGS=()
+  local a
+  for a in "$@"; do
+    [[ "$a" == --compilation_cache_dir* ]] && return 0
+  done
+  CACHE_ARGS=("--compilation_cache_dir=${SOFT_DIFFUSION_COMPILATION_CACHE:-$HOME/.cache/soft_diffusion/jax}")
+}

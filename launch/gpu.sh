@@ -13,4 +13,5 @@ if ! "$PYTHON" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>
 fi
 # Let XLA overlap the gradient all-reduce with the backward pass.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
-run "$PYTHON" -m soft_diffusion.main "$@"
+compile_cache_args "$@"
+run "$PYTHON" -m soft_diffusion.main "${CACHE_ARGS[@]}" "$@"

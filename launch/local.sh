@@ -38,8 +38,9 @@ if [[ -n "$cpu_devices" ]]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices"
 fi
 
+compile_cache_args "$@"
 if [[ "$processes" == 1 ]]; then
-  run "$PYTHON" -m soft_diffusion.main "$@"
+  run "$PYTHON" -m soft_diffusion.main "${CACHE_ARGS[@]}" "$@"
   exit $?
 fi
 
@@ -51,7 +52,7 @@ cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; d
 trap cleanup INT TERM
 for ((i = 0; i < processes; i++)); do
   run "$PYTHON" -m soft_diffusion.main --distributed --coordinator_address="127.0.0.1:$port" \
-    --num_processes="$processes" --process_id="$i" "$@" &
+    --num_processes="$processes" --process_id="$i" "${CACHE_ARGS[@]}" "$@" &
   pids+=("$!")
 done
 status=0

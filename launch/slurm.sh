@@ -22,4 +22,5 @@ if [[ -z "${SLURM_JOB_ID:-}" ]]; then
   exit 2
 fi
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
-run srun --kill-on-bad-exit=1 "$PYTHON" -m soft_diffusion.main --distributed "$@"
+compile_cache_args "$@"
+run srun --kill-on-bad-exit=1 "$PYTHON" -m soft_diffusion.main --distributed "${CACHE_ARGS[@]}" "$@"

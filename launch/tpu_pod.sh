@@ -12,7 +12,9 @@
 #   --repo URL     git URL to clone there with --setup (default: this checkout's origin)
 #   --setup        clone (or pull) and pip install -e '.[tpu]' into DIR/.venv on every worker, then stop
 # The workdir must be shared by all workers (a gs:// bucket). Pre-empted? Run the same command
-# again: every worker resumes from the last checkpoint.
+# again: every worker resumes from the last checkpoint. The XLA compilation cache is on, in
+# ~/.cache/soft_diffusion/jax on each worker; pass --compilation_cache_dir=gs://... after `--` to
+# keep it across recreated VMs.
 set -euo pipefail
 
 tpu="" zone="" project="" dir="soft_diffusion" setup=0
@@ -42,7 +44,12 @@ if [[ "$setup" == 1 ]]; then
 else
   [[ $# -gt 0 ]] || { echo "tpu_pod.sh: nothing to run; pass soft_diffusion.main flags after --" >&2; exit 2; }
   args=""
-  for a in "$@"; do args+=" $(printf %q "$a")"; done
+  cache=' --compilation_cache_dir="$HOME/.cache/soft_diffusion/jax"'  # expanded on the worker
+  for a in "$@"; do
+    args+=" $(printf %q "$a")"
+    [[ "$a" == --compilation_cache_dir* ]] && cache=""
+  done
+  args="$cache$args"
   remote="cd $(printf %q "$dir") && .venv/bin/python -m soft_diffusion.main --distributed$args"
 fi
 gcloud_args=(compute tpus tpu-vm ssh "$tpu" --zone="$zone" --worker=all --command="$remote")

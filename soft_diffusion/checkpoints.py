@@ -32,9 +32,22 @@ def directory(workdir: pathlib.Path) -> pathlib.Path:
   return workdir / "checkpoints"
 
 
+def preservation_policy(cfg: CheckpointConfig) -> Any:
+  """Keep the newest `max_to_keep` checkpoints and, with `keep_every_steps` > 0, every step that is
+  a multiple of it (permanently: the candidates for choosing the best checkpoint by FID)."""
+  from orbax.checkpoint import checkpoint_managers as policies
+
+  latest = policies.LatestN(n=cfg.max_to_keep)
+  if not cfg.keep_every_steps:
+    return latest
+  return policies.AnyPreservationPolicy([latest, policies.EveryNSteps(interval_steps=cfg.keep_every_steps)])
+
+
 def training_manager(workdir: pathlib.Path, cfg: CheckpointConfig) -> ocp.CheckpointManager:
-  """The manager the train loop saves with (async; keeps the newest `max_to_keep` steps)."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=cfg.max_to_keep, enable_async_checkpointing=True, create=True)
+  """The manager the train loop saves with (async; retention: `preservation_policy`)."""
+  options = ocp.CheckpointManagerOptions(
+    preservation_policy=preservation_policy(cfg), enable_async_checkpointing=True, create=True
+  )
   return ocp.CheckpointManager(
     directory(workdir),
     options=options,
@@ -88,6 +101,47 @@ def save(
       meta=ocp.args.JsonSave(meta),
     ),
   )
+
+
+class SaveWatcher:
+  """Reports a failed asynchronous save at the step of the loop where it failed.
+
+  Orbax finishes a save in a background thread and only logs a failure there (the next save or
+  `wait_until_finished` may never come, or come hours later). The loop calls `started(step)` after
+  each save and `poll()` every step: once the save is no longer in progress, the step must be a
+  finalized checkpoint on disk, or `poll` raises `errors.CheckpointError` naming the step, the
+  cause and the last good checkpoint. `finish()` waits for the pending save and checks it.
+  """
+
+  def __init__(self, manager: ocp.CheckpointManager):
+    self.manager = manager
+    self.pending: int | None = None
+
+  def started(self, step: int) -> None:
+    self.pending = step
+
+  def poll(self) -> None:
+    if self.pending is None or self.manager.is_saving_in_progress():
+      return
+    step, self.pending = self.pending, None
+    cause = ""
+    try:
+      self.manager.check_for_errors()
+    except Exception as e:  # the background thread's error, whatever its type
+      cause = f" ({type(e).__name__}: {errors.one_line(str(e))[:300]})"
+    path = self.manager.directory / str(step)
+    if cause or not (path.exists() and ocp.path.step.is_checkpoint_finalized(path)):
+      good = [s for s in self.manager.all_steps() if s != step]
+      raise errors.CheckpointError(
+        f"asynchronous save of checkpoint {step} to {self.manager.directory} failed{cause}; last good "
+        f"checkpoint: {max(good) if good else None}. Free space or fix permissions, then rerun to resume."
+      )
+
+  def finish(self) -> None:
+    try:
+      self.manager.wait_until_finished()
+    finally:
+      self.poll()
 
 
 def run_metadata(config: Any) -> dict[str, Any]:

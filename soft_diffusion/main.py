@@ -6,6 +6,7 @@
     python -m soft_diffusion.main --mode stats --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode eval --config configs/digits.py --workdir runs/digits [--step N]
     python -m soft_diffusion.main --distributed [--coordinator_address=host:port --num_processes=N --process_id=i] ...
+    python -m soft_diffusion.main ... --compilation_cache_dir=DIR   # restarts skip recompiling
 
 Flags are parsed, the config file loaded, its overrides (`--config.x.y=v`, locked: a misspelled
 key is an error) applied and every value validated before anything is compiled or written.
@@ -57,6 +58,13 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 )
 _PROCESS_ID = flags.DEFINE_integer(
   "process_id", None, "With --distributed: index of this process (default: auto-detected)."
+)
+_COMPILATION_CACHE = flags.DEFINE_string(
+  "compilation_cache_dir",
+  None,
+  "Persistent XLA compilation cache, a local folder or a bucket (gs://...): a restarted or "
+  "preempted run loads the programs it compiled before instead of compiling them again. The "
+  "launch scripts set one by default (SOFT_DIFFUSION_COMPILATION_CACHE overrides their folder).",
 )
 _VERBOSE = flags.DEFINE_bool(
   "verbose", False, "Show the traceback of input errors too (also: SOFT_DIFFUSION_VERBOSE=1)."
@@ -197,6 +205,8 @@ def run(config: ConfigDict) -> Any:
   from soft_diffusion import settings as settings_lib
 
   mode, workdir = _MODE.value, _WORKDIR.value
+  if _COMPILATION_CACHE.value:  # before anything compiles
+    jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
   artifacts.resolve_workdir(workdir)
   # --mode schedule writes the levels; training selects them first when they are missing.
   settings = settings_lib.load(config, workdir, resolve_levels=mode not in ("schedule", "train"))

@@ -87,10 +87,20 @@ class TrainConfig:
   sample_every_steps: int = 10_000
   loss_bins: int = 4
   prior_num_images: int = 5000
+  grad_accum_steps: int = 1
+  profile_steps: int = 0
 
   def __post_init__(self):
     fields = ("batch_size", "num_steps", "log_every_steps", "sample_every_steps", "loss_bins", "prior_num_images")
     _ints_at_least(self, "train", fields, 1)
+    _ints_at_least(self, "train", ("grad_accum_steps",), 1)
+    _ints_at_least(self, "train", ("profile_steps",), 0)
+    check(
+      self.batch_size % self.grad_accum_steps == 0,
+      "train.grad_accum_steps",
+      f"a divisor of train.batch_size = {self.batch_size}",
+      self.grad_accum_steps,
+    )
     check(0.0 <= self.t_min < 1.0, "train.t_min", "in [0, 1)", self.t_min)
 
 
@@ -98,9 +108,17 @@ class TrainConfig:
 class CheckpointConfig:
   every_steps: int = 5000
   max_to_keep: int = 3
+  keep_every_steps: int = 0
 
   def __post_init__(self):
     _ints_at_least(self, "checkpoint", ("every_steps", "max_to_keep"), 1)
+    keep = self.keep_every_steps
+    check(
+      at_least(keep, 0) and keep % self.every_steps == 0,
+      "checkpoint.keep_every_steps",
+      f"0 (off) or a multiple of checkpoint.every_steps = {self.every_steps}",
+      keep,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,10 +41,44 @@ GRID_IMAGES = 64  # images in the sample grids written during training
 def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
   """(state, batch [B,H,W,C]) -> (state, metrics). A step with a non-finite loss or gradient
   leaves the state unchanged and records its number (1-based: the n-th step, the numbering of the
-  log and of checkpoints) in `first_nonfinite_step`."""
+  log and of checkpoints) in `first_nonfinite_step`.
+
+  With `train.grad_accum_steps = k > 1` the batch is processed as k micro-batches of B/k in a
+  `lax.scan` (activations of one micro-batch live at a time) and their mean gradient makes one
+  optimizer step: t and the noise are drawn for the whole batch with the same keys as without
+  accumulation, so (without dropout) the step equals one over the whole batch up to float
+  rounding. Micro-batch j holds rows j, k + j, 2k + j, ...: each device's rows stay on it.
+  The learning rate, EMA, step counter and non-finite guard act once per optimizer step.
+  """
   t_min = settings.train.t_min
   num_bins = settings.train.loss_bins
+  accum = settings.train.grad_accum_steps
   ema_decay, ema_warmup = settings.optim.ema_decay, settings.optim.ema_warmup
+
+  def loss_fn(params, x0, t, noise, dropout_key):
+    denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std, train=True, dropout_key=dropout_key)
+    per_example = losses.soft_score_matching_per_example(
+      denoise_fn, x0, t, noise, corruption, weighting=settings.loss.weighting, reduction=settings.loss.reduction
+    )
+    return per_example.mean(), per_example
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulated(params, batch, t, noise, dropout_key):
+    """The mean loss, per-example losses (in micro-batch order) and mean gradient over k micro-batches."""
+    split = lambda a: jnp.swapaxes(a.reshape(a.shape[0] // accum, accum, *a.shape[1:]), 0, 1)  # noqa: E731
+
+    def micro(grad_sum, inputs):
+      j, x0, t_j, noise_j = inputs
+      (loss, per_example), grads = grad_fn(params, x0, t_j, noise_j, jax.random.fold_in(dropout_key, j))
+      return jax.tree.map(jnp.add, grad_sum, grads), (loss, per_example, t_j)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    grad_sum, (loss, per_example, t_order) = jax.lax.scan(
+      micro, zeros, (jnp.arange(accum), split(batch), split(t), split(noise))
+    )
+    grads = jax.tree.map(lambda g: g / accum, grad_sum)
+    return loss.mean(), per_example.reshape(-1), t_order.reshape(-1), grads
 
   def train_step(state: TrainState, batch: jax.Array):
     key = jax.random.fold_in(jax.random.key(settings.seed), state.step)
@@ -52,14 +86,10 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
     t = jax.random.uniform(k_t, (batch.shape[0],), minval=t_min, maxval=1.0)
     noise = jax.random.normal(k_noise, batch.shape)
 
-    def loss_fn(params):
-      denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std, train=True, dropout_key=k_dropout)
-      per_example = losses.soft_score_matching_per_example(
-        denoise_fn, batch, t, noise, corruption, weighting=settings.loss.weighting, reduction=settings.loss.reduction
-      )
-      return per_example.mean(), per_example
-
-    (loss, per_example), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if accum == 1:
+      (loss, per_example), grads = grad_fn(state.params, batch, t, noise, k_dropout)
+    else:
+      loss, per_example, t, grads = accumulated(state.params, batch, t, noise, k_dropout)
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -125,6 +155,35 @@ def summarize(fetched: list[dict[str, np.ndarray]], num_bins: int) -> dict[str, 
 # The loop.
 
 
+PROFILE_WARMUP_STEPS = 10  # steps after (re)start before a trace begins: compilation stays out of it
+
+
+class _Profiler:
+  """A `jax.profiler` trace of `num_steps` steps from step `start` into `logdir` (TensorBoard's
+  profile plugin reads logdir/plugins/profile/<run>/); off when `num_steps` is 0."""
+
+  def __init__(self, logdir, start: int, num_steps: int):
+    self.logdir, self.start, self.end = logdir, start, start + num_steps
+    self.active = False
+    self.enabled = num_steps > 0
+
+  def before(self, step: int) -> None:
+    if self.enabled and not self.active and step == self.start:
+      jax.profiler.start_trace(str(self.logdir))
+      self.active = True
+
+  def after(self, step: int, state: TrainState) -> None:
+    if self.active and step >= self.end:
+      jax.block_until_ready(state)  # the traced steps' device work belongs in the trace
+      self.stop()
+      log.info("profile of steps %d-%d written under %s", self.start + 1, self.end, self.logdir / "plugins" / "profile")
+
+  def stop(self) -> None:
+    if self.active:
+      jax.profiler.stop_trace()
+      self.active, self.enabled = False, False
+
+
 class _Preemption:
   """Turns SIGTERM into a flag the loop polls (restored on exit)."""
 
@@ -157,6 +216,12 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   corruption = corruptions.make(settings.corruption)
   mesh = state_lib.make_mesh()
   state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
+  micro = settings.train.batch_size // settings.train.grad_accum_steps
+  if micro % mesh.size:
+    raise errors.ConfigError(
+      f"config.train.grad_accum_steps: each micro-batch (train.batch_size / grad_accum_steps = {micro}) must "
+      f"be a multiple of the {mesh.size} devices"
+    )
   with errors.user_input():
     local_batch = data.local_batch_size(settings.train.batch_size, jax.device_count(), jax.process_count())
 
@@ -200,9 +265,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         f"non-finite loss or gradient at step {bad}; last good checkpoint: {manager.latest_step()}"
       )
 
+  watcher = checkpoints.SaveWatcher(manager)
+
   def save(step: int) -> None:
     stop_if_nonfinite()  # never checkpoint a state that met a non-finite step
+    watcher.poll()  # the previous save, if it failed, is reported before a new one starts
     checkpoints.save(manager, step, state, iterator, meta)
+    watcher.started(step)
 
   # -- loop (clu imports TensorFlow for its TensorBoard writer: only now, after every check)
   from clu import metric_writers, periodic_actions
@@ -218,18 +287,23 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   pending: list[dict[str, jax.Array]] = []
   last_metrics: dict[str, Any] = {}
   interval_start, interval_step = time.perf_counter(), step
+  profiler = _Profiler(workdir / "logs", start=step + PROFILE_WARMUP_STEPS, num_steps=settings.train.profile_steps)
+  failed = True
   try:
     with _Preemption() as preemption:
       while step < total:
+        profiler.before(step)
         batch = data.to_global_array(next(iterator), mesh)
         state, metrics = train_step(state, batch)
         pending.append(metrics)
         step += 1
+        profiler.after(step, state)
+        watcher.poll()
         report(step)
         if preemption.requested:
           log.info("SIGTERM: saving step %d and exiting", step)
           save(step)
-          manager.wait_until_finished()
+          watcher.finish()
           break
         if step % settings.train.log_every_steps == 0 or step == total:
           stop_if_nonfinite()
@@ -249,8 +323,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
             artifacts.write_png(images, workdir / "samples" / f"grid_step{step:08d}.png")
         if step % settings.checkpoint.every_steps == 0 or step == total:
           save(step)
+    failed = False
   finally:  # also on errors: finish pending saves (the last good checkpoint), stop workers
-    manager.wait_until_finished()
+    profiler.stop()
+    if failed:  # the error on its way out is the one to report
+      manager.wait_until_finished()
+    else:
+      watcher.finish()
     writer.flush()
     if hasattr(iterator, "close"):
       iterator.close()

@@ -57,5 +57,6 @@ def test_tpu_pod_runs_the_same_command_on_every_worker(tmp_path):
   remote = next(line for line in lines if line.startswith("--command="))[len("--command=") :]
   assert remote == (
     "cd soft_diffusion && .venv/bin/python -m soft_diffusion.main --distributed"
+    ' --compilation_cache_dir="$HOME/.cache/soft_diffusion/jax"'
     r" --config configs/celeba64.py --workdir gs://b/run\ 1 --config.train.num_steps=10"
   )

@@ -35,7 +35,8 @@ def overrides(tfds_dir):
 
 def start(workdir, tfds_dir, devices, processes=1):
   """launch/local.sh: `processes` processes with `devices` fake CPU devices each."""
-  env = dict(os.environ, PYTHON=sys.executable)
+  cache = pathlib.Path(workdir).parent / "compilation_cache"  # shared by a test's runs, not across tests
+  env = dict(os.environ, PYTHON=sys.executable, SOFT_DIFFUSION_COMPILATION_CACHE=str(cache))
   launcher = ["bash", "launch/local.sh", "--processes", str(processes), "--cpu_devices", str(devices), "--"]
   command = [*launcher, "--config=configs/tiny.py", f"--workdir={workdir}", *overrides(tfds_dir)]
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -3,9 +3,12 @@ every network config has, and the sinusoidal time embedding."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -45,6 +48,18 @@ def check_network_config(cfg: Any, name: str, min_channels: int) -> None:
   check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
   check(cfg.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", cfg.dtype)
   check(cfg.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", cfg.output_scale)
+  check(isinstance(cfg.remat, bool), "model.remat", "True or False", cfg.remat)
+
+
+def residual_blocks(block_cls: type[nn.Module], remat: bool) -> Callable[..., nn.Module]:
+  """A factory of `block_cls` instances named as Linen would auto-name them (`ResBlock_0`,
+  `ResBlock_1`, ...), wrapped in `nn.remat` when `remat` is set: their activations are then
+  recomputed in the backward pass instead of stored (less memory, about one more forward pass
+  of compute). The names do not depend on `remat`, so checkpoints load either way. Call inside
+  a compact `__call__`; blocks take (x, temb, train) positionally (train is static)."""
+  cls = nn.remat(block_cls, static_argnums=(3,)) if remat else block_cls
+  counter = itertools.count()
+  return lambda *args, **kwargs: cls(*args, name=f"{block_cls.__name__}_{next(counter)}", **kwargs)
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from soft_diffusion import typed_config
-from soft_diffusion.models.common import DTYPES, check_network_config, timestep_embedding
+from soft_diffusion.models.common import DTYPES, check_network_config, residual_blocks, timestep_embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,7 @@ class NCSNppConfig:
   fir_kernel: tuple[int, ...] = (1, 3, 3, 1)
   dtype: str = "float32"
   output_scale: str = "none"
+  remat: bool = False
 
   def __post_init__(self):
     check_network_config(self, "ncsnpp", min_channels=4)
@@ -145,7 +146,7 @@ class ResBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, temb: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
     h = nn.swish(nn.GroupNorm(_groups(x.shape[-1]), dtype=self.dtype)(x))
     if self.resample == "up":
       h, x = fir_upsample(h, self.fir_kernel), fir_upsample(x, self.fir_kernel)
@@ -203,7 +204,8 @@ class NCSNpp(nn.Module):
     cfg = self.config
     dtype = DTYPES[cfg.dtype]
     out_channels = x.shape[-1]
-    block = lambda channels, resample=None: ResBlock(channels, cfg.dropout, cfg.fir_kernel, resample, dtype)
+    res_block = residual_blocks(ResBlock, cfg.remat)
+    block = lambda channels, resample=None: res_block(channels, cfg.dropout, cfg.fir_kernel, resample, dtype)
 
     temb = timestep_embedding(t, cfg.channels)
     temb = nn.Dense(4 * cfg.channels, kernel_init=_init(), dtype=dtype)(temb)
@@ -215,28 +217,28 @@ class NCSNpp(nn.Module):
     last = len(cfg.channel_mult) - 1
     for level, mult in enumerate(cfg.channel_mult):
       for _ in range(cfg.num_res_blocks):
-        h = block(cfg.channels * mult)(skips[-1], temb, train=train)
+        h = block(cfg.channels * mult)(skips[-1], temb, train)
         if h.shape[1] in cfg.attention_resolutions:
           h = AttnBlock(dtype)(h)
         skips.append(h)
       if level != last:
-        h = block(skips[-1].shape[-1], "down")(skips[-1], temb, train=train)
+        h = block(skips[-1].shape[-1], "down")(skips[-1], temb, train)
         pyramid = PyramidDownsample(h.shape[-1], cfg.fir_kernel, dtype)(pyramid)
         pyramid = (pyramid + h) / math.sqrt(2.0)
         skips.append(pyramid)
 
     h = skips[-1]
-    h = block(h.shape[-1])(h, temb, train=train)
+    h = block(h.shape[-1])(h, temb, train)
     h = AttnBlock(dtype)(h)
-    h = block(h.shape[-1])(h, temb, train=train)
+    h = block(h.shape[-1])(h, temb, train)
 
     for level, mult in reversed(list(enumerate(cfg.channel_mult))):
       for _ in range(cfg.num_res_blocks + 1):
-        h = block(cfg.channels * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train=train)
+        h = block(cfg.channels * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
       if h.shape[1] in cfg.attention_resolutions:
         h = AttnBlock(dtype)(h)
       if level != 0:
-        h = block(h.shape[-1], "up")(h, temb, train=train)
+        h = block(h.shape[-1], "up")(h, temb, train)
     assert not skips
 
     h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]), dtype=dtype)(h))

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from soft_diffusion import typed_config
-from soft_diffusion.models.common import DTYPES, check_network_config, timestep_embedding
+from soft_diffusion.models.common import DTYPES, check_network_config, residual_blocks, timestep_embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,7 @@ class UNetConfig:
   num_heads: int = 1
   dtype: str = "float32"
   output_scale: str = "none"
+  remat: bool = False
 
   def __post_init__(self):
     check_network_config(self, "unet", min_channels=1)
@@ -65,7 +66,7 @@ class ResBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, temb: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
     h = nn.swish(nn.GroupNorm(_groups(x.shape[-1]), dtype=self.dtype)(x))
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype)(h)
     h = h + nn.Dense(self.out_channels, dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
@@ -116,6 +117,7 @@ class UNet(nn.Module):
     cfg = self.config
     dtype = DTYPES[cfg.dtype]
     out_channels = x.shape[-1]
+    res_block = residual_blocks(ResBlock, cfg.remat)
     temb = timestep_embedding(t, cfg.channels)
     temb = nn.Dense(4 * cfg.channels, dtype=dtype)(temb)
     temb = nn.Dense(4 * cfg.channels, dtype=dtype)(nn.swish(temb))
@@ -124,7 +126,7 @@ class UNet(nn.Module):
     skips = [h]
     for level, mult in enumerate(cfg.channel_mult):
       for _ in range(cfg.num_res_blocks):
-        h = ResBlock(cfg.channels * mult, cfg.dropout, dtype)(h, temb, train=train)
+        h = res_block(cfg.channels * mult, cfg.dropout, dtype)(h, temb, train)
         if h.shape[1] in cfg.attention_resolutions:
           h = AttnBlock(cfg.num_heads, dtype)(h)
         skips.append(h)
@@ -132,14 +134,14 @@ class UNet(nn.Module):
         h = nn.avg_pool(h, (2, 2), strides=(2, 2))
         skips.append(h)
 
-    h = ResBlock(h.shape[-1], cfg.dropout, dtype)(h, temb, train=train)
+    h = res_block(h.shape[-1], cfg.dropout, dtype)(h, temb, train)
     h = AttnBlock(cfg.num_heads, dtype)(h)
-    h = ResBlock(h.shape[-1], cfg.dropout, dtype)(h, temb, train=train)
+    h = res_block(h.shape[-1], cfg.dropout, dtype)(h, temb, train)
 
     for level, mult in reversed(list(enumerate(cfg.channel_mult))):
       for _ in range(cfg.num_res_blocks + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = ResBlock(cfg.channels * mult, cfg.dropout, dtype)(h, temb, train=train)
+        h = res_block(cfg.channels * mult, cfg.dropout, dtype)(h, temb, train)
         if h.shape[1] in cfg.attention_resolutions:
           h = AttnBlock(cfg.num_heads, dtype)(h)
       if level != 0:
