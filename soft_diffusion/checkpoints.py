@@ -159,6 +159,11 @@ def _reader(workdir: pathlib.Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory(workdir), item_handlers={"state": ocp.StandardCheckpointHandler()})
 
 
+def available_steps(workdir: pathlib.Path) -> list[int]:
+  """The complete checkpoint steps in WORKDIR/checkpoints, ascending ([] if none)."""
+  return sorted(_reader(workdir).all_steps()) if directory(workdir).is_dir() else []
+
+
 def resolve_step(workdir: pathlib.Path, step: int | None = None) -> int:
   """`step` if WORKDIR holds that checkpoint, else the latest complete one; one-line errors
   naming the command to run or the steps available."""

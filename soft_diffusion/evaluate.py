@@ -40,7 +40,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from soft_diffusion import artifacts, data, errors, evaluation, gaussian_field
+from soft_diffusion import artifacts, checkpoints, data, errors, evaluation, gaussian_field
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
@@ -278,6 +278,56 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path
   record = _run_points(path, header, grid, measure)
   _plot(workdir / "eval" / f"fid_vs_nfe_step{run.step}.png", record["points"], settings, run.step)
   log.info("wrote %s and fid_vs_nfe_step%d.png", path, run.step)
+  return path
+
+
+def evaluate_steps(config: Any, workdir: str, steps: str) -> pathlib.Path:
+  """--mode eval --steps: evaluates several checkpoints, `steps` = 'all' (every complete one in
+  WORKDIR/checkpoints, e.g. those kept by checkpoint.keep_every_steps) or a comma list. Each
+  writes its own eval_step<N>.json (resumable per point, as for one step); then eval/best.json
+  ranks them: per grid point the checkpoint with the lowest FID (spectral FD for
+  'gaussian_field'; trained network only), and overall the one with the lowest geometric mean
+  of that metric over the grid. Returns the path of best.json. Every requested step is checked
+  to exist before anything is evaluated."""
+  root = artifacts.resolve_workdir(workdir)
+  if steps == "all":
+    chosen = checkpoints.available_steps(root)
+    if not chosen:
+      raise errors.MissingError(f"--steps all: no complete checkpoint in {checkpoints.directory(root)}; train first")
+  else:
+    chosen = sorted({checkpoints.resolve_step(root, int(s)) for s in steps.split(",")})
+  records = {}
+  for step in chosen:
+    log.info("checkpoint %d (%d of %d)", step, len(records) + 1, len(chosen))
+    records[step] = json.loads(evaluate(config, workdir, step).read_text())
+  metric = "spectral_fd" if "spectral_fd" in records[chosen[0]]["points"][0] else "fid"
+  keys = [k for k in ("denoiser", "sampler", "num_steps") if k in records[chosen[0]]["points"][0]]
+  table: dict[str, dict[int, float]] = {}
+  for step, record in records.items():
+    for point in record["points"]:
+      if point.get("denoiser", "trained") == "trained":
+        table.setdefault(", ".join(f"{k}={point[k]}" for k in keys), {})[step] = point[metric]
+  overall = {step: float(np.exp(np.mean([np.log(max(v[step], 1e-12)) for v in table.values()]))) for step in chosen}
+  best_step = min(overall, key=overall.get)
+  summary = {
+    "metric": metric,
+    "steps": chosen,
+    "best_step": best_step,
+    "geometric_mean_by_step": overall,
+    "best_by_point": {point: {"step": min(v, key=v.get), metric: min(v.values())} for point, v in table.items()},
+    "by_point": table,
+  }
+  path = root / "eval" / "best.json"
+  artifacts.write_json(path, summary)
+  log.info(
+    "best checkpoint: %d (geometric mean %s %.4g over %d points); per checkpoint: %s; wrote %s",
+    best_step,
+    metric,
+    overall[best_step],
+    len(table),
+    ", ".join(f"{s}: {v:.4g}" for s, v in overall.items()),
+    path,
+  )
   return path
 
 

@@ -4,7 +4,7 @@
     python -m soft_diffusion.main --mode sample --config configs/digits.py --workdir runs/digits [--step N]
     python -m soft_diffusion.main --mode schedule --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode stats --config configs/digits.py --workdir runs/digits
-    python -m soft_diffusion.main --mode eval --config configs/digits.py --workdir runs/digits [--step N]
+    python -m soft_diffusion.main --mode eval --config configs/digits.py --workdir runs/digits [--step N | --steps all]
     python -m soft_diffusion.main --distributed [--coordinator_address=host:port --num_processes=N --process_id=i] ...
     python -m soft_diffusion.main ... --compilation_cache_dir=DIR   # restarts skip recompiling
 
@@ -44,6 +44,12 @@ _MODE = flags.DEFINE_enum(
   "statistics) | eval (FID/KID vs network evaluations).",
 )
 _STEP = flags.DEFINE_integer("step", None, "--mode sample/eval: checkpoint step to load (default: the latest).")
+_STEPS = flags.DEFINE_string(
+  "steps",
+  None,
+  "--mode eval: several checkpoints, 'all' or a comma list (e.g. 50000,100000); each is evaluated "
+  "(resumable) and eval/best.json names the best.",
+)
 _DISTRIBUTED = flags.DEFINE_bool(
   "distributed",
   False,
@@ -150,6 +156,14 @@ def _check_launch_flags() -> None:
       raise errors.ConfigError(f"--step applies to --mode sample and --mode eval only, not --mode {_MODE.value}")
     if _STEP.value < 0:
       raise errors.ConfigError(f"--step must be a checkpoint step >= 0, got {_STEP.value}")
+  if _STEPS.value is not None:
+    if _MODE.value != "eval":
+      raise errors.ConfigError(f"--steps applies to --mode eval only, not --mode {_MODE.value}")
+    if _STEP.value is not None:
+      raise errors.ConfigError("--step and --steps exclude each other: give one checkpoint or several")
+    parts = _STEPS.value.split(",")
+    if _STEPS.value != "all" and not all(p.strip().isdigit() for p in parts):
+      raise errors.ConfigError(f"--steps must be 'all' or a comma list of checkpoint steps >= 0, got {_STEPS.value!r}")
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if not _DISTRIBUTED.value and any(v is not None for v in explicit):
     raise errors.ConfigError("--coordinator_address/--num_processes/--process_id need --distributed")
@@ -228,6 +242,8 @@ def run(config: ConfigDict) -> Any:
 
   if mode == "stats":
     return evaluate.reference_stats(settings, workdir)
+  if _STEPS.value is not None:
+    return evaluate.evaluate_steps(settings, workdir, _STEPS.value.replace(" ", ""))
   return evaluate.evaluate(settings, workdir, _STEP.value)
 
 

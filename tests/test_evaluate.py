@@ -62,6 +62,7 @@ def test_gaussian_field_trains_and_evaluates_exactly_and_eval_resumes(tmp_path, 
   config.data.cache = False
   config.corruption.blur_schedule = "selected"
   config.train.num_steps = TRAINED_STEPS
+  config.checkpoint.every_steps = 1  # two checkpoints, for --steps
   config.eval.num_images = 16
   config.eval.num_steps = (2,)
   config.eval.samplers = ("momentum",)
@@ -100,3 +101,13 @@ def test_gaussian_field_trains_and_evaluates_exactly_and_eval_resumes(tmp_path, 
   calls.clear()
   assert [p["num_images"] for p in json.loads(evaluate.evaluate(config, tmp_path).read_text())["points"]] == [8]
   assert len(calls) == 1
+
+  # --steps all: step 2 is already in its JSON, step 1 is measured; best.json ranks the two.
+  calls.clear()
+  best = json.loads(evaluate.evaluate_steps(config, str(tmp_path), "all").read_text())
+  assert len(calls) == 1 and best["steps"] == [1, 2] and best["metric"] == "spectral_fd"
+  ((point, by_step),) = best["by_point"].items()
+  assert point == "denoiser=trained, sampler=naive, num_steps=2" and set(by_step) == {"1", "2"}  # JSON keys
+  assert best["best_step"] == min((1, 2), key=lambda s: by_step[str(s)])
+  with pytest.raises(errors.MissingError, match=r"--step 5: no checkpoint for step 5 .* available: \[1, 2\]"):
+    evaluate.evaluate_steps(config, str(tmp_path), "1,5")

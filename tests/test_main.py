@@ -46,6 +46,12 @@ CASES = {
   ),
   "--step when training": (["--step=3"], "--step applies to --mode sample and --mode eval only"),
   "negative --step": (["--mode=sample", "--step=-1"], "--step must be a checkpoint step >= 0"),
+  "--steps that is not a list": (["--mode=eval", "--steps=best"], "--steps must be 'all' or a comma list"),
+  "--step with --steps": (["--mode=eval", "--step=2", "--steps=all"], "--step and --steps exclude each other"),
+  "accumulation that does not divide the batch": (
+    ["--config.train.grad_accum_steps=3"],
+    "config.train.grad_accum_steps must be a divisor of train.batch_size = 8, got 3",
+  ),
   # Config values.
   "batch size 0": (["--config.train.batch_size=0"], "config.train.batch_size must be an int >= 1, got 0"),
   "float16": (["--config.model.dtype=float16"], "config.model.dtype must be 'float32' or 'bfloat16', got 'float16'"),
