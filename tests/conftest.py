@@ -27,12 +27,21 @@ def rng():
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
   """One persistent XLA cache per test session: identical programs compiled by separate
-  train/sample calls (new jit closures) are compiled once."""
+  train/sample calls (new jit closures), and by the command-line runs the tests start as
+  subprocesses (they inherit the environment), are compiled once."""
+  import os
+
   import jax
 
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+  cache = str(tmp_path_factory.mktemp("xla_cache"))
+  jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  os.environ.update(
+    JAX_COMPILATION_CACHE_DIR=cache,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  )
   yield
 
 

@@ -35,7 +35,8 @@ def overrides(tfds_dir):
 
 def start(workdir, tfds_dir, devices, processes=1):
   """launch/local.sh: `processes` processes with `devices` fake CPU devices each."""
-  cache = pathlib.Path(workdir).parent / "compilation_cache"  # shared by a test's runs, not across tests
+  # The launch script's compilation cache: the session's (conftest), else one beside the workdir.
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or pathlib.Path(workdir).parent / "compilation_cache"
   env = dict(os.environ, PYTHON=sys.executable, SOFT_DIFFUSION_COMPILATION_CACHE=str(cache))
   launcher = ["bash", "launch/local.sh", "--processes", str(processes), "--cpu_devices", str(devices), "--"]
   command = [*launcher, "--config=configs/tiny.py", f"--workdir={workdir}", *overrides(tfds_dir)]
