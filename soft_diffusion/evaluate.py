@@ -24,8 +24,11 @@
 
 The JSON is rewritten (atomically) after every point, and a restart with the same checkpoint,
 seed, prior and image count skips the points it already holds. Both modes validate everything
-(config, reference file, Inception weights, checkpoint) before the first image is drawn, and
-run on one process (all of its devices); a multi-process launch is refused.
+(config, reference file, Inception weights, checkpoint) before the first image is drawn. Under
+`--distributed` both run on every device of every process: each process reads the same reference
+images (in the same order) or draws the same samples, the sampler and the Inception network are
+sharded over all devices, every process computes the same numbers, and process 0 writes the
+files (the others wait at a barrier).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from soft_diffusion import artifacts, checkpoints, data, errors, evaluation, gaussian_field
 from soft_diffusion import sample as sample_lib
@@ -63,8 +67,6 @@ PAPER_CURVES = {
 def _start(mode: str, config: Any, workdir: str | pathlib.Path):
   """Checks shared by both modes, in order; returns (settings, workdir, mesh, Inception params);
   no Inception params (None) for 'gaussian_field', whose metrics are exact."""
-  if jax.process_count() > 1:
-    raise errors.ConfigError(f"--mode {mode} runs on one process (all its devices); launch it without --distributed")
   workdir = artifacts.resolve_workdir(workdir)
   settings = settings_lib.load(config, workdir)
   if settings.data.name == "gaussian_field":
@@ -84,6 +86,15 @@ def _start(mode: str, config: Any, workdir: str | pathlib.Path):
   with errors.user_input("Inception weights"):  # missing/foreign weights fail here, before any data pass
     params = evaluation.load_inception_params()
   return settings, workdir, mesh, params
+
+
+def _write(writer, path: pathlib.Path, *args, **kwargs) -> None:
+  """`writer(path, ...)` on process 0 only, then a barrier: under --distributed every process
+  computes the same results and none reads a file before it is complete."""
+  if jax.process_index() == 0:
+    writer(path, *args, **kwargs)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"wrote {path}")
 
 
 def reference_meta(settings: Settings) -> dict[str, Any]:
@@ -134,7 +145,8 @@ def reference_stats(config: Any, workdir: str) -> pathlib.Path:
     raise errors.ConfigError(f"config.eval.split {cfg.split!r} gave {stats.count} images; statistics need at least 2")
   meta = {**reference_meta(settings), "num_images": stats.count}
   path = stats_path(workdir, settings)
-  artifacts.save_npz(
+  _write(
+    artifacts.save_npz,
     path,
     mu=stats.mean,
     sigma=stats.cov,
@@ -215,12 +227,12 @@ def _run_points(path: pathlib.Path, header: dict[str, Any], grid: list[dict[str,
       kept += 1
     else:
       points.append({**spec, **measure(spec)})
-      artifacts.write_json(path, {**header, "points": points})
+      _write(artifacts.write_json, path, {**header, "points": points})
     progress(len(points))
   if kept:
     log.info("%d of %d points were already in %s (kept)", kept, len(grid), path)
   record = {**header, "points": points}
-  artifacts.write_json(path, record)
+  _write(artifacts.write_json, path, record)
   return record
 
 
@@ -276,7 +288,7 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path
   grid = [{"sampler": s, "num_steps": n} for s in cfg.samplers for n in cfg.num_steps]
   path = workdir / "eval" / f"eval_step{run.step}.json"
   record = _run_points(path, header, grid, measure)
-  _plot(workdir / "eval" / f"fid_vs_nfe_step{run.step}.png", record["points"], settings, run.step)
+  _write(_plot, workdir / "eval" / f"fid_vs_nfe_step{run.step}.png", record["points"], settings, run.step)
   log.info("wrote %s and fid_vs_nfe_step%d.png", path, run.step)
   return path
 
@@ -318,7 +330,7 @@ def evaluate_steps(config: Any, workdir: str, steps: str) -> pathlib.Path:
     "by_point": table,
   }
   path = root / "eval" / "best.json"
-  artifacts.write_json(path, summary)
+  _write(artifacts.write_json, path, summary)
   log.info(
     "best checkpoint: %d (geometric mean %s %.4g over %d points); per checkpoint: %s; wrote %s",
     best_step,
@@ -394,8 +406,10 @@ def evaluate_exact(settings: Settings, workdir: pathlib.Path, mesh: Any, step: i
   ]
   path = workdir / "eval" / f"eval_step{run.step}.json"
   record = _run_points(path, header, grid, measure)
-  plot_spectral_fd(workdir / "eval" / f"spectral_fd_vs_nfe_step{run.step}.png", [("", record["points"])], run.step)
-  plot_ring_ratios(workdir / "eval" / f"variance_ratio_step{run.step}.png", [("", record["points"])], run.step)
+  _write(
+    plot_spectral_fd, workdir / "eval" / f"spectral_fd_vs_nfe_step{run.step}.png", [("", record["points"])], run.step
+  )
+  _write(plot_ring_ratios, workdir / "eval" / f"variance_ratio_step{run.step}.png", [("", record["points"])], run.step)
   log.info("wrote %s, spectral_fd_vs_nfe_step%d.png and variance_ratio_step%d.png", path, run.step, run.step)
   return path
 

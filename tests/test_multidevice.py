@@ -19,9 +19,9 @@ from support import REPO, flat, saved_state
 STEPS = 5
 
 
-def overrides(tfds_dir):
+def pinned(tfds_dir):
   """configs/tiny.py with its numbers pinned here: tuning that config must not move this test."""
-  pinned = {
+  return {
     "data.path": tfds_dir,
     "train.log_every_steps": 1,
     "train.num_steps": STEPS,
@@ -30,16 +30,24 @@ def overrides(tfds_dir):
     "optim.lr": 2e-3,
     "optim.decay": "constant",
   }
-  return [f"--config.{key}={value}" for key, value in pinned.items()]
 
 
-def start(workdir, tfds_dir, devices, processes=1):
+def overrides(tfds_dir):
+  return [f"--config.{key}={value}" for key, value in pinned(tfds_dir).items()]
+
+
+EVAL = {"eval.samplers": ("momentum",), "eval.num_steps": (3,)}  # one point: the test is about sharding
+
+
+def start(workdir, tfds_dir, devices, processes=1, mode="train"):
   """launch/local.sh: `processes` processes with `devices` fake CPU devices each."""
   # The launch script's compilation cache: the session's (conftest), else one beside the workdir.
   cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or pathlib.Path(workdir).parent / "compilation_cache"
   env = dict(os.environ, PYTHON=sys.executable, SOFT_DIFFUSION_COMPILATION_CACHE=str(cache))
   launcher = ["bash", "launch/local.sh", "--processes", str(processes), "--cpu_devices", str(devices), "--"]
-  command = [*launcher, "--config=configs/tiny.py", f"--workdir={workdir}", *overrides(tfds_dir)]
+  command = [*launcher, "--config=configs/tiny.py", f"--workdir={workdir}", f"--mode={mode}", *overrides(tfds_dir)]
+  if mode == "eval":
+    command += [f"--config.{key}={value!r}" for key, value in EVAL.items()]
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -103,3 +111,41 @@ def test_two_processes_give_the_parameters_of_one(runs):
   moved = relative_differences(single, saved_state(runs / "one_device", STEPS))
   assert max(moved.values()) <= 1e-4  # and 1 device agrees too (looser: more steps of float drift)
   np.testing.assert_allclose(losses(runs / "two_processes"), losses(runs / "eight_devices"), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def evaluated(runs, tfds_dir):
+  """--mode stats and --mode eval of the 2-process run's checkpoint, on 2 processes x 4 devices and
+  (on a copy of the workdir) in this process on its one device."""
+  import shutil
+
+  from configs import tiny
+  from soft_diffusion import evaluate
+
+  single = runs / "eval_single"
+  shutil.copytree(runs / "two_processes", single)
+  for mode in ("stats", "eval"):
+    out = finish(start(runs / "two_processes", tfds_dir, 4, processes=2, mode=mode), f"--mode {mode}, 2 x 4")
+    assert out.count("devices: 8 (cpu), processes: 2") == 2, out[-3000:]
+  config = tiny.get_config()
+  for key, value in {**pinned(tfds_dir), **EVAL}.items():
+    block, field = key.split(".")
+    config[block][field] = value
+  evaluate.reference_stats(config, single)
+  evaluate.evaluate(config, single)
+  return runs / "two_processes", single
+
+
+def test_two_processes_evaluate_as_one(evaluated):
+  multi, single = evaluated
+  with np.load(multi / "stats" / "reference_train.npz") as a, np.load(single / "stats" / "reference_train.npz") as b:
+    assert int(a["count"]) == int(b["count"])
+    np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a["sigma"], b["sigma"], rtol=1e-3, atol=1e-5)
+  pa = json.loads((multi / "eval" / f"eval_step{STEPS}.json").read_text())["points"]
+  pb = json.loads((single / "eval" / f"eval_step{STEPS}.json").read_text())["points"]
+  assert [(p["sampler"], p["num_steps"]) for p in pa] == [(p["sampler"], p["num_steps"]) for p in pb]
+  fid_rel = max(abs(p["fid"] - q["fid"]) / q["fid"] for p, q in zip(pa, pb, strict=True))
+  kid_abs = max(abs(p["kid_mean"] - q["kid_mean"]) for p, q in zip(pa, pb, strict=True))
+  print(f"2 x 4 vs 1 process: FID within {fid_rel:.2e} relative, KID within {kid_abs:.2e}")
+  assert fid_rel <= 1e-3 and kid_abs <= 1e-4

@@ -31,6 +31,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from soft_diffusion.evaluation import exact, inception, weights
@@ -47,6 +48,10 @@ def load_inception_params(path: str | None = None) -> Any:
 
 
 @functools.cache
+def _fully_addressable(mesh: Mesh) -> bool:
+  return all(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
 def _feature_fn(mesh: Mesh | None):
   if mesh is None:
     return jax.jit(inception.features)
@@ -58,7 +63,9 @@ def inception_features(images, *, params: Any = None, batch_size: int = 64, mesh
   """uint8 [N, H, W, C in {1, 3}] (any H, W) -> float32 [N, 2048] pool3 features.
 
   Runs in batches of `batch_size` (the last one padded, so one compile per image size); with
-  `mesh`, each batch is split over its "data" axis (batch_size must divide evenly).
+  `mesh`, each batch is split over its "data" axis (batch_size must divide evenly). A mesh over
+  several processes (--distributed) needs the same `images` on every process; each computes the
+  features of its devices' share and every process returns all of them.
   """
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
@@ -73,7 +80,12 @@ def inception_features(images, *, params: Any = None, batch_size: int = 64, mesh
     pad = batch_size - len(chunk)
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-    out.append(np.asarray(fn(params, chunk))[: batch_size - pad])
+    if mesh is not None and not _fully_addressable(mesh):  # --distributed: every process holds all images
+      chunk = jax.make_array_from_callback(chunk.shape, NamedSharding(mesh, PartitionSpec("data")), chunk.__getitem__)
+      feats = multihost_utils.process_allgather(fn(params, chunk), tiled=True)
+    else:
+      feats = fn(params, chunk)
+    out.append(np.asarray(feats)[: batch_size - pad])
   return np.concatenate(out) if out else np.zeros((0, inception.FEATURES), np.float32)
 
 
