@@ -38,6 +38,11 @@ def resolve_workdir(workdir: str | os.PathLike) -> pathlib.Path:
   """
   if not str(workdir):
     raise errors.ConfigError("--workdir must name a folder, got an empty string")
+  if "://" in str(workdir):  # pathlib would turn gs://b/x into the local folder ./gs:/b/x
+    raise errors.ConfigError(
+      f"--workdir {workdir}: bucket workdirs are not supported yet (issue 13); give a folder on a file "
+      "system every process sees"
+    )
   path = pathlib.Path(workdir).expanduser().resolve()
   if path.exists() and not path.is_dir():
     raise errors.ConfigError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")

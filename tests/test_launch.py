@@ -47,7 +47,7 @@ def test_tpu_pod_runs_the_same_command_on_every_worker(tmp_path):
   proc = launch(
     "tpu_pod.sh",
     *("--tpu", "pod", "--zone", "us-central2-b", "--"),
-    *("--config", "configs/celeba64.py", "--workdir", "gs://b/run 1", "--config.train.num_steps=10"),
+    *("--config", "configs/celeba64.py", "--workdir", "/mnt/shared/run 1", "--config.train.num_steps=10"),
     env=env,
   )
   assert proc.returncode == 0, proc.stderr
@@ -58,5 +58,5 @@ def test_tpu_pod_runs_the_same_command_on_every_worker(tmp_path):
   assert remote == (
     "cd soft_diffusion && .venv/bin/python -m soft_diffusion.main --distributed"
     ' --compilation_cache_dir="$HOME/.cache/soft_diffusion/jax"'
-    r" --config configs/celeba64.py --workdir gs://b/run\ 1 --config.train.num_steps=10"
+    r" --config configs/celeba64.py --workdir /mnt/shared/run\ 1 --config.train.num_steps=10"
   )
