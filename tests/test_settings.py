@@ -54,7 +54,6 @@ def test_default_model_block_holds_every_network_with_its_defaults(name):
     ("loss", "weighting", "snr", "config.loss.weighting must be one of"),
     ("model", "name", "resnet", "config.model.name must be one of"),
     ("model", "num_heads", 4, "config.model.num_heads must be left at 1: model.name = 'ncsnpp' does not use it"),
-    ("model", "remat", 1, "config.model.remat must be True or False"),
     ("train", "grad_accum_steps", 3, "config.train.grad_accum_steps must be a divisor of train.batch_size = 128"),
     ("train", "profile_steps", -1, "config.train.profile_steps must be an int >= 0"),
     ("checkpoint", "keep_every_steps", 7500, r"config.checkpoint.keep_every_steps must be 0 \(off\) or a multiple"),
@@ -65,6 +64,11 @@ def test_bad_values_fail_with_the_field_name(block, key, value, match):
   config[block][key] = value
   with pytest.raises(errors.ConfigError, match=match):
     settings_lib.load(config)
+
+
+def test_a_non_bool_remat_is_refused():  # a ConfigDict refuses it itself; a plain mapping reaches the check
+  with pytest.raises(errors.ConfigError, match="config.model.remat must be True or False, got 1"):
+    models.model_config({"name": "unet", "remat": 1})
 
 
 def test_unknown_blocks_and_keys_are_refused():
