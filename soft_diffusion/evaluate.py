@@ -302,12 +302,15 @@ def evaluate_steps(config: Any, workdir: str, steps: str) -> pathlib.Path:
   of that metric over the grid. Returns the path of best.json. Every requested step is checked
   to exist before anything is evaluated."""
   root = artifacts.resolve_workdir(workdir)
-  if steps == "all":
-    chosen = checkpoints.available_steps(root)
-    if not chosen:
-      raise errors.MissingError(f"--steps all: no complete checkpoint in {checkpoints.directory(root)}; train first")
-  else:
-    chosen = sorted({checkpoints.resolve_step(root, int(s)) for s in steps.split(",")})
+  available = checkpoints.available_steps(root)
+  if not available:
+    raise errors.MissingError(f"--steps {steps}: no complete checkpoint in {checkpoints.directory(root)}; train first")
+  chosen = available if steps == "all" else sorted({int(s) for s in steps.split(",")})
+  missing = [s for s in chosen if s not in available]
+  if missing:
+    raise errors.MissingError(
+      f"--steps {steps}: no checkpoint for step(s) {missing} in {checkpoints.directory(root)}; available: {available}"
+    )
   records = {}
   for step in chosen:
     log.info("checkpoint %d (%d of %d)", step, len(records) + 1, len(chosen))

@@ -109,5 +109,7 @@ def test_gaussian_field_trains_and_evaluates_exactly_and_eval_resumes(tmp_path, 
   ((point, by_step),) = best["by_point"].items()
   assert point == "denoiser=trained, sampler=naive, num_steps=2" and set(by_step) == {"1", "2"}  # JSON keys
   assert best["best_step"] == min((1, 2), key=lambda s: by_step[str(s)])
-  with pytest.raises(errors.MissingError, match=r"--step 5: no checkpoint for step 5 .* available: \[1, 2\]"):
+  with pytest.raises(
+    errors.MissingError, match=r"--steps 1,5: no checkpoint for step\(s\) \[5\] .* available: \[1, 2\]"
+  ):
     evaluate.evaluate_steps(config, str(tmp_path), "1,5")
