@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   # over an example's pixel values: 'mean' | 'sum' (score_sde: a loss H·W·C times larger, so its
   # gradient clip at optim.grad_clip = 1.0 acts on most steps)
   config.loss.reduction = "mean"
+  # > 0 (extension, not the paper): C_t in the loss becomes (1 - floor) C_t + floor I, so the
+  # network is also taught at the frequencies C_t removes; the minimiser is unchanged
+  config.loss.floor = 0.0
 
   # Network φ_θ (soft_diffusion/models/); defaults: SPEC §6, score_sde's NCSN++ CelebA-64 recipe.
   config.model = m = ml_collections.ConfigDict()

@@ -63,16 +63,22 @@ def soft_score_matching_per_example(
   *,
   weighting: str = "uniform",
   reduction: str = "mean",
+  floor: float = 0.0,
 ) -> jax.Array:
   """Per-example Soft Score Matching loss, [B] float32 (see `soft_score_matching_loss`)."""
   if reduction not in REDUCTIONS:
     raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+  if not 0.0 <= floor < 1.0:
+    raise ValueError(f"floor must be in [0, 1), got {floor!r}")
   x0, t, noise_std = _checked_inputs(x0, t, corruption.noise_std, weighting)
   x_t = corruption.corrupt(x0, t, noise)
   x0_hat = denoise_fn(x_t, t)
   if x0_hat.shape != x0.shape:
     raise ValueError(f"denoise_fn must return the shape of x0 {x0.shape}, got {x0_hat.shape}")
-  residual = corruption.apply(x0_hat.astype(jnp.float32) - x0.astype(jnp.float32), t)
+  error = x0_hat.astype(jnp.float32) - x0.astype(jnp.float32)
+  residual = corruption.apply(error, t)
+  if floor:  # A_t = (1 - floor) C_t + floor I: the frequencies C_t removes still carry weight floor²
+    residual = (1.0 - floor) * residual + floor * error
   reduce = jnp.mean if reduction == "mean" else jnp.sum
   per_example = reduce(jnp.square(residual.astype(jnp.float32)), axis=(1, 2, 3))
   return loss_weight(noise_std, weighting) * per_example
@@ -87,6 +93,7 @@ def soft_score_matching_loss(
   *,
   weighting: str = "uniform",
   reduction: str = "mean",
+  floor: float = 0.0,
 ) -> jax.Array:
   """Soft Score Matching loss (SPEC §2), a float32 scalar.
 
@@ -98,12 +105,15 @@ def soft_score_matching_loss(
     corruption: object with `apply`, `noise_std`, `corrupt` (e.g. `corruptions.make(cfg)`).
     weighting: "uniform" (w = 1, default) or "inverse_noise_var" (w = 1/s_t²).
     reduction: "mean" (default) or "sum" over the pixel values of each example.
+    floor: in [0, 1); > 0 replaces C_t in the loss by A_t = (1 − floor) C_t + floor·I (an
+      extension, not the paper's): the error of h_θ at frequencies C_t removes is weighted by at
+      least floor² instead of ~0. A_t is invertible, so the minimiser is still E[x_0 | x_t].
   Returns:
     Batch mean of w(t) · mean_pixels((C_t(denoise_fn(x_t, t) - x0))²), x_t = corrupt(x0, t, η)
     (sum_pixels with reduction = "sum").
   """
   per_example = soft_score_matching_per_example(
-    denoise_fn, x0, t, noise, corruption, weighting=weighting, reduction=reduction
+    denoise_fn, x0, t, noise, corruption, weighting=weighting, reduction=reduction, floor=floor
   )
   return jnp.mean(per_example)
 

@@ -42,8 +42,10 @@ def _ints_at_least(block: Any, prefix: str, fields: tuple[str, ...], minimum: in
 class LossConfig:
   weighting: str = "uniform"
   reduction: str = "mean"
+  floor: float = 0.0
 
   def __post_init__(self):
+    check(isinstance(self.floor, (int, float)) and 0.0 <= self.floor < 1.0, "loss.floor", "in [0, 1)", self.floor)
     check(self.weighting in losses.WEIGHTINGS, "loss.weighting", f"one of {losses.WEIGHTINGS}", self.weighting)
     check(self.reduction in losses.REDUCTIONS, "loss.reduction", f"one of {losses.REDUCTIONS}", self.reduction)
 

@@ -58,7 +58,14 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
   def loss_fn(params, x0, t, noise, dropout_key):
     denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std, train=True, dropout_key=dropout_key)
     per_example = losses.soft_score_matching_per_example(
-      denoise_fn, x0, t, noise, corruption, weighting=settings.loss.weighting, reduction=settings.loss.reduction
+      denoise_fn,
+      x0,
+      t,
+      noise,
+      corruption,
+      weighting=settings.loss.weighting,
+      reduction=settings.loss.reduction,
+      floor=settings.loss.floor,
     )
     return per_example.mean(), per_example
 

@@ -61,6 +61,30 @@ def test_loss_ignores_what_the_corruption_removes(batch, rng):
   assert loss(base_estimate + np.where(removed, 0.0, bump)) != pytest.approx(loss(base_estimate), rel=1e-3)
 
 
+def test_floor_weighs_what_the_corruption_removes(batch, rng):
+  """loss.floor = f compares A_t (h − x0) with A_t = (1 − f) C_t + f I: the formula holds, and an
+  error on pixels the mask has removed now costs f² per pixel instead of nothing."""
+  x0, _, noise = batch
+  t = np.full(B, 0.6, np.float32)
+  corruption = corruptions.make({"name": "mask", "mask_ramp_width": 0.1})
+  removed = np.asarray(corruptions.MaskOperator("center", ramp_width=0.1).mask(jnp.asarray(t), H, W))[..., None] == 0
+  estimate = rng.uniform(-1, 1, x0.shape).astype(np.float32)
+  error = estimate - x0
+  applied = np.asarray(corruption.apply(error, t)).astype(np.float64)
+  for floor in (0.0, 0.3):
+    want = np.mean(((1 - floor) * applied + floor * error) ** 2)
+    got = losses.soft_score_matching_loss(lambda x_t, t: jnp.asarray(estimate), x0, t, noise, corruption, floor=floor)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+  bumped = estimate + np.where(removed, 1.0, 0.0)
+  loss = lambda est, f: float(  # noqa: E731
+    losses.soft_score_matching_loss(lambda x_t, t: jnp.asarray(est), x0, t, noise, corruption, floor=f)
+  )
+  assert loss(bumped, 0.0) == pytest.approx(loss(estimate, 0.0), rel=1e-6)
+  assert loss(bumped, 0.3) > loss(estimate, 0.3) * 1.01
+  with pytest.raises(ValueError, match=r"floor must be in \[0, 1\)"):
+    loss(estimate, 1.0)
+
+
 @pytest.mark.parametrize("weighting", losses.WEIGHTINGS)
 def test_identity_corruption_reduces_to_denoising_score_matching(batch, weighting):
   x0, t, noise = batch

@@ -54,6 +54,7 @@ def test_default_model_block_holds_every_network_with_its_defaults(name):
     ("loss", "weighting", "snr", "config.loss.weighting must be one of"),
     ("model", "name", "resnet", "config.model.name must be one of"),
     ("model", "num_heads", 4, "config.model.num_heads must be left at 1: model.name = 'ncsnpp' does not use it"),
+    ("loss", "floor", 1.0, r"config.loss.floor must be in \[0, 1\)"),
     ("train", "grad_accum_steps", 3, "config.train.grad_accum_steps must be a divisor of train.batch_size = 128"),
     ("train", "profile_steps", -1, "config.train.profile_steps must be an int >= 0"),
     ("checkpoint", "keep_every_steps", 7500, r"config.checkpoint.keep_every_steps must be 0 \(off\) or a multiple"),
