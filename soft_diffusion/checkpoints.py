@@ -172,8 +172,7 @@ def resolve_step(workdir: pathlib.Path, step: int | None = None) -> int:
     raise errors.MissingError(
       f"no checkpoints in {root}; train first: python -m soft_diffusion.main --config ... --workdir {workdir}"
     )
-  manager = _reader(workdir)
-  available = sorted(manager.all_steps())
+  available = available_steps(workdir)
   if step is None:
     if not available:
       raise errors.MissingError(f"no complete checkpoint in {root}; train first (or until the first checkpoint)")

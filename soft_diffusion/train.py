@@ -78,14 +78,13 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
     def micro(grad_sum, inputs):
       j, x0, t_j, noise_j = inputs
       (loss, per_example), grads = grad_fn(params, x0, t_j, noise_j, jax.random.fold_in(dropout_key, j))
-      return jax.tree.map(jnp.add, grad_sum, grads), (loss, per_example, t_j)
+      return jax.tree.map(jnp.add, grad_sum, grads), (loss, per_example)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    grad_sum, (loss, per_example, t_order) = jax.lax.scan(
-      micro, zeros, (jnp.arange(accum), split(batch), split(t), split(noise))
-    )
+    t_micro = split(t)
+    grad_sum, (loss, per_example) = jax.lax.scan(micro, zeros, (jnp.arange(accum), split(batch), t_micro, split(noise)))
     grads = jax.tree.map(lambda g: g / accum, grad_sum)
-    return loss.mean(), per_example.reshape(-1), t_order.reshape(-1), grads
+    return loss.mean(), per_example.reshape(-1), t_micro.reshape(-1), grads
 
   def train_step(state: TrainState, batch: jax.Array):
     key = jax.random.fold_in(jax.random.key(settings.seed), state.step)
