@@ -164,6 +164,13 @@ def _check_launch_flags() -> None:
     parts = _STEPS.value.split(",")
     if _STEPS.value != "all" and not all(p.strip().isdigit() for p in parts):
       raise errors.ConfigError(f"--steps must be 'all' or a comma list of checkpoint steps >= 0, got {_STEPS.value!r}")
+  cache = _COMPILATION_CACHE.value
+  if cache is not None and "://" not in cache:
+    path = pathlib.Path(cache).expanduser()
+    if not cache or (path.exists() and not path.is_dir()):
+      raise errors.ConfigError(
+        f"--compilation_cache_dir must be a folder (created if missing) or a gs:// URL, got {cache!r}"
+      )
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if not _DISTRIBUTED.value and any(v is not None for v in explicit):
     raise errors.ConfigError("--coordinator_address/--num_processes/--process_id need --distributed")

@@ -46,6 +46,10 @@ CASES = {
   ),
   "--step when training": (["--step=3"], "--step applies to --mode sample and --mode eval only"),
   "negative --step": (["--mode=sample", "--step=-1"], "--step must be a checkpoint step >= 0"),
+  "compilation cache that is a file": (
+    ["--compilation_cache_dir={tmp}/a_file"],
+    "--compilation_cache_dir must be a folder (created if missing) or a gs:// URL",
+  ),
   "bucket workdir": (["--workdir=gs://bucket/run"], "--workdir gs://bucket/run: bucket workdirs are not supported yet"),
   "--steps that is not a list": (["--mode=eval", "--steps=best"], "--steps must be 'all' or a comma list"),
   "--step with --steps": (["--mode=eval", "--step=2", "--steps=all"], "--step and --steps exclude each other"),
