@@ -106,6 +106,9 @@ def get_config() -> ml_collections.ConfigDict:
   # > 0: a jax.profiler trace of this many steps, from the 10th step after (re)start, into
   # WORKDIR/logs/plugins/profile (TensorBoard's profile plugin)
   tr.profile_steps = 0
+  # TensorBoard event files in WORKDIR/logs (through tf.io.gfile, so any path TensorFlow reads);
+  # False: metrics go to the log and WORKDIR/logs/metrics.jsonl only
+  tr.tensorboard = True
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_steps = 5000  # Orbax checkpoint interval (async, atomic)

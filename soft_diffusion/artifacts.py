@@ -1,10 +1,18 @@
 """Files a run writes, and how long-running passes report progress.
 
-* `resolve_workdir`: the run's folder as an absolute path (Orbax needs one), refused in one line
-  when it is a file, sits under a file, or cannot be written.
-* Atomic writers: `write_atomic(path, write)` writes a sibling temporary file and renames it
-  over `path`, so a crash never leaves a half-written file; `write_json`, `save_npz`,
-  `save_figure` and `write_png` use it. `append_jsonl` appends one JSON line.
+* `resolve_workdir`: the run's folder as an `etils.epath.Path` (the path type Orbax uses): a
+  local folder made absolute, or a URL such as `gs://bucket/run` (any scheme epath reads: through
+  `tf.io.gfile` when TensorFlow is installed, else fsspec). Refused in one line when it is a file,
+  sits under a file, cannot be written or cannot be reached. Every file of a run goes through
+  this path type.
+* Atomic writers: `write_atomic(path, write)` has `write(f)` fill an in-memory buffer, then
+  publishes it whole: on a local disk as a sibling temporary file renamed over `path`; on an
+  object store (no rename) as one object upload, which the store makes visible only once it is
+  complete. Either way a crash never leaves a half-written `path`, and readers see the old file
+  or the new one. `write_json`, `save_npz`, `save_figure` and `write_png` use it; `load_npz`
+  reads an .npz from either. `append_jsonl` appends one JSON line (on an object store, which
+  cannot append, it rewrites the object with the line added).
+* `barrier(name)`: all processes meet here (nothing with one process).
 * Images: `to_uint8` (the one rounding rule for samples and reference images), `image_grid`,
   `write_png`; `pyplot()` is matplotlib on the file-only Agg backend.
 * `Progress`: a log line with the count done, the rate and the ETA (days included), for
@@ -14,6 +22,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -21,29 +30,44 @@ import os
 import pathlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from soft_diffusion import errors
 
 log = logging.getLogger(__name__)
 
 
-def resolve_workdir(workdir: str | os.PathLike) -> pathlib.Path:
-  """The absolute path of `workdir`; one-line error if it cannot be a writable folder.
+def is_local(path: str | os.PathLike) -> bool:
+  """True for a path on this machine's file system, False for a URL (gs://, s3://, ...)."""
+  return "://" not in os.fspath(path)
 
-  Nothing is created: the folder appears when the first file is written.
-  """
-  if not str(workdir):
+
+def resolve_workdir(workdir: str | os.PathLike) -> epath.Path:
+  """`workdir` as an `epath.Path` (absolute when local); one-line error if it cannot be a
+  writable folder. Nothing is created: the folder appears when the first file is written."""
+  text = os.fspath(workdir)
+  if not text:
     raise errors.ConfigError("--workdir must name a folder, got an empty string")
-  if "://" in str(workdir):  # pathlib would turn gs://b/x into the local folder ./gs:/b/x
-    raise errors.ConfigError(
-      f"--workdir {workdir}: bucket workdirs are not supported yet (issue 13); give a folder on a file "
-      "system every process sees"
-    )
-  path = pathlib.Path(workdir).expanduser().resolve()
+  if not is_local(text):
+    scheme, _, rest = text.partition("://")
+    if not scheme.isidentifier() or not rest.strip("/"):
+      raise errors.ConfigError(
+        f"--workdir {text}: a URL must look like scheme://bucket/folder, e.g. gs://my-bucket/run"
+      )
+    path = epath.Path(text)
+    try:
+      is_file = path.exists() and not path.is_dir()
+    except Exception as e:  # an unknown scheme, a missing bucket, no credentials, no network
+      raise errors.ConfigError(f"--workdir {text} cannot be reached: {type(e).__name__}: {e}".split("\n")[0]) from None
+    if is_file:
+      raise errors.ConfigError(f"--workdir {text} is a file; give a folder (it is created if missing)")
+    return path
+  path = pathlib.Path(text).expanduser().resolve()
   if path.exists() and not path.is_dir():
     raise errors.ConfigError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
   existing = path
@@ -53,40 +77,68 @@ def resolve_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     raise errors.ConfigError(f"--workdir {workdir} lies under the file {existing}; give a folder")
   if not os.access(existing, os.W_OK | os.X_OK):
     raise errors.ConfigError(f"--workdir {workdir}: {existing} is not writable")
-  return path
+  return epath.Path(path)
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all have arrived (nothing to do with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
 
 
 # ----------------------------------------------------------------------------------------------
 # Atomic writers.
 
 
-def write_atomic(path: pathlib.Path, write: Callable[[pathlib.Path], Any]) -> None:
-  """`write(tmp)` into a sibling temporary file, then rename it to `path` (atomic on POSIX): a
-  crash never leaves a half-written `path`."""
-  path = pathlib.Path(path)
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+  """`write(f)` into a buffer, then `path` gets the whole buffer or nothing (see the module
+  docstring): a crash never leaves a half-written `path`."""
+  buffer = io.BytesIO()
+  write(buffer)
+  data = buffer.getvalue()
+  path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+  if not is_local(path):
+    path.write_bytes(data)  # one upload: the object store publishes it only when it is complete
+    return
+  local = pathlib.Path(path)
+  tmp = local.with_name(f"{local.stem}.tmp{local.suffix}")
   try:
-    write(tmp)
-    tmp.replace(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, local)  # atomic on POSIX
   except BaseException:
     tmp.unlink(missing_ok=True)
     raise
 
 
-def write_json(path: pathlib.Path, record: dict[str, Any]) -> None:
-  write_atomic(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+def write_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
+  write_atomic(path, lambda f: f.write(json.dumps(record, indent=1).encode()))
 
 
-def save_npz(path: pathlib.Path, **arrays: Any) -> None:
-  write_atomic(path, lambda tmp: np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()}))
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+  write_atomic(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
-def append_jsonl(path: pathlib.Path, record: dict[str, Any]) -> None:
-  """One JSON line per record (after a resume, a step may appear twice: the last one counts)."""
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Every array of an .npz file, read whole (local or remote)."""
+  with np.load(io.BytesIO(epath.Path(path).read_bytes())) as f:
+    return {k: f[k] for k in f.files}
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+  """One JSON line per record (after a resume, a step may appear twice: the last one counts).
+  Object stores cannot append: there the object is rewritten whole with the line added."""
+  line = json.dumps(record) + "\n"
+  path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  with path.open("a") as f:
-    f.write(json.dumps(record) + "\n")
+  if is_local(path):
+    with open(path, "a") as f:
+      f.write(line)
+  else:
+    old = path.read_text() if path.exists() else ""
+    write_atomic(path, lambda f: f.write((old + line).encode()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,7 +162,7 @@ def image_grid(images: np.ndarray) -> np.ndarray:
   return grid
 
 
-def write_png(images: np.ndarray, path: pathlib.Path) -> None:
+def write_png(images: np.ndarray, path: str | os.PathLike) -> None:
   """uint8 [N, H, W, C] as one grid PNG; images of 32 px or less are shown 4× larger."""
   from PIL import Image
 
@@ -118,7 +170,7 @@ def write_png(images: np.ndarray, path: pathlib.Path) -> None:
   img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if images.shape[1] <= 32:
     img = img.resize((img.width * 4, img.height * 4), Image.NEAREST)
-  write_atomic(path, img.save)
+  write_atomic(path, lambda f: img.save(f, format="PNG"))
 
 
 def pyplot():
@@ -131,8 +183,8 @@ def pyplot():
   return plt
 
 
-def save_figure(fig: Any, path: pathlib.Path, dpi: int = 110) -> None:
-  write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> None:
+  write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
   pyplot().close(fig)
 
 

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import pathlib
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from soft_diffusion import errors, typed_config
 from soft_diffusion import state as state_lib
 from soft_diffusion.settings import CheckpointConfig, Settings
 
 
-def directory(workdir: pathlib.Path) -> pathlib.Path:
+def directory(workdir: epath.Path) -> epath.Path:
   return workdir / "checkpoints"
 
 
@@ -43,7 +43,7 @@ def preservation_policy(cfg: CheckpointConfig) -> Any:
   return policies.AnyPreservationPolicy([latest, policies.EveryNSteps(interval_steps=cfg.keep_every_steps)])
 
 
-def training_manager(workdir: pathlib.Path, cfg: CheckpointConfig) -> ocp.CheckpointManager:
+def training_manager(workdir: epath.Path, cfg: CheckpointConfig) -> ocp.CheckpointManager:
   """The manager the train loop saves with (async; retention: `preservation_policy`)."""
   options = ocp.CheckpointManagerOptions(
     preservation_policy=preservation_policy(cfg), enable_async_checkpointing=True, create=True
@@ -155,16 +155,16 @@ def run_metadata(config: Any) -> dict[str, Any]:
   return {"config": json.loads(json.dumps(typed_config.as_dict(config), default=str)), "versions": versions}
 
 
-def _reader(workdir: pathlib.Path) -> ocp.CheckpointManager:
+def _reader(workdir: epath.Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory(workdir), item_handlers={"state": ocp.StandardCheckpointHandler()})
 
 
-def available_steps(workdir: pathlib.Path) -> list[int]:
+def available_steps(workdir: epath.Path) -> list[int]:
   """The complete checkpoint steps in WORKDIR/checkpoints, ascending ([] if none)."""
   return sorted(_reader(workdir).all_steps()) if directory(workdir).is_dir() else []
 
 
-def resolve_step(workdir: pathlib.Path, step: int | None = None) -> int:
+def resolve_step(workdir: epath.Path, step: int | None = None) -> int:
   """`step` if WORKDIR holds that checkpoint, else the latest complete one; one-line errors
   naming the command to run or the steps available."""
   root = directory(workdir)
@@ -183,7 +183,7 @@ def resolve_step(workdir: pathlib.Path, step: int | None = None) -> int:
 
 
 def load_ema_params(
-  workdir: pathlib.Path, settings: Settings, model: Any, mesh: jax.sharding.Mesh, channels: int, step: int
+  workdir: epath.Path, settings: Settings, model: Any, mesh: jax.sharding.Mesh, channels: int, step: int
 ) -> Any:
   """The EMA parameters of `model` in checkpoint `step` (see `resolve_step`), replicated over `mesh`."""
   optimizer, _ = state_lib.make_optimizer(settings.optim)

@@ -36,13 +36,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import pathlib
 import time
 from typing import Any
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
+from etils import epath
 
 from soft_diffusion import artifacts, checkpoints, data, errors, evaluation, gaussian_field
 from soft_diffusion import sample as sample_lib
@@ -64,7 +63,7 @@ PAPER_CURVES = {
 }
 
 
-def _start(mode: str, config: Any, workdir: str | pathlib.Path):
+def _start(mode: str, config: Any, workdir: str | epath.Path):
   """Checks shared by both modes, in order; returns (settings, workdir, mesh, Inception params);
   no Inception params (None) for 'gaussian_field', whose metrics are exact."""
   workdir = artifacts.resolve_workdir(workdir)
@@ -88,13 +87,12 @@ def _start(mode: str, config: Any, workdir: str | pathlib.Path):
   return settings, workdir, mesh, params
 
 
-def _write(writer, path: pathlib.Path, *args, **kwargs) -> None:
+def _write(writer, path: epath.Path, *args, **kwargs) -> None:
   """`writer(path, ...)` on process 0 only, then a barrier: under --distributed every process
   computes the same results and none reads a file before it is complete."""
   if jax.process_index() == 0:
     writer(path, *args, **kwargs)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f"wrote {path}")
+  artifacts.barrier(f"wrote {path}")
 
 
 def reference_meta(settings: Settings) -> dict[str, Any]:
@@ -112,11 +110,11 @@ def reference_meta(settings: Settings) -> dict[str, Any]:
   }
 
 
-def stats_path(workdir: pathlib.Path, settings: Settings) -> pathlib.Path:
+def stats_path(workdir: epath.Path, settings: Settings) -> epath.Path:
   return workdir / "stats" / f"reference_{settings.eval.split}.npz"
 
 
-def reference_stats(config: Any, workdir: str) -> pathlib.Path:
+def reference_stats(config: Any, workdir: str) -> epath.Path:
   """Computes and writes the reference statistics; returns the .npz path."""
   settings, workdir, mesh, params = _start("stats", config, workdir)
   cfg = settings.eval
@@ -158,17 +156,17 @@ def reference_stats(config: Any, workdir: str) -> pathlib.Path:
   return path
 
 
-def load_reference(path: pathlib.Path, settings: Settings, config_hint: str) -> tuple[Any, np.ndarray, dict]:
+def load_reference(path: epath.Path, settings: Settings, config_hint: str) -> tuple[Any, np.ndarray, dict]:
   """(FeatureStats, KID features, meta) of a reference file made with these settings."""
   hint = f"run: python -m soft_diffusion.main --mode stats {config_hint}"
   if not path.is_file():
     raise errors.MissingError(f"no reference statistics at {path}; {hint}")
   try:
-    with np.load(path) as f:
-      meta = json.loads(str(f["meta"]))
-      stats = evaluation.FeatureStats.from_moments(f["mu"], f["sigma"], int(f["count"]))
-      kid_feats = np.asarray(f["kid_features"])
-  except (OSError, ValueError, KeyError) as e:
+    f = artifacts.load_npz(path)
+    meta = json.loads(str(f["meta"]))
+    stats = evaluation.FeatureStats.from_moments(f["mu"], f["sigma"], int(f["count"]))
+    kid_feats = np.asarray(f["kid_features"])
+  except (OSError, ValueError, KeyError, EOFError) as e:
     raise errors.ConfigError(f"{path} is not a reference-statistics file ({e}); delete it and {hint}") from None
   expected = json.loads(json.dumps(reference_meta(settings)))
   differ = sorted(k for k in expected if meta.get(k) != expected[k])
@@ -179,7 +177,7 @@ def load_reference(path: pathlib.Path, settings: Settings, config_hint: str) -> 
   return stats, kid_feats, meta
 
 
-def _plot(path: pathlib.Path, points: list[dict], settings: Settings, step: int) -> None:
+def _plot(path: epath.Path, points: list[dict], settings: Settings, step: int) -> None:
   import matplotlib.ticker
 
   plt = artifacts.pyplot()
@@ -204,7 +202,7 @@ def _plot(path: pathlib.Path, points: list[dict], settings: Settings, step: int)
   artifacts.save_figure(fig, path, dpi=120)
 
 
-def _run_points(path: pathlib.Path, header: dict[str, Any], grid: list[dict[str, Any]], measure) -> dict[str, Any]:
+def _run_points(path: epath.Path, header: dict[str, Any], grid: list[dict[str, Any]], measure) -> dict[str, Any]:
   """Measures every point of `grid` (dicts of what identifies a point) with `measure(point)` ->
   dict of results, rewriting `path` (header + points so far) after each; points already in a
   file with the same header are kept, not measured again. Returns the full record."""
@@ -236,7 +234,7 @@ def _run_points(path: pathlib.Path, header: dict[str, Any], grid: list[dict[str,
   return record
 
 
-def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path:
+def evaluate(config: Any, workdir: str, step: int | None = None) -> epath.Path:
   """FID and KID (exact distances for 'gaussian_field') for every (sampler, step count) of
   config.eval; returns the JSON path."""
   settings, workdir, mesh, params = _start("eval", config, workdir)
@@ -293,7 +291,7 @@ def evaluate(config: Any, workdir: str, step: int | None = None) -> pathlib.Path
   return path
 
 
-def evaluate_steps(config: Any, workdir: str, steps: str) -> pathlib.Path:
+def evaluate_steps(config: Any, workdir: str, steps: str) -> epath.Path:
   """--mode eval --steps: evaluates several checkpoints, `steps` = 'all' (every complete one in
   WORKDIR/checkpoints, e.g. those kept by checkpoint.keep_every_steps) or a comma list. Each
   writes its own eval_step<N>.json (resumable per point, as for one step); then eval/best.json
@@ -356,7 +354,7 @@ def field_spectrum(settings: Settings) -> np.ndarray:
   return gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
 
 
-def evaluate_exact(settings: Settings, workdir: pathlib.Path, mesh: Any, step: int | None) -> pathlib.Path:
+def evaluate_exact(settings: Settings, workdir: epath.Path, mesh: Any, step: int | None) -> epath.Path:
   """--mode eval for 'gaussian_field': exact distances per (denoiser, sampler, NFE)."""
   cfg = settings.eval
   run = sample_lib.load_run(settings, workdir, step, mesh=mesh)
@@ -425,7 +423,7 @@ def _nfe_axis(ax, nfes) -> None:
   ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def plot_spectral_fd(path: pathlib.Path, runs: list[tuple[str, list[dict]]], step: int | None = None) -> None:
+def plot_spectral_fd(path: epath.Path, runs: list[tuple[str, list[dict]]], step: int | None = None) -> None:
   """Spectral FD vs NFE (log-log): a line per (run label, sampler), trained solid, oracle dashed."""
   plt = artifacts.pyplot()
   fig, ax = plt.subplots(figsize=(9.0, 4.4))
@@ -455,7 +453,7 @@ def plot_spectral_fd(path: pathlib.Path, runs: list[tuple[str, list[dict]]], ste
 
 
 def plot_ring_ratios(
-  path: pathlib.Path, runs: list[tuple[str, list[dict]]], step: int | None = None, nfe: int = 100
+  path: epath.Path, runs: list[tuple[str, list[dict]]], step: int | None = None, nfe: int = 100
 ) -> None:
   """v̂/v per ring k + l at the NFE closest to `nfe`: a line per (run, sampler), oracle dashed."""
   plt = artifacts.pyplot()

@@ -21,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import pathlib
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 
 from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, priors, samplers
@@ -70,25 +70,26 @@ def fit_prior(images: np.ndarray, corruption: corruptions.Corruption, seed: int)
   return priors.fit_gaussian_prior(np.concatenate(x1))
 
 
-def save_prior(prior: priors.GaussianPrior, path: pathlib.Path) -> None:
+def save_prior(prior: priors.GaussianPrior, path: epath.Path) -> None:
   artifacts.save_npz(path, **prior._asdict())
 
 
-def load_prior(path: pathlib.Path) -> priors.GaussianPrior:
+def load_prior(path: epath.Path) -> priors.GaussianPrior:
   if not path.exists():
     raise errors.MissingError(f"no prior at {path}; it is written when training starts in that workdir")
-  with np.load(path) as f:
-    return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
+  f = artifacts.load_npz(path)
+  return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
 
 
 def make_prior(
-  settings: Settings, corruption: corruptions.Corruption, workdir: pathlib.Path, *, fit_missing: bool = False
+  settings: Settings, corruption: corruptions.Corruption, workdir: epath.Path, *, fit_missing: bool = False
 ) -> priors.GaussianPrior | priors.ForwardPrior:
   """p_1 as `sample.prior` says. With `fit_missing` (training), a missing WORKDIR/prior.npz is
   fitted and written (by process 0) first, whichever prior sampling uses."""
   path = workdir / PRIOR_FILE
   forward = settings.sample.prior == "forward"
   fit = fit_missing and not path.exists()
+  artifacts.barrier("prior checked")  # every process has decided before process 0 writes the file
   images = load_training_images(settings, settings.train.prior_num_images) if (forward or fit) else None
   gaussian = None
   if fit:
@@ -168,7 +169,7 @@ class Run:
   """What sampling needs from a trained workdir."""
 
   settings: Settings
-  workdir: pathlib.Path
+  workdir: epath.Path
   model: Any
   corruption: corruptions.Corruption
   params: Any  # EMA parameters, replicated over the mesh
@@ -194,7 +195,7 @@ class Run:
 
 
 def load_run(
-  config: Any, workdir: str | pathlib.Path, step: int | None = None, *, mesh: jax.sharding.Mesh | None = None
+  config: Any, workdir: str | epath.Path, step: int | None = None, *, mesh: jax.sharding.Mesh | None = None
 ) -> Run:
   """Validates everything, then loads the checkpoint's EMA params and p_1 (one-line errors)."""
   workdir = artifacts.resolve_workdir(workdir)
@@ -220,7 +221,7 @@ def _to_display(x) -> np.ndarray:
   return x[..., 0] if x.shape[-1] == 1 else x
 
 
-def _figure_grid(path: pathlib.Path, rows: list[tuple[str, list[np.ndarray]]], titles: list[str], suptitle: str):
+def _figure_grid(path: epath.Path, rows: list[tuple[str, list[np.ndarray]]], titles: list[str], suptitle: str):
   plt = artifacts.pyplot()
   cols = len(titles)
   fig, axes = plt.subplots(len(rows), cols, figsize=(1.5 * cols, 1.6 * len(rows) + 0.6), squeeze=False)
@@ -248,7 +249,7 @@ def _level_title(corruption, t: float) -> str:
   return text
 
 
-def trajectory_figure(run: Run, path: pathlib.Path, num_frames: int = 8) -> None:
+def trajectory_figure(run: Run, path: epath.Path, num_frames: int = 8) -> None:
   """One reverse trajectory with the configured sampler: x_t (top) and x̂_0 (bottom)."""
   cfg = run.settings.sample
   denoise_fn = make_denoise_fn(run.model, run.params, noise_std=run.corruption.noise_std)
@@ -271,7 +272,7 @@ def trajectory_figure(run: Run, path: pathlib.Path, num_frames: int = 8) -> None
   )
 
 
-def forward_figure(run: Run, path: pathlib.Path, num_images: int = 3, num_levels: int = 8) -> None:
+def forward_figure(run: Run, path: epath.Path, num_images: int = 3, num_levels: int = 8) -> None:
   """Real training images through the forward corruption: C_t x_0 and x_t = C_t x_0 + s_t η."""
   x0 = jnp.asarray(load_training_images(run.settings, num_images))
   times = np.linspace(0.0, 1.0, num_levels)
@@ -292,7 +293,7 @@ def forward_figure(run: Run, path: pathlib.Path, num_images: int = 3, num_levels
 # --mode sample.
 
 
-def write_samples(config: Any, workdir: str | pathlib.Path, step: int | None = None) -> pathlib.Path:
+def write_samples(config: Any, workdir: str | epath.Path, step: int | None = None) -> epath.Path:
   """Writes samples.npz, samples.png, trajectory.png and forward.png; returns the .npz path."""
   run = load_run(config, workdir, step)
   cfg = run.settings.sample

@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import pathlib
 import time
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from soft_diffusion import artifacts, data, dct, errors, level_selection, schedules
 from soft_diffusion import state as state_lib
@@ -67,9 +67,9 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
   }
 
 
-def read_levels(workdir: pathlib.Path, settings: Settings) -> tuple[float, ...]:
+def read_levels(workdir: epath.Path, settings: Settings) -> tuple[float, ...]:
   """The σ_B levels of WORKDIR/schedule.json, checked against `fingerprint(settings)`."""
-  path = pathlib.Path(workdir) / SCHEDULE_FILE
+  path = epath.Path(workdir) / SCHEDULE_FILE
   hint = f"run: python -m soft_diffusion.main --mode schedule --config ... --workdir {workdir}"
   if not path.is_file():
     raise errors.MissingError(f"corruption.blur_schedule = 'selected' but {path} does not exist; {hint}")
@@ -113,7 +113,7 @@ def power_spectrum(settings: Settings, *, progress: bool = True) -> tuple[np.nda
   return total / count, count
 
 
-def _plot(path: pathlib.Path, levels: level_selection.BlurLevels, settings: Settings, power: np.ndarray) -> None:
+def _plot(path: epath.Path, levels: level_selection.BlurLevels, settings: Settings, power: np.ndarray) -> None:
   plt = artifacts.pyplot()
   c = settings.corruption
   k = len(levels.sigmas)
@@ -179,9 +179,7 @@ def _select(settings: Settings) -> tuple[level_selection.BlurLevels, dict[str, A
   return levels, record, power
 
 
-def _write(
-  workdir: pathlib.Path, levels, record: dict[str, Any], settings: Settings, power: np.ndarray
-) -> pathlib.Path:
+def _write(workdir: epath.Path, levels, record: dict[str, Any], settings: Settings, power: np.ndarray) -> epath.Path:
   path = workdir / SCHEDULE_FILE
   if jax.process_index() == 0:  # every process selects the same levels; one writes them
     artifacts.write_json(path, record)
@@ -191,7 +189,7 @@ def _write(
   return path
 
 
-def select_schedule(settings: Settings, workdir: str | pathlib.Path) -> pathlib.Path:
+def select_schedule(settings: Settings, workdir: str | epath.Path) -> epath.Path:
   """Runs level selection for `settings` and writes WORKDIR/schedule.json and schedule.png.
 
   Args:
@@ -203,7 +201,7 @@ def select_schedule(settings: Settings, workdir: str | pathlib.Path) -> pathlib.
   return _write(workdir, levels, record, settings, power)
 
 
-def select_missing_levels(settings: Settings, workdir: str | pathlib.Path) -> Settings:
+def select_missing_levels(settings: Settings, workdir: str | epath.Path) -> Settings:
   """Training with `corruption.blur_schedule = 'selected'` and no WORKDIR/schedule.json yet:
   selects the levels first (one pass over the data, with progress), writes schedule.json and
   returns the settings with the levels, so a config never trains on levels it did not select.
@@ -212,7 +210,9 @@ def select_missing_levels(settings: Settings, workdir: str | pathlib.Path) -> Se
   if c.name != "blur" or c.blur_schedule != "selected" or c.blur_sigma_table is not None:
     return settings
   workdir = artifacts.resolve_workdir(workdir)
-  if (workdir / SCHEDULE_FILE).exists():
+  exists = (workdir / SCHEDULE_FILE).exists()
+  artifacts.barrier("schedule checked")  # every process has decided before process 0 writes the file
+  if exists:
     return settings
   log.info("corruption.blur_schedule = 'selected' and no %s in %s: selecting the levels first", SCHEDULE_FILE, workdir)
   levels, record, power = _select(settings)

@@ -21,8 +21,9 @@
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from typing import Any
+
+from etils import epath
 
 from soft_diffusion import corruptions, data, errors, losses, models, samplers, select_levels, typed_config
 
@@ -91,6 +92,7 @@ class TrainConfig:
   prior_num_images: int = 5000
   grad_accum_steps: int = 1
   profile_steps: int = 0
+  tensorboard: bool = True
 
   def __post_init__(self):
     fields = ("batch_size", "num_steps", "log_every_steps", "sample_every_steps", "loss_bins", "prior_num_images")
@@ -104,6 +106,7 @@ class TrainConfig:
       self.grad_accum_steps,
     )
     check(0.0 <= self.t_min < 1.0, "train.t_min", "in [0, 1)", self.t_min)
+    check(isinstance(self.tensorboard, bool), "train.tensorboard", "True or False", self.tensorboard)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +262,7 @@ def _check_corruption(cfg: corruptions.CorruptionConfig) -> None:
     raise errors.ConfigError(f"config.corruption: {errors.one_line(e)}") from None
 
 
-def load(config: Any, workdir: str | pathlib.Path | None = None, *, resolve_levels: bool = True) -> Settings:
+def load(config: Any, workdir: str | epath.Path | None = None, *, resolve_levels: bool = True) -> Settings:
   """Validates `config` (a ConfigDict, Mapping or Settings) into Settings.
 
   Args:
@@ -274,7 +277,7 @@ def load(config: Any, workdir: str | pathlib.Path | None = None, *, resolve_leve
   c = settings.corruption
   if resolve_levels and workdir is not None and c.blur_schedule == "selected" and c.blur_sigma_table is None:
     if c.name == "blur":
-      levels = select_levels.read_levels(pathlib.Path(workdir), settings)
+      levels = select_levels.read_levels(workdir, settings)
       settings = dataclasses.replace(settings, corruption=dataclasses.replace(c, blur_sigma_table=levels))
   _check_corruption(settings.corruption)
   factor = 2**settings.model.downsamplings

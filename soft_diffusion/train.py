@@ -283,7 +283,9 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   from clu import metric_writers, periodic_actions
 
   primary = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(str(workdir / "logs"), just_logging=not primary)
+  writer = metric_writers.create_default_writer(
+    str(workdir / "logs"), just_logging=not (primary and settings.train.tensorboard)
+  )
   step = int(state.step)
   total = settings.train.num_steps
   report = periodic_actions.ReportProgress(

@@ -34,8 +34,8 @@ def test_atomic_writes_leave_only_the_finished_file(tmp_path):
   artifacts.write_json(tmp_path / "a" / "r.json", {"x": 1})
   artifacts.save_npz(tmp_path / "a" / "arrays.npz", images=np.zeros((2, 3), np.uint8))
 
-  def crash(tmp):
-    tmp.write_text("half")
+  def crash(f):
+    f.write(b"half")
     raise RuntimeError("crash while writing")
 
   with pytest.raises(RuntimeError):
