@@ -6,7 +6,7 @@ Install what you need:
                                           # level selection, models, evaluation metrics (jax, flax, numpy)
     pip install 'soft_diffusion[train]'   # + the drivers: training, data, checkpoints, sampling, FID, figures
     pip install 'soft_diffusion[train,gpu]' / '[train,tpu]'   # on an accelerator
-    pip install 'soft_diffusion[test]'    # + pytest (with xdist), scipy, ruff (includes [train])
+    pip install 'soft_diffusion[test]'    # + pytest (with xdist), scipy, ruff, gcsfs + a GCS emulator (includes [train])
 
 The ranges below are what the code is written for; the exact versions we test are in
 constraints.txt, which `make demo` and `make test` install from (pip install -c constraints.txt).
@@ -50,7 +50,16 @@ TRAIN = [
 EXTRAS_REQUIRE = {
   "train": TRAIN,
   "figures": FIGURES,
-  "test": [*TRAIN, "pytest>=9.2,<10", "pytest-xdist>=3.8,<4", "scipy>=1.17,<2", "ruff==0.17.6"],
+  "test": [
+    *TRAIN,
+    "pytest>=9.2,<10",
+    "pytest-xdist>=3.8,<4",
+    "scipy>=1.17,<2",
+    "ruff==0.17.6",
+    # tests/test_bucket.py: a gs:// workdir against an in-memory GCS emulator (epath's fsspec backend)
+    "gcsfs>=2026.9",
+    "gcp-storage-emulator>=2026.7",
+  ],
   "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
   "tpu": ["jax[tpu]>=0.10.2,<0.11"],
 }

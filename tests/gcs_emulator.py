@@ -10,8 +10,11 @@ as GCS documents them: a download returns its generation in `x-goog-generation`,
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import urllib.parse
+import urllib.request
 from http import HTTPStatus
 
 from gcp_storage_emulator import server as emulator_server
@@ -87,4 +90,24 @@ def start(bucket: str):
     port = s.getsockname()[1]
   server = emulator_server.create_server("localhost", port, in_memory=True, default_bucket=bucket)
   server.start()
+  server._api._httpd.handle_error = lambda request, address: None  # clients that hang up early are fine
   return server, f"http://localhost:{port}"
+
+
+def list_objects(url: str, bucket: str, prefix: str) -> list[str]:
+  """The names of the objects under `prefix`, through the JSON API (no client library)."""
+  names, token = [], None
+  while True:
+    query = {"prefix": prefix, **({"pageToken": token} if token else {})}
+    with urllib.request.urlopen(f"{url}/storage/v1/b/{bucket}/o?{urllib.parse.urlencode(query)}") as response:
+      page = json.loads(response.read())
+    names += [item["name"] for item in page.get("items", [])]
+    token = page.get("nextPageToken")
+    if not token:
+      return names
+
+
+def read_object(url: str, bucket: str, name: str) -> bytes:
+  quoted = urllib.parse.quote(name, safe="")
+  with urllib.request.urlopen(f"{url}/storage/v1/b/{bucket}/o/{quoted}?alt=media") as response:
+    return response.read()

@@ -50,7 +50,7 @@ CASES = {
     ["--compilation_cache_dir={tmp}/a_file"],
     "--compilation_cache_dir must be a folder (created if missing) or a gs:// URL",
   ),
-  "bucket workdir": (["--workdir=gs://bucket/run"], "--workdir gs://bucket/run: bucket workdirs are not supported yet"),
+  "URL workdir without a bucket": (["--workdir=gs://"], "--workdir gs://: a URL must look like scheme://bucket/folder"),
   "--steps that is not a list": (["--mode=eval", "--steps=best"], "--steps must be 'all' or a comma list"),
   "--step with --steps": (["--mode=eval", "--step=2", "--steps=all"], "--step and --steps exclude each other"),
   "accumulation that does not divide the batch": (
