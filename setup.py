@@ -6,7 +6,7 @@ Install what you need:
                                           # level selection, models, evaluation metrics (jax, flax, numpy)
     pip install 'soft_diffusion[train]'   # + the drivers: training, data, checkpoints, sampling, FID, figures
     pip install 'soft_diffusion[train,gpu]' / '[train,tpu]'   # on an accelerator
-    pip install 'soft_diffusion[test]'    # + pytest (with xdist), scipy, ruff, gcsfs + a GCS emulator (includes [train])
+    pip install 'soft_diffusion[test]'    # + pytest (xdist), scipy, ruff, gcsfs, a GCS emulator (includes [train])
 
 The ranges below are what the code is written for; the exact versions we test are in
 constraints.txt, which `make demo` and `make test` install from (pip install -c constraints.txt).
