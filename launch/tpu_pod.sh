@@ -4,15 +4,15 @@
 #
 #   launch/tpu_pod.sh --tpu my-v4-64 --zone us-central2-b --setup       # once: clone + install on all workers
 #   launch/tpu_pod.sh --tpu my-v4-64 --zone us-central2-b -- \
-#     --config configs/celeba64.py --workdir /mnt/shared/runs/celeba64
+#     --config configs/celeba64.py --workdir gs://my-bucket/runs/celeba64
 #
 # Options (before `--`):
 #   --tpu NAME --zone ZONE [--project P]   the TPU VM
 #   --dir DIR      checkout on the workers (default: soft_diffusion, in the home directory)
 #   --repo URL     git URL to clone there with --setup (default: this checkout's origin)
 #   --setup        clone (or pull) and pip install -c constraints.txt -e '.[train,tpu]' into DIR/.venv on every worker, then stop
-# The workdir must be shared by all workers (a shared file system or GCS FUSE mount; gs:// URLs
-# are refused for now). Pre-empted? Run the same command
+# The workdir must be shared by all workers: a gs:// bucket folder (or a shared file system).
+# Pre-empted? Run the same command
 # again: every worker resumes from the last checkpoint. The XLA compilation cache is on, in
 # ~/.cache/soft_diffusion/jax on each worker; pass --compilation_cache_dir=gs://... after `--` to
 # keep it across recreated VMs.
