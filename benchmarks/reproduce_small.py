@@ -21,6 +21,12 @@ compute) on real images: train, `--mode stats` once (the reference is the same f
 `--mode eval` (FID/KID, 256 samples per point) for every sampler at NFE 20-300 with each sample
 seed of DIGITS_SEEDS, kept as OUT/<config>/eval/eval_seed<k>.json; writes OUT/digits.json and
 fid_vs_nfe_digits.png.
+
+Stage `floor`: the `loss.floor = 0.3` extension (see losses.py) against the paper's loss, on
+configs/gaussian_field.py (spectral FD, trained network, Momentum and naive at 50/100/200 NFE) and
+configs/digits.py (FID, sample seed 0, Momentum and naive at NFE 20-300; reuses the digits stage's
+reference statistics), everything else as in those configs; writes OUT/floor.json and prints the
+comparison with the stages above where they ran.
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ DIGITS_SAMPLERS = {
 DIGITS_NFE = (20, 50, 100, 200, 300)
 DIGITS_SEEDS = (0, 1)
 TABLE_NFE = (10, 20, 50, 100, 200, 300)
+FLOOR = 0.3
+FLOOR_RUNS = {  # config -> (samplers, NFE, extra flags)
+  "gaussian_field": (("momentum", "naive"), (50, 100, 200), ["--config.eval.oracle=False"]),
+  "digits": (("momentum", "naive"), DIGITS_NFE, ["--config.sample.seed=0"]),
+}
 
 
 def run_cli(args: list[str]) -> None:
@@ -126,6 +137,68 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
   return results
 
 
+def run_floor(out: pathlib.Path, timings: dict) -> dict:
+  """Train and evaluate each FLOOR_RUNS config with loss.floor = FLOOR in OUT/<config>_floor03;
+  returns {config: eval record}."""
+  import importlib
+
+  results = {}
+  for name, (samplers, nfes, extra) in FLOOR_RUNS.items():
+    config = importlib.import_module(f"configs.{name}").get_config()
+    workdir = out / f"{name}_floor03"
+    flags = ["--config", f"configs/{name}.py", "--workdir", str(workdir), f"--config.loss.floor={FLOOR}"]
+    if not final_checkpoint_exists(workdir, config.train.num_steps):
+      timed(timings, f"{name}_floor03/train", lambda flags=flags: run_cli(flags))
+    stats = workdir / "stats" / "reference_train.npz"
+    if name == "digits" and not stats.is_file():
+      shared = out / "digits" / "stats" / "reference_train.npz"
+      if shared.is_file():
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared, stats)
+      else:
+        timed(timings, f"{name}_floor03/stats", lambda flags=flags: run_cli([*flags, "--mode", "stats"]))
+    args = [
+      *flags,
+      "--mode",
+      "eval",
+      f"--config.eval.samplers={samplers!r}",
+      f"--config.eval.num_steps={tuple(nfes)!r}",
+      *extra,
+    ]
+    timed(timings, f"{name}_floor03/eval", lambda args=args: run_cli(args))
+    results[name] = json.loads((workdir / "eval" / f"eval_step{config.train.num_steps}.json").read_text())
+  return results
+
+
+def floor_table(out: pathlib.Path, floor: dict) -> str:
+  """Markdown: the paper's loss (from the fields/digits stages, where they ran) against loss.floor."""
+  lines = []
+  for name, record in floor.items():
+    samplers, nfes, _ = FLOOR_RUNS[name]
+    metric = "spectral_fd" if name == "gaussian_field" else "fid"
+    paper = {}
+    final = f"eval_step{record['checkpoint_step']}.json"  # the floor run trains as long as the paper-loss run
+    kept = out / name / "eval" / ("eval_seed0.json" if name == "digits" else final)
+    if kept.is_file():
+      for p in json.loads(kept.read_text())["points"]:
+        if p.get("denoiser", "trained") == "trained":
+          paper[(p["sampler"], p["num_steps"])] = p[metric]
+    got = {
+      (p["sampler"], p["num_steps"]): p[metric] for p in record["points"] if p.get("denoiser", "trained") == "trained"
+    }
+    lines.append(f"\n{name}: {metric} of the trained network, paper's loss / loss.floor = {FLOOR}:\n")
+    lines.append("| sampler | " + " | ".join(str(n) for n in nfes) + " |")
+    lines.append("|---|" + "---:|" * len(nfes))
+    for sampler in samplers:
+      cells = [
+        f"{fmt(paper[(sampler, n)]) if (sampler, n) in paper else '–'} / {fmt(got[(sampler, n)])}"
+        for n in nfes
+        if (sampler, n) in got
+      ]
+      lines.append(f"| {sampler} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def digits_table(results: dict) -> str:
   """Markdown: FID (mean ± std over seeds) and KID per (config, sampler) × NFE."""
   import numpy as np
@@ -146,7 +219,9 @@ def digits_table(results: dict) -> str:
   return "\n".join(lines)
 
 
-def plot_digits(path: pathlib.Path, results: dict) -> None:
+def plot_digits(path: pathlib.Path, results: dict, floor: dict | None = None) -> None:
+  """FID vs NFE per config × sampler (mean ± std over seeds); with `floor` (the floor stage's
+  digits eval record), its samplers too (sample seed 0, dotted)."""
   import numpy as np
 
   from soft_diffusion import artifacts, evaluate
@@ -169,6 +244,10 @@ def plot_digits(path: pathlib.Path, results: dict) -> None:
         capsize=2,
         label=f"{DIGITS[name]}, {sampler}",
       )
+  if floor is not None:
+    for sampler in FLOOR_RUNS["digits"][0]:
+      points = sorted((p["num_steps"], p["fid"]) for p in floor["points"] if p["sampler"] == sampler)
+      ax.plot(*zip(*points, strict=True), "^:", label=f"blur + noise, loss.floor = {FLOOR}, {sampler} (seed 0)")
   ax.set(yscale="log", xlabel="NFE (network evaluations per sample)", ylabel="FID (256 samples)")
   evaluate._nfe_axis(ax, list(DIGITS_NFE))
   ax.set_title("digits 16×16: blur vs VE at equal training compute", fontsize=9)
@@ -337,7 +416,9 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", default="runs/reproduce_small", help="study folder (resumes if present)")
   parser.add_argument("--figures", default=None, help="also copy the figures here (e.g. docs/results)")
-  parser.add_argument("--stages", nargs="+", default=["fields", "digits"], choices=["fields", "digits"])
+  parser.add_argument(
+    "--stages", nargs="+", default=["fields", "digits", "floor"], choices=["fields", "digits", "floor"]
+  )
   parser.add_argument("--digits_seeds", type=int, nargs="+", default=list(DIGITS_SEEDS), help="sample seeds")
   args = parser.parse_args()
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -354,6 +435,16 @@ def main() -> None:
     (out / "digits.json").write_text(json.dumps({"timings_seconds": timings, "results": digits}, indent=1))
     figures.append("fid_vs_nfe_digits.png")
     print(digits_table(digits))
+  if "floor" in args.stages:
+    floor = run_floor(out, timings)
+    (out / "floor.json").write_text(
+      json.dumps({"floor": FLOOR, "timings_seconds": timings, "results": floor}, indent=1)
+    )
+    print(floor_table(out, floor))
+    if (out / "digits.json").is_file():
+      digits = json.loads((out / "digits.json").read_text())["results"]
+      plot_digits(out / "fid_vs_nfe_digits.png", digits, floor["digits"])
+      figures.append("fid_vs_nfe_digits.png")
   if "fields" not in args.stages:
     copy_figures(out, args.figures, figures)
     return
