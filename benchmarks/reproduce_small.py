@@ -229,23 +229,32 @@ def digits_truth(out: pathlib.Path) -> dict:
   return record
 
 
-def digits_table(results: dict) -> str:
-  """Markdown: FID (mean ± std over seeds) and KID per (config, sampler) × NFE."""
+def digits_table(results: dict, truth: dict | None = None) -> str:
+  """Markdown: FID and KID (mean ± std over seeds) per (config, sampler) × NFE, and the real
+  held-out digits' scores (`digits_truth`) for reference."""
   import numpy as np
 
   seeds = sorted({seed for by_seed in results.values() for seed in by_seed})
-  lines = [f"FID on the digits (256 samples per point; mean ± std over sample seeds {seeds}):\n"]
-  lines.append("| corruption | sampler | " + " | ".join(str(n) for n in DIGITS_NFE) + " |")
-  lines.append("|---|---|" + "---:|" * len(DIGITS_NFE))
-  for name, by_seed in results.items():
-    for sampler in DIGITS_SAMPLERS[name]:
-      cells = []
-      for n in DIGITS_NFE:
-        fids = [
-          p["fid"] for r in by_seed.values() for p in r["points"] if (p["sampler"], p["num_steps"]) == (sampler, n)
-        ]
-        cells.append(f"{np.mean(fids):.1f} ± {np.std(fids):.1f}" if fids else "")
-      lines.append(f"| {DIGITS[name]} | {sampler} | " + " | ".join(cells) + " |")
+  lines = []
+  for metric, scale, digits in (("fid", 1.0, 1), ("kid_mean", 1e3, 1)):
+    name_ = "FID" if metric == "fid" else "KID × 10³"
+    lines.append(f"\n{name_} on the digits (256 samples per point; mean ± std over sample seeds {seeds}):\n")
+    lines.append("| corruption | sampler | " + " | ".join(str(n) for n in DIGITS_NFE) + " |")
+    lines.append("|---|---|" + "---:|" * len(DIGITS_NFE))
+    for name, by_seed in results.items():
+      for sampler in DIGITS_SAMPLERS[name]:
+        cells = []
+        for n in DIGITS_NFE:
+          values = [
+            scale * p[metric]
+            for r in by_seed.values()
+            for p in r["points"]
+            if (p["sampler"], p["num_steps"]) == (sampler, n)
+          ]
+          cells.append(f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if values else "")
+        lines.append(f"| {DIGITS[name]} | {sampler} | " + " | ".join(cells) + " |")
+    if truth is not None:
+      lines.append(f"\nreal held-out digits ({truth['num_images']} images): {name_} {scale * truth[metric]:.{digits}f}")
   return "\n".join(lines)
 
 
@@ -464,7 +473,7 @@ def main() -> None:
     plot_digits(out / "fid_vs_nfe_digits.png", digits)
     (out / "digits.json").write_text(json.dumps({"timings_seconds": timings, "results": digits}, indent=1))
     figures.append("fid_vs_nfe_digits.png")
-    print(digits_table(digits))
+    print(digits_table(digits, digits_truth(out)))
   if "floor" in args.stages:
     floor = run_floor(out, timings)
     (out / "floor.json").write_text(
