@@ -236,9 +236,8 @@ def digits_table(results: dict, truth: dict | None = None) -> str:
 
   seeds = sorted({seed for by_seed in results.values() for seed in by_seed})
   lines = []
-  for metric, scale, digits in (("fid", 1.0, 1), ("kid_mean", 1e3, 1)):
-    name_ = "FID" if metric == "fid" else "KID × 10³"
-    lines.append(f"\n{name_} on the digits (256 samples per point; mean ± std over sample seeds {seeds}):\n")
+  for metric, scale, label in (("fid", 1.0, "FID"), ("kid_mean", 1e3, "KID × 10³")):
+    lines.append(f"\n{label} on the digits (256 samples per point; mean ± std over sample seeds {seeds}):\n")
     lines.append("| corruption | sampler | " + " | ".join(str(n) for n in DIGITS_NFE) + " |")
     lines.append("|---|---|" + "---:|" * len(DIGITS_NFE))
     for name, by_seed in results.items():
@@ -251,10 +250,10 @@ def digits_table(results: dict, truth: dict | None = None) -> str:
             for p in r["points"]
             if (p["sampler"], p["num_steps"]) == (sampler, n)
           ]
-          cells.append(f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if values else "")
+          cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "")
         lines.append(f"| {DIGITS[name]} | {sampler} | " + " | ".join(cells) + " |")
     if truth is not None:
-      lines.append(f"\nreal held-out digits ({truth['num_images']} images): {name_} {scale * truth[metric]:.{digits}f}")
+      lines.append(f"\nreal held-out digits ({truth['num_images']} images): {label} {scale * truth[metric]:.1f}")
   return "\n".join(lines)
 
 
