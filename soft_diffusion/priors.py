@@ -1,12 +1,21 @@
 """The sampler's start distribution p_1 (SPEC §4): a Gaussian fitted to x_1 = C_1 x_0 + s_1 η
 (`GaussianPrior`, the default), or the exact forward marginal over real images (`ForwardPrior`).
 
-The fit lives in the orthonormal 2-D DCT basis (per channel). The `max_full` coefficients with
-the largest variance get a full covariance; every other coefficient is independent with its
-own variance. For blur, C_1 leaves only a few low-frequency coefficients, so those carry the
-full covariance and the rest is essentially the noise s_1; for C_1 = 0 (fully masked) or large
-s_1 (VE) the fit is essentially N(0, s_1² I). Fitting is host-side numpy (float64); sampling
-is a pure JAX function.
+The fit lives in the orthonormal 2-D DCT basis (per channel) and has two parts:
+
+* the signal C_1 x_0, fitted from noise-free corrupted training images: the `max_full`
+  coefficients with the largest variance get a full covariance, every other coefficient is
+  independent with its own variance;
+* the noise s_1 η, added exactly: s_1² on the diagonal, so every direction that C_1 removes has
+  variance s_1², the law the network was trained on.
+
+Fitting a sample covariance to noisy draws of C_1 x_0 + s_1 η instead (what this module did
+before) spreads the noise-only eigenvalues over about (1 ± √(d/N))² s_1² (Marchenko–Pastur;
+0.38–2× s_1² for the digits' 256 coefficients and 1,617 draws): coloured noise the network
+never saw, which the Momentum and deterministic steps carry while s_t stays constant.
+For blur, C_1 leaves only a few low-frequency coefficients, so those carry the full covariance;
+for C_1 = 0 (fully masked) or large s_1 (VE) the fit is essentially N(0, s_1² I). Fitting is
+host-side numpy (float64); sampling is a pure JAX function.
 """
 
 from __future__ import annotations
@@ -25,30 +34,46 @@ class GaussianPrior(NamedTuple):
 
   mean: jax.Array  # [H, W, C] mean DCT coefficients
   full_index: jax.Array  # [K] flat indices of the coefficients with a full covariance
-  full_chol: jax.Array  # [K, K] Cholesky factor of their covariance
-  diag_std: jax.Array  # [H*W*C] std of the other coefficients (0 at full_index)
+  full_chol: jax.Array  # [K, K] Cholesky factor of their covariance (signal + s_1² I)
+  diag_std: jax.Array  # [H*W*C] std of the other coefficients, √(signal var + s_1²) (0 at full_index)
+  noise_std: jax.Array  # [] s_1, the exact noise part included in full_chol and diag_std
 
 
-def fit_gaussian_prior(x1: np.ndarray, max_full: int = 512, jitter: float = 1e-8) -> GaussianPrior:
-  """Fits p_1 to samples x1 [N, H, W, C] of C_1 x_0 + s_1 η (N ≥ 2)."""
-  x1 = np.asarray(x1, np.float64)
-  if x1.ndim != 4 or x1.shape[0] < 2:
-    raise ValueError(f"x1 must be [N >= 2, H, W, C] samples, got shape {x1.shape}")
+def fit_gaussian_prior(
+  signal: np.ndarray, noise_std: float, max_full: int = 512, jitter: float = 1e-8
+) -> GaussianPrior:
+  """Fits p_1 = law of C_1 x_0 + s_1 η from noise-free samples of the signal.
+
+  Args:
+    signal: [N >= 2, H, W, C] samples of C_1 x_0 (training images corrupted without noise).
+    noise_std: s_1 >= 0; s_1² I is added to the fitted signal covariance exactly.
+    max_full: coefficients (by signal variance) with a full covariance; the rest are independent.
+    jitter: added to the full covariance's diagonal so its Cholesky factor exists when s_1 = 0.
+  Returns:
+    GaussianPrior.
+  """
+  signal = np.asarray(signal, np.float64)
+  if signal.ndim != 4 or signal.shape[0] < 2:
+    raise ValueError(f"signal must be [N >= 2, H, W, C] samples of C_1 x_0, got shape {signal.shape}")
+  if not (np.isfinite(noise_std) and noise_std >= 0):
+    raise ValueError(f"noise_std must be a finite s_1 >= 0, got {noise_std!r}")
   if max_full < 0:
     raise ValueError(f"max_full must be >= 0, got {max_full}")
-  coeffs = dct.dct2_host(x1).reshape(x1.shape[0], -1)
+  noise_var = float(noise_std) ** 2
+  coeffs = dct.dct2_host(signal).reshape(signal.shape[0], -1)
   mean = coeffs.mean(axis=0)
-  var = coeffs.var(axis=0)
-  full_index = np.sort(np.argsort(var)[::-1][: min(max_full, coeffs.shape[1])])
+  var = coeffs.var(axis=0, ddof=1)
+  full_index = np.sort(np.argsort(var, kind="stable")[::-1][: min(max_full, coeffs.shape[1])])
   centred = coeffs[:, full_index] - mean[full_index]
-  cov = centred.T @ centred / (coeffs.shape[0] - 1) + jitter * np.eye(len(full_index))
-  diag_std = np.sqrt(var)
+  cov = centred.T @ centred / (coeffs.shape[0] - 1) + (noise_var + jitter) * np.eye(len(full_index))
+  diag_std = np.sqrt(var + noise_var)
   diag_std[full_index] = 0.0
   return GaussianPrior(
-    mean=jnp.asarray(mean.reshape(x1.shape[1:]), jnp.float32),
+    mean=jnp.asarray(mean.reshape(signal.shape[1:]), jnp.float32),
     full_index=jnp.asarray(full_index, jnp.int32),
     full_chol=jnp.asarray(np.linalg.cholesky(cov), jnp.float32),
     diag_std=jnp.asarray(diag_std, jnp.float32),
+    noise_std=jnp.asarray(noise_std, jnp.float32),
   )
 
 

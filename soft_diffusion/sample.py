@@ -1,9 +1,10 @@
 """Everything about drawing images from a network: p_1, the jitted sampler, figures, --mode sample.
 
-* p_1 (`make_prior`): `sample.prior = 'gaussian'` is the fit of C_1 x_0 + s_1 η to
-  `train.prior_num_images` training images, stored in WORKDIR/prior.npz when training starts
-  (`fit_missing=True`) and read by every later sampling; `'forward'` is the exact forward
-  marginal over those images (no file). The choice is made here and nowhere else.
+* p_1 (`make_prior`): `sample.prior = 'gaussian'` is the fit of C_1 x_0 to
+  `train.prior_num_images` training images plus the noise s_1² I exactly, stored in
+  WORKDIR/prior.npz when training starts (`fit_missing=True`) and read by every later
+  sampling; `'forward'` is the exact forward marginal over those images (no file).
+  The choice is made here and nowhere else.
 * Drawing (one verb): `make_draw_fn` jits (params, prior, key) -> one batch of
   `sample.batch_size` images in [-1, 1], split over the mesh's "data" axis; `draw` runs it batch
   by batch from keys fold_in(key(sample.seed), i) and returns uint8 [N, H, W, C]. The same
@@ -59,15 +60,13 @@ def load_training_images(settings: Settings, num: int) -> np.ndarray:
   return np.concatenate(chunks)[:num]
 
 
-def fit_prior(images: np.ndarray, corruption: corruptions.Corruption, seed: int) -> priors.GaussianPrior:
-  """Fits p_1 to C_1 x_0 + s_1 η over training images [N, H, W, C] (noise keys from `seed`)."""
-  corrupt_at_one = jax.jit(lambda x, key: corruption.corrupt(x, jnp.ones(x.shape[0]), jax.random.normal(key, x.shape)))
-  key = jax.random.key(seed + 1)
-  x1 = [
-    np.asarray(corrupt_at_one(images[start : start + 256], jax.random.fold_in(key, i)))
-    for i, start in enumerate(range(0, len(images), 256))
-  ]
-  return priors.fit_gaussian_prior(np.concatenate(x1))
+def fit_prior(images: np.ndarray, corruption: corruptions.Corruption) -> priors.GaussianPrior:
+  """Fits p_1 to training images [N, H, W, C]: the law of C_1 x_0 from the images, plus the
+  noise s_1² I exactly (priors.fit_gaussian_prior); no random draws, so no seed."""
+  apply_at_one = jax.jit(lambda x: corruption.apply(x, jnp.ones(x.shape[0])))
+  signal = [np.asarray(apply_at_one(images[start : start + 256])) for start in range(0, len(images), 256)]
+  noise_std = float(corruption.noise_std(jnp.ones(1))[0])
+  return priors.fit_gaussian_prior(np.concatenate(signal), noise_std)
 
 
 def save_prior(prior: priors.GaussianPrior, path: epath.Path) -> None:
@@ -78,22 +77,36 @@ def load_prior(path: epath.Path) -> priors.GaussianPrior:
   if not path.exists():
     raise errors.MissingError(f"no prior at {path}; it is written when training starts in that workdir")
   f = artifacts.load_npz(path)
+  missing = [k for k in priors.GaussianPrior._fields if k not in f]
+  if missing:
+    raise errors.ConfigError(f"{path} lacks {', '.join(missing)}: not a prior written by this version")
   return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
+
+
+def prior_is_current(path: epath.Path) -> bool:
+  """Whether `path` holds a prior of the current format. Files written before p_1's noise was
+  added exactly (no `noise_std` field) hold a noisy sample covariance and are refitted."""
+  return path.exists() and "noise_std" in artifacts.load_npz(path)
 
 
 def make_prior(
   settings: Settings, corruption: corruptions.Corruption, workdir: epath.Path, *, fit_missing: bool = False
 ) -> priors.GaussianPrior | priors.ForwardPrior:
   """p_1 as `sample.prior` says. With `fit_missing` (training), a missing WORKDIR/prior.npz is
-  fitted and written (by process 0) first, whichever prior sampling uses."""
+  fitted and written (by process 0) first, whichever prior sampling uses. A prior.npz of the
+  earlier format (a sample covariance of noisy draws) is refitted and rewritten in any mode."""
   path = workdir / PRIOR_FILE
   forward = settings.sample.prior == "forward"
-  fit = fit_missing and not path.exists()
+  exists = path.exists()
+  stale = exists and not prior_is_current(path)
+  if stale:
+    log.warning("%s was fitted to noisy draws (earlier format); refitting it with the noise added exactly", path)
+  fit = (fit_missing and not exists) or (stale and not forward)
   artifacts.barrier("prior checked")  # every process has decided before process 0 writes the file
   images = load_training_images(settings, settings.train.prior_num_images) if (forward or fit) else None
   gaussian = None
   if fit:
-    gaussian = fit_prior(images, corruption, settings.seed)
+    gaussian = fit_prior(images, corruption)
     if jax.process_index() == 0:
       save_prior(gaussian, path)
   if forward:
