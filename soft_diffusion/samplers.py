@@ -21,7 +21,8 @@ makes two calls per level and has its own loop.
       x_{t-Δt} = C_{t-Δt} x̂_0 + (s_{t-Δt}/s_t)(x_t - C_t x̂_0).
 * `pc_sampler`: score_sde's predictor-corrector sampler (the VE baseline's): a Langevin
   corrector step and a Momentum (reverse-diffusion) predictor step per level, two network
-  evaluations per level, no noise in the last step. Not the paper's method for Soft Diffusion.
+  evaluations per level; the last step returns the denoised estimate (score_sde's noise
+  removal). Not the paper's method for Soft Diffusion.
 
 All are `lax.fori_loop`s, jit-able, and work unchanged on a batch sharded over a mesh.
 """
@@ -145,15 +146,18 @@ def pc_sampler(
 ) -> Any:
   """score_sde's predictor-corrector sampler (Song et al., 2021), for any corruption.
 
-  `num_steps` network evaluations over L = ceil(N/2) levels t_l = 1 - l/L: at each level one
-  Langevin corrector step, then one predictor step to t_{l+1} (the first level has no corrector
-  when N is odd). Score: s_θ(x, t) = (C_t h_θ(x, t) - x)/s_t² (SPEC §2).
+  `num_steps` network evaluations over L = ceil(N/2) levels t_l = 1 - l/(L-1), l = 0 … L-1
+  (score_sde's grid from T down to its smallest noise; here t = 0, s_0 = noise_std_min). At each
+  level one Langevin corrector step, then one predictor step to t_{l+1} (the first level has no
+  corrector when N is odd). Score: s_θ(x, t) = (C_t h_θ(x, t) - x)/s_t² (SPEC §2).
 
   * Corrector (score_sde's LangevinCorrector, one step): with g = s_θ(x, t) and z ~ N(0, I),
     ε = 2 (snr ‖z‖ / ‖g‖)², x ← x + ε g + √(2ε) z. Norms are per image (score_sde takes the
     batch mean, so an image depended on the others in its batch).
   * Predictor: the Momentum update (= score_sde's reverse-diffusion predictor when C_t = I).
-  * Noise removal: the last predictor step adds no noise (score_sde returns its mean).
+  * Noise removal: the last predictor step goes from s_0 to no noise and returns its mean, the
+    denoised estimate x̂_0 = h_θ(x, 0) (score_sde's x + σ_min² s_θ when C_t = I), so the
+    samples do not keep noise of about s_0.
 
   Signature and returns as `reverse_process`; the trajectory has one entry per network call.
   """
@@ -167,7 +171,8 @@ def pc_sampler(
   levels = (num_steps + 1) // 2
 
   def level_time(l):
-    return jnp.full((batch,), (levels - l) / levels, dtype)
+    # t_l = (L-1-l)/(L-1), clamped at 0: the last level is t = 0 (and t = 1 when L = 1).
+    return jnp.full((batch,), jnp.maximum(levels - 1 - l, 0) / max(levels - 1, 1), dtype)
 
   def per_image_norm(v):
     return jnp.sqrt(jnp.sum(jnp.square(v), axis=(1, 2, 3)))
@@ -182,9 +187,9 @@ def pc_sampler(
   def predictor(x, l, k):
     t, t_next = level_time(l), level_time(l + 1)
     x0_hat = denoise_fn(x, t).astype(x.dtype)
-    keep = jnp.where(l == levels - 1, 0.0, 1.0).astype(x.dtype)  # noise removal at the end
-    noise = keep * jax.random.normal(k, x.shape, x.dtype)
-    return momentum_update(corruption, x, x0_hat, t, t_next, noise).astype(x.dtype), x0_hat
+    noise = jax.random.normal(k, x.shape, x.dtype)
+    x_next = momentum_update(corruption, x, x0_hat, t, t_next, noise).astype(x.dtype)
+    return jnp.where(l == levels - 1, x0_hat, x_next), x0_hat  # noise removal at the end
 
   def level(carry, l):
     x, _ = carry
