@@ -136,6 +136,11 @@ def get_config() -> ml_collections.ConfigDict:
   lv.num_candidates = 256  # log-spaced candidate blur levels in [blur_sigma_min, blur_sigma_max]
   lv.num_levels = 32  # levels kept, at t_k = k/(K-1)
   lv.num_images = 0  # training images in the mean DCT power spectrum; 0 = the whole split
+  # how the noise s(t) enters the distance (level_selection.py): 'joint' ((σ_B, s(t_k)) pairs) |
+  # 'joint_min_blur' (joint, every hop at least min_blur_share blur) | 'candidate' (candidate i
+  # carries s(i/(M-1))) | 'blur' (the blur term alone)
+  lv.pairing = "joint"
+  lv.min_blur_share = 0.5  # 'joint_min_blur' only: d_blur >= this share of each hop, in (0, 1)
 
   # Evaluation, --mode stats and --mode eval (FID/KID with the JAX Inception-v3; see README).
   config.eval = ev = ml_collections.ConfigDict()

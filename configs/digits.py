@@ -17,6 +17,14 @@ DIGITS_BLUR_LEVELS = (
   3.9567, 4.1589, 4.4817, 4.8296, 5.2045, 5.75,
 )  # fmt: skip
 
+# The same selection with levels.pairing = 'candidate' (candidate i carries s(i/255)): the
+# table this config used before the joint selection.
+DIGITS_BLUR_LEVELS_CANDIDATE = (
+  0.01, 0.0239, 0.0348, 0.0446, 0.3617, 0.539, 0.6915, 0.8233, 0.956, 1.0829, 1.2266, 1.3551, 1.4972, 1.6541,
+  1.7825, 1.9208, 2.0699, 2.2306, 2.4038, 2.5903, 2.7914, 3.0081, 3.1618, 3.3234, 3.4932, 3.6717, 3.8593,
+  4.1589, 4.4817, 4.8296, 5.2045, 5.75,
+)  # fmt: skip
+
 
 def get_config():
   config = default.get_config()

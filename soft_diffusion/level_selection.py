@@ -12,15 +12,28 @@ of K-1 hops leads from the first to the last candidate (so no path with fewer ho
 a smaller ε), and of those paths the one with the smallest sum of squared hops is returned.
 
 Noise pairing (SPEC §3): selected level k sits at t_k = k/(K-1) and is trained and sampled with
-s(t_k). `select_blur_levels` therefore selects the (σ_B, s) pairs jointly: the blur part of a
-hop depends on the two candidates, its noise part n (s(t_k) - s(t_{k-1}))² on the hop's
-position only, and the path search keeps every whole hop within ε (`select_levels` with
-`hop_noise`). `--mode schedule` (select_levels.py) passes s(t_k) of the configured schedule.
+s(t_k). How the noise enters the selection is `select_blur_levels`' `pairing` (PAIRINGS):
+
+* 'joint': the (σ_B, s) pairs are selected jointly: the blur part of a hop depends on the two
+  candidates, its noise part n (s(t_k) - s(t_{k-1}))² on the hop's position only, and every whole
+  hop stays within ε (`select_levels` with `hop_noise`). Where the noise ramps fast, a hop can
+  be spent on noise alone (Gaussian fields: hops 1-7 moved σ_B from 0.010 to 0.012 px) or the
+  blur can jump where the noise hop is cheap (digits: 0.01 -> 0.35 px in one hop).
+* 'joint_min_blur': 'joint', and every hop also carries at least `min_blur_share` of its length
+  in blur (d_blur ≥ share · hop length), so no hop is degenerate (noise alone).
+* 'candidate': candidate i (of M, log-spaced in σ_B) carries s(i/(M-1)), the noise of its own
+  index, and the distances include n (s_i - s_j)² (the selection before the joint one: the
+  digits' first levels 0.01, 0.024, 0.035, 0.045, then 0.36 px).
+* 'blur': the blur term alone (noise as configured, not part of the distance): every hop moves
+  the blur by the same W2 bound.
+
+`--mode schedule` (select_levels.py) passes the configured noise schedule and `levels.pairing`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -95,7 +108,13 @@ def _reaches_the_end(hops: np.ndarray, epsilon: float) -> bool:
   return bool(reach[-1])
 
 
-def select_levels(distances: np.ndarray, num_levels: int, *, hop_noise: np.ndarray | None = None) -> LevelSelection:
+def select_levels(
+  distances: np.ndarray,
+  num_levels: int,
+  *,
+  hop_noise: np.ndarray | None = None,
+  min_blur_share: float = 0.0,
+) -> LevelSelection:
   """Chooses `num_levels` of M candidates (ordered from least to most corrupted), SPEC §3.
 
   The K levels are candidates i_0 = 0 < i_1 < ... < i_{K-1} = M-1, and hop k (from i_{k-1} to
@@ -109,6 +128,8 @@ def select_levels(distances: np.ndarray, num_levels: int, *, hop_noise: np.ndarr
     num_levels: K, the number of levels to keep (2 ≤ K ≤ M).
     hop_noise: optional [K-1] squared distance added to each hop whatever its candidates: the
       noise term n (s_k - s_{k-1})² when level k carries the noise s_k of its own position.
+    min_blur_share: in [0, 1); > 0 allows a hop only when d(i, j) ≥ min_blur_share × its
+      length, i.e. the candidates' own distance is at least that share of the hop.
   Returns:
     LevelSelection with K increasing indices from 0 to M-1 and the K-1 hop lengths.
   """
@@ -123,13 +144,20 @@ def select_levels(distances: np.ndarray, num_levels: int, *, hop_noise: np.ndarr
   extra = np.zeros(num_levels - 1) if hop_noise is None else np.asarray(hop_noise, np.float64)
   if extra.shape != (num_levels - 1,) or not np.all(np.isfinite(extra)) or np.any(extra < 0):
     raise ValueError(f"hop_noise must be [K-1] = ({num_levels - 1},) finite values >= 0, got shape {extra.shape}")
+  if not 0.0 <= min_blur_share < 1.0:
+    raise ValueError(f"min_blur_share must be in [0, 1), got {min_blur_share!r}")
   hops = _hop_lengths(np.square(distances), extra)
+  if min_blur_share > 0:
+    hops = np.where(distances[None] >= min_blur_share * hops, hops, np.inf)
 
   # Every hop length is a possible ε; whether a path exists only grows with ε, so bisect.
   candidates = np.unique(hops[np.isfinite(hops)])
   lo, hi = 0, len(candidates) - 1
-  if not _reaches_the_end(hops, candidates[hi]):
-    raise ValueError(f"no path with exactly {num_levels - 1} hops: need at least num_levels candidates")
+  if not len(candidates) or not _reaches_the_end(hops, candidates[hi]):
+    raise ValueError(
+      f"no path with exactly {num_levels - 1} hops: need at least num_levels candidates"
+      + (f" (and hops that carry a blur share of {min_blur_share})" if min_blur_share > 0 else "")
+    )
   while lo < hi:
     mid = (lo + hi) // 2
     if _reaches_the_end(hops, candidates[mid]):
@@ -166,6 +194,9 @@ class BlurLevels:
     return TableBlurSchedule(tuple(float(s) for s in self.sigmas))
 
 
+PAIRINGS = ("joint", "joint_min_blur", "candidate", "blur")
+
+
 def select_blur_levels(
   power_spectrum: np.ndarray,
   *,
@@ -174,13 +205,16 @@ def select_blur_levels(
   num_candidates: int = 256,
   num_levels: int = 32,
   level_noise_stds: np.ndarray | None = None,
+  noise_schedule: Callable[[np.ndarray], np.ndarray] | None = None,
+  pairing: str = "joint",
+  min_blur_share: float = 0.5,
 ) -> BlurLevels:
   """Blur levels for a dataset with mean DCT power spectrum `power_spectrum`, SPEC §3.
 
-  Level k sits at t_k = k/(K-1) and is trained and sampled with the noise s(t_k); with
-  `level_noise_stds` = [s(t_0), ..., s(t_{K-1})] the (σ_B, s) pairs are selected jointly: hop k
-  costs sqrt(Σ (m_a - m_b)² P + n (s(t_k) - s(t_{k-1}))²), each level's own noise, so no hop is
-  spent on a noise change at a blur level that does nothing.
+  Level k sits at t_k = k/(K-1) and is trained and sampled with the noise s(t_k). How the noise
+  enters the selection is `pairing` (module docstring); the noise comes from `noise_schedule`
+  (t -> s_t on numpy arrays) or, for 'joint' and 'joint_min_blur' only, from `level_noise_stds`
+  = [s(t_0), ..., s(t_{K-1})]. Without either, every pairing is 'blur'.
 
   Args:
     power_spectrum: [H, W, C] mean of DCT2(x_0)² per coefficient and channel (orthonormal DCT).
@@ -188,6 +222,9 @@ def select_blur_levels(
     num_candidates: M candidate levels.
     num_levels: K levels to keep.
     level_noise_stds: optional [K] noise level of each selected level, s(t_k).
+    noise_schedule: optional s_t as a function of t (numpy in, numpy out).
+    pairing: one of PAIRINGS.
+    min_blur_share: the share of each hop that must be blur, for 'joint_min_blur'.
   Returns:
     BlurLevels; `.schedule()` gives the σ_B(t) table for training and sampling.
   """
@@ -197,15 +234,26 @@ def select_blur_levels(
   LogBlurSchedule(sigma_min, sigma_max)  # validates the range
   if not isinstance(num_candidates, (int, np.integer)) or num_candidates < 2:
     raise ValueError(f"num_candidates must be an int >= 2, got {num_candidates!r}")
+  if pairing not in PAIRINGS:
+    raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+  if pairing == "candidate" and level_noise_stds is not None and noise_schedule is None:
+    raise ValueError("pairing 'candidate' needs noise_schedule (the noise of each candidate's own t)")
   height, width, channels = power_spectrum.shape
+  num_values = height * width * channels
+  if level_noise_stds is None and noise_schedule is not None:
+    level_noise_stds = np.asarray(noise_schedule(np.linspace(0.0, 1.0, num_levels)), np.float64)
   hop_noise = None
-  if level_noise_stds is not None:
+  if level_noise_stds is not None and pairing in ("joint", "joint_min_blur"):
     s = np.asarray(level_noise_stds, np.float64)
     if s.shape != (num_levels,):
       raise ValueError(f"level_noise_stds must have shape [K] = ({num_levels},), got {s.shape}")
-    hop_noise = height * width * channels * np.square(np.diff(s))
+    hop_noise = num_values * np.square(np.diff(s))
   candidate_sigmas = np.geomspace(sigma_min, sigma_max, num_candidates)
   multipliers = dct.blur_multipliers_2d(candidate_sigmas, height, width)
-  distances = level_distances(multipliers, power_spectrum.sum(axis=-1))
-  selection = select_levels(distances, num_levels, hop_noise=hop_noise)
+  candidate_noise = None
+  if pairing == "candidate" and noise_schedule is not None:
+    candidate_noise = np.asarray(noise_schedule(np.linspace(0.0, 1.0, num_candidates)), np.float64)
+  distances = level_distances(multipliers, power_spectrum.sum(axis=-1), candidate_noise, num_values)
+  share = min_blur_share if (pairing == "joint_min_blur" and hop_noise is not None) else 0.0
+  selection = select_levels(distances, num_levels, hop_noise=hop_noise, min_blur_share=share)
   return BlurLevels(sigmas=candidate_sigmas[selection.indices], selection=selection, candidate_sigmas=candidate_sigmas)

@@ -5,7 +5,8 @@ orthonormal-DCT power spectrum E[DCT2(x_0)²] per coefficient and channel (float
 'gaussian_field' the generator's exact spectrum, no pass);
 `level_selection.select_blur_levels` then runs SPEC §3 on it: `levels.num_candidates`
 log-spaced σ_B in [blur_sigma_min, blur_sigma_max] and `levels.num_levels` = K levels kept,
-level k with the noise s(t_k) it is trained with, t_k = k/(K-1) (the pairs selected jointly).
+level k with the noise s(t_k) it is trained with, t_k = k/(K-1); how the noise enters the
+distances is `levels.pairing` (level_selection.PAIRINGS; 'joint' selects the pairs jointly).
 
 It writes, atomically, `WORKDIR/schedule.json` (the levels, ε, hop distances, candidates, and
 the `fingerprint` of the settings they were selected for) and `WORKDIR/schedule.png` (σ_B(t)
@@ -40,9 +41,17 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_FILE = "schedule.json"
 METHOD = (
-  "SPEC §3: synchronous-coupling W2 bound on the mean DCT power spectrum; (sigma_B, s(t_k)) pairs selected "
-  "jointly; smallest epsilon admitting K levels"
+  "SPEC §3: synchronous-coupling W2 bound on the mean DCT power spectrum; noise pairing levels.pairing "
+  "(level_selection.PAIRINGS); smallest epsilon admitting K levels"
 )
+
+
+def pairing_label(pairing: str, min_blur_share: float) -> str:
+  """The fingerprint's name of a noise pairing ('joint' keeps the name schedule.json files of
+  earlier versions carry, so they stay valid)."""
+  if pairing == "joint":
+    return "level k carries s(t_k)"
+  return f"{pairing} {min_blur_share}" if pairing == "joint_min_blur" else pairing
 
 
 def fingerprint(settings: Settings) -> dict[str, Any]:
@@ -61,7 +70,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     "blur_sigma_min": c.blur_sigma_min,
     "blur_sigma_max": c.blur_sigma_max,
     "noise": [c.noise_schedule, c.noise_std_min, c.noise_std_max, c.noise_clip_t],
-    "noise_pairing": "level k carries s(t_k)",
+    "noise_pairing": pairing_label(settings.levels.pairing, settings.levels.min_blur_share),
     "num_candidates": settings.levels.num_candidates,
     "num_levels": settings.levels.num_levels,
   }
@@ -161,6 +170,9 @@ def _select(settings: Settings) -> tuple[level_selection.BlurLevels, dict[str, A
     num_candidates=settings.levels.num_candidates,
     num_levels=k,
     level_noise_stds=level_noise_stds,
+    noise_schedule=lambda t: np.asarray(noise(jnp.asarray(t, jnp.float32)), np.float64),
+    pairing=settings.levels.pairing,
+    min_blur_share=settings.levels.min_blur_share,
   )
   log.info(
     "selected %d levels in %.1f s (ε = %.4g)", len(levels.sigmas), time.perf_counter() - start, levels.selection.epsilon

@@ -25,7 +25,17 @@ from typing import Any
 
 from etils import epath
 
-from soft_diffusion import corruptions, data, errors, losses, models, samplers, select_levels, typed_config
+from soft_diffusion import (
+  corruptions,
+  data,
+  errors,
+  level_selection,
+  losses,
+  models,
+  samplers,
+  select_levels,
+  typed_config,
+)
 
 check = typed_config.check
 at_least = typed_config.is_int_at_least
@@ -149,6 +159,8 @@ class LevelsConfig:
   num_candidates: int = 256
   num_levels: int = 32
   num_images: int = 0
+  pairing: str = "joint"
+  min_blur_share: float = 0.5
 
   def __post_init__(self):
     check(at_least(self.num_candidates, 2), "levels.num_candidates", "an int >= 2", self.num_candidates)
@@ -159,6 +171,10 @@ class LevelsConfig:
       self.num_levels,
     )
     check(at_least(self.num_images, 0), "levels.num_images", "an int >= 0 (0 = all)", self.num_images)
+    pairings = level_selection.PAIRINGS
+    check(self.pairing in pairings, "levels.pairing", f"one of {pairings}", self.pairing)
+    share = self.min_blur_share
+    check(isinstance(share, (int, float)) and 0 < share < 1, "levels.min_blur_share", "in (0, 1)", share)
 
 
 @dataclasses.dataclass(frozen=True)

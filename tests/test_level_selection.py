@@ -70,6 +70,59 @@ def test_joint_selection_is_the_best_path_by_exhaustive_search(rng):
   np.testing.assert_allclose(sel.hop_distances, hops(tuple(sel.indices)), rtol=1e-12)
 
 
+def test_min_blur_share_is_the_best_path_with_enough_blur_by_exhaustive_search(rng):
+  """'joint_min_blur': a hop is allowed only when the candidates' own distance is at least the
+  share of its length; on 10 candidates and 4 levels every path is tried, and the noise-heavy
+  first hop must move the blur (the plain joint path may not)."""
+  import itertools
+
+  x = np.sort(rng.uniform(0, 1, 10))
+  x[0], x[-1] = 0.0, 1.0
+  dist = np.abs(x[:, None] - x[None, :])
+  hop_noise = np.array([0.09, 0.0, 0.01])
+  share = 0.6
+  sel = level_selection.select_levels(dist, 4, hop_noise=hop_noise, min_blur_share=share)
+
+  def hops(path):
+    return np.sqrt(dist[list(path[:-1]), list(path[1:])] ** 2 + hop_noise)
+
+  def enough_blur(path):
+    return np.all(dist[list(path[:-1]), list(path[1:])] >= share * hops(path))
+
+  paths = [(0, *mid, 9) for mid in itertools.combinations(range(1, 9), 2) if enough_blur((0, *mid, 9))]
+  best = min(hops(p).max() for p in paths)
+  assert sel.epsilon == pytest.approx(best, rel=1e-12)
+  within = [p for p in paths if hops(p).max() <= sel.epsilon * (1 + 1e-12)]
+  assert tuple(sel.indices) == min(within, key=lambda p: np.sum(hops(p) ** 2))
+  assert enough_blur(tuple(sel.indices))
+
+
+def test_pairings_on_a_field_spectrum():
+  """A 1/f² spectrum (the Gaussian fields' shape) with the clipped noise ramp 0.01 -> 0.1 over
+  the first quarter: 'joint' and 'candidate' spend their first hops on the noise alone (σ_B
+  barely moves), 'joint_min_blur' and 'blur' do not; 'joint_min_blur' keeps every hop at least
+  half blur."""
+  power = synthetic_spectrum(alpha=2.0)
+  t = np.linspace(0, 1, NUM_LEVELS)
+  noise = lambda t: 0.01 * 10.0 ** np.minimum(np.asarray(t) / 0.25, 1.0)
+  kwargs = dict(sigma_min=0.01, sigma_max=6.0, num_candidates=128, num_levels=NUM_LEVELS, noise_schedule=noise)
+  out = {p: level_selection.select_blur_levels(power, pairing=p, **kwargs) for p in level_selection.PAIRINGS}
+  for pairing in ("joint", "candidate"):
+    assert out[pairing].sigmas[1] < 0.03, (pairing, out[pairing].sigmas[:4])
+  for pairing in ("joint_min_blur", "blur"):
+    assert out[pairing].sigmas[1] > 0.05, (pairing, out[pairing].sigmas[:4])
+  levels = out["joint_min_blur"]
+  mult = dct.blur_multipliers_2d(levels.candidate_sigmas[levels.selection.indices], 16, 16)
+  blur = np.sqrt(np.sum(np.diff(mult, axis=0) ** 2 * power.sum(-1), axis=(1, 2)))
+  assert np.all(blur >= 0.5 * levels.selection.hop_distances * (1 - 1e-9))
+  n = power.size
+  np.testing.assert_allclose(levels.selection.hop_distances, np.sqrt(blur**2 + n * np.diff(noise(t)) ** 2))
+  blur_only = level_selection.select_blur_levels(
+    power, sigma_min=0.01, sigma_max=6.0, num_candidates=128, num_levels=NUM_LEVELS
+  )
+  np.testing.assert_array_equal(out["blur"].sigmas, blur_only.sigmas)
+
+
 def test_without_noise_no_shorter_path_exists_and_epsilon_is_the_smallest():
   power = synthetic_spectrum()
   levels = level_selection.select_blur_levels(
@@ -104,5 +157,9 @@ def test_select_levels_rejects_bad_input():
     level_selection.select_levels(d[:3], 2)
   with pytest.raises(ValueError, match=r"power_spectrum must have shape \[H, W, C\]"):
     level_selection.select_blur_levels(np.ones((4, 4)))
+  with pytest.raises(ValueError, match="pairing must be one of"):
+    level_selection.select_blur_levels(np.ones((4, 4, 1)), pairing="nearest")
+  with pytest.raises(ValueError, match=r"min_blur_share must be in \[0, 1\)"):
+    level_selection.select_levels(d, 3, min_blur_share=1.0)
   with pytest.raises(ValueError, match=r"hop_noise must be \[K-1\]"):
     level_selection.select_levels(d, 3, hop_noise=np.ones(3))

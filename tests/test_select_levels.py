@@ -25,6 +25,19 @@ def test_schedule_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
   assert (tmp_path / "schedule.png").stat().st_size > 10_000
 
 
+def test_candidate_pairing_reproduces_the_earlier_digits_table(tfds_dir, tmp_path):
+  """levels.pairing = 'candidate' is the selection the digits config used before the joint one
+  (its table is in configs/digits.py as DIGITS_BLUR_LEVELS_CANDIDATE)."""
+  from configs import digits
+
+  config = digits.get_config()
+  config.data.path = tfds_dir
+  config.levels.pairing = "candidate"
+  record = json.loads(select_levels.select_schedule(settings_lib.load(config), tmp_path).read_text())
+  np.testing.assert_allclose(record["sigmas"], digits.DIGITS_BLUR_LEVELS_CANDIDATE, atol=5e-5)
+  assert record["fingerprint"]["noise_pairing"] == "candidate"
+
+
 def test_selected_levels_are_read_and_must_match_the_settings(tiny_config, tmp_path):
   tiny_config.corruption.blur_schedule = "selected"
   settings_lib.load(tiny_config)  # without a workdir: the candidate range is checked, nothing read

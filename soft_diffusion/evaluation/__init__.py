@@ -14,6 +14,8 @@
 * `kid(a, b)`: kernel inception distance, the unbiased MMD² with the cubic polynomial kernel
   k(x, y) = (x·y / d + 1)³, as mean and standard deviation over random subsets.
 
+* `spectral` (evaluation/spectral.py): cheap measures against real images, DCT ring variances
+  and pixel-space KID (no Inception).
 * `exact` (evaluation/exact.py): distances to a known Gaussian law diagonal in the DCT basis
   (the Gaussian-field testbed, SPEC §7): full and spectral Fréchet distance, variance ratios per
   frequency band and ring; `exact.exact_metrics(samples, v)`.
@@ -34,9 +36,18 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from soft_diffusion.evaluation import exact, inception, weights
+from soft_diffusion.evaluation import exact, inception, spectral, weights
 
-__all__ = ["FeatureStats", "exact", "fid", "kid", "inception_features", "load_inception_params", "INCEPTION_SOURCE"]
+__all__ = [
+  "FeatureStats",
+  "exact",
+  "fid",
+  "kid",
+  "inception_features",
+  "load_inception_params",
+  "spectral",
+  "INCEPTION_SOURCE",
+]
 
 INCEPTION_SOURCE = weights.SOURCE
 
