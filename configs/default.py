@@ -60,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
   # > 0 (extension, not the paper): C_t in the loss becomes (1 - floor) C_t + floor I, so the
   # network is also taught at the frequencies C_t removes; the minimiser is unchanged
   config.loss.floor = 0.0
+  # > 0 (extension, not the paper): C_t in the loss becomes C_{max(t - lag, 0)}, the operator the
+  # Momentum step reads one step later, so every frequency its deblurring move reads is taught;
+  # the minimiser is unchanged (for blur); at least one sampler step (1/NFE); 0 with loss.floor > 0
+  config.loss.lag = 0.0
 
   # Network φ_θ (soft_diffusion/models/); defaults: SPEC §6, score_sde's NCSN++ CelebA-64 recipe.
   config.model = m = ml_collections.ConfigDict()

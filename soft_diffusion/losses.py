@@ -64,19 +64,25 @@ def soft_score_matching_per_example(
   weighting: str = "uniform",
   reduction: str = "mean",
   floor: float = 0.0,
+  lag: float = 0.0,
 ) -> jax.Array:
   """Per-example Soft Score Matching loss, [B] float32 (see `soft_score_matching_loss`)."""
   if reduction not in REDUCTIONS:
     raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
   if not 0.0 <= floor < 1.0:
     raise ValueError(f"floor must be in [0, 1), got {floor!r}")
+  if not 0.0 <= lag < 1.0:
+    raise ValueError(f"lag must be in [0, 1), got {lag!r}")
+  if floor and lag:
+    raise ValueError(f"floor and lag are two alternatives; set one, got floor={floor!r}, lag={lag!r}")
   x0, t, noise_std = _checked_inputs(x0, t, corruption.noise_std, weighting)
   x_t = corruption.corrupt(x0, t, noise)
   x0_hat = denoise_fn(x_t, t)
   if x0_hat.shape != x0.shape:
     raise ValueError(f"denoise_fn must return the shape of x0 {x0.shape}, got {x0_hat.shape}")
   error = x0_hat.astype(jnp.float32) - x0.astype(jnp.float32)
-  residual = corruption.apply(error, t)
+  # A_t = C_t (the paper), C_{max(t - lag, 0)} (lag > 0), or (1 - floor) C_t + floor I (floor > 0)
+  residual = corruption.apply(error, jnp.maximum(t - lag, 0.0) if lag else t)
   if floor:  # A_t = (1 - floor) C_t + floor I: the frequencies C_t removes still carry weight floor²
     residual = (1.0 - floor) * residual + floor * error
   reduce = jnp.mean if reduction == "mean" else jnp.sum
@@ -94,6 +100,7 @@ def soft_score_matching_loss(
   weighting: str = "uniform",
   reduction: str = "mean",
   floor: float = 0.0,
+  lag: float = 0.0,
 ) -> jax.Array:
   """Soft Score Matching loss (SPEC §2), a float32 scalar.
 
@@ -108,12 +115,17 @@ def soft_score_matching_loss(
     floor: in [0, 1); > 0 replaces C_t in the loss by A_t = (1 − floor) C_t + floor·I (an
       extension, not the paper's): the error of h_θ at frequencies C_t removes is weighted by at
       least floor² instead of ~0. A_t is invertible, so the minimiser is still E[x_0 | x_t].
+    lag: in [0, 1); > 0 replaces C_t in the loss by A_t = C_{max(t − lag, 0)} (an extension, not
+      the paper's): the error is weighted as the Momentum Sampler reads it one step later, whose
+      deblurring move is (C_{t−Δt} − C_t) x̂_0; with lag ≥ Δt every frequency that move reads is
+      weighted by at least c_{t−Δt}². For blur, C_s is invertible for every s, so the minimiser is
+      unchanged. Set floor or lag, not both.
   Returns:
     Batch mean of w(t) · mean_pixels((C_t(denoise_fn(x_t, t) - x0))²), x_t = corrupt(x0, t, η)
     (sum_pixels with reduction = "sum").
   """
   per_example = soft_score_matching_per_example(
-    denoise_fn, x0, t, noise, corruption, weighting=weighting, reduction=reduction, floor=floor
+    denoise_fn, x0, t, noise, corruption, weighting=weighting, reduction=reduction, floor=floor, lag=lag
   )
   return jnp.mean(per_example)
 

@@ -54,9 +54,12 @@ class LossConfig:
   weighting: str = "uniform"
   reduction: str = "mean"
   floor: float = 0.0
+  lag: float = 0.0
 
   def __post_init__(self):
     check(isinstance(self.floor, (int, float)) and 0.0 <= self.floor < 1.0, "loss.floor", "in [0, 1)", self.floor)
+    check(isinstance(self.lag, (int, float)) and 0.0 <= self.lag < 1.0, "loss.lag", "in [0, 1)", self.lag)
+    check(not (self.floor and self.lag), "loss.lag", "0 when loss.floor > 0 (two alternatives)", self.lag)
     check(self.weighting in losses.WEIGHTINGS, "loss.weighting", f"one of {losses.WEIGHTINGS}", self.weighting)
     check(self.reduction in losses.REDUCTIONS, "loss.reduction", f"one of {losses.REDUCTIONS}", self.reduction)
 

@@ -66,6 +66,7 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
       weighting=settings.loss.weighting,
       reduction=settings.loss.reduction,
       floor=settings.loss.floor,
+      lag=settings.loss.lag,
     )
     return per_example.mean(), per_example
 

@@ -1,0 +1,331 @@
+"""Sample-quality studies on the digits: which level table, loss and parameterisation make the
+paper's Momentum Sampler good, measured with the project's own metrics.
+
+    python benchmarks/quality_study.py --study accounting --seeds 0 1 --inception
+    python benchmarks/quality_study.py --study levels --seeds 0 1
+    python benchmarks/quality_study.py --study loss --seeds 0 1 2
+
+Each variant is configs/digits.py with a few overrides (VARIANTS); each (variant, training seed)
+is trained with the CLI a user would run,
+
+    python -m soft_diffusion.main --config configs/digits.py --workdir OUT/<variant>_s<seed> --config.seed=<seed> ...
+
+(resumed if interrupted; a variant whose levels come from a pairing first runs the level
+selection into its workdir), then sampled in this process (EMA parameters of the last
+checkpoint, p_1 as the config says, sample seed 0, 256 images per point) with the Momentum and
+naive samplers at 50, 100 and 200 NFE. Per point it measures, against the real train digits:
+
+* pixel-space KID (×10³; `evaluation.spectral.pixel_kid`, 100 subsets of 256): cheap, and on
+  16×16 grey images the pixels describe everything;
+* the DCT ring variances (`evaluation.spectral.ring_report`): `ratio_high`, the variance over
+  the rings 12 ≤ k+l < 20 relative to the real digits' (fine detail: 1 is right), and
+  `top_excess_std`, the standard deviation in excess of the real digits' over the rings
+  k+l ≥ 20, where the upsampled digits have almost no power (noise left in the samples);
+* with --inception, FID and KID (×10³) with the project's Inception-v3 against the train
+  split's statistics (`--mode stats`, computed once into OUT/reference and shared).
+
+The real held-out digits (the validation split, 180 images) are measured the same way, as the
+floor. Each run's numbers are kept in OUT/<variant>_s<seed>/quality.json (a rerun skips the
+points it holds); the study's are written to --results (docs/results/quality_<study>.json) with
+the wall time of each stage, and the tables (mean ± std over training seeds) are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # configs/
+
+from configs import digits as digits_config  # noqa: E402
+
+SAMPLERS = ("momentum", "naive")
+NFES = (50, 100, 200)
+NUM_SAMPLES = 256
+SAMPLE_SEED = 0
+
+# variant -> (what it is, config overrides, level pairing to select into the workdir or None)
+VARIANTS: dict[str, tuple[str, dict, str | None]] = {
+  "joint": ("levels.pairing = joint (the table of configs/digits.py since 4ce04ed)", {}, None),
+  "candidate": (
+    "levels.pairing = candidate (the table used before 4ce04ed)",
+    {"corruption.blur_sigma_table": digits_config.DIGITS_BLUR_LEVELS_CANDIDATE},
+    None,
+  ),
+  "blur": ("levels.pairing = blur (the blur term alone)", {}, "blur"),
+  "joint_min_blur": ("levels.pairing = joint_min_blur (every hop at least half blur)", {}, "joint_min_blur"),
+}
+STUDIES = {
+  "accounting": ("joint", "candidate"),
+  "levels": ("joint", "candidate", "blur", "joint_min_blur"),
+}
+
+
+def flag_value(value) -> str:
+  if isinstance(value, tuple):
+    return "(" + ",".join(repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+  return repr(value) if isinstance(value, str) else str(value)
+
+
+def run_cli(args: list[str], log: pathlib.Path) -> None:
+  cmd = [sys.executable, "-m", "soft_diffusion.main", *args]
+  print("+", " ".join(cmd[1:]), f"> {log}", flush=True)
+  with log.open("a") as f:
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+
+
+def make_config(overrides: dict, seed: int):
+  config = digits_config.get_config()
+  config.seed = seed
+  for key, value in overrides.items():
+    node = config
+    *path, leaf = key.split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def select_table(variant: str, pairing: str, workdir: pathlib.Path) -> tuple[float, ...]:
+  """The levels of `pairing` on the digits, selected into WORKDIR (schedule.json and .png)."""
+  from soft_diffusion import select_levels
+  from soft_diffusion import settings as settings_lib
+
+  path = workdir / "schedule.json"
+  if not path.is_file():
+    config = make_config({"levels.pairing": pairing}, 0)
+    select_levels.select_schedule(settings_lib.load(config), workdir)
+  sigmas = tuple(round(s, 4) for s in json.loads(path.read_text())["sigmas"])
+  print(f"{variant}: levels {sigmas[:5]} ... {sigmas[-1]}", flush=True)
+  return sigmas
+
+
+def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
+  """Trains (unless done) and returns the overrides the run used."""
+  _, overrides, pairing = VARIANTS[variant]
+  workdir = out / f"{variant}_s{seed}"
+  workdir.mkdir(parents=True, exist_ok=True)
+  overrides = dict(overrides)
+  if pairing is not None:
+    overrides["corruption.blur_sigma_table"] = select_table(variant, pairing, workdir)
+  config = make_config(overrides, seed)
+  if not (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
+    flags = [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
+    args = ["--config", "configs/digits.py", "--workdir", str(workdir), f"--config.seed={seed}", *flags]
+    start = time.perf_counter()
+    run_cli(args, workdir / "train.log")
+    timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
+  return overrides
+
+
+class Reference:
+  """The real digits, their Inception statistics (when asked for) and the held-out floor."""
+
+  def __init__(self, out: pathlib.Path, inception: bool, timings: dict):
+    from soft_diffusion import artifacts, data, evaluate
+    from soft_diffusion import settings as settings_lib
+
+    self.settings = settings_lib.load(digits_config.get_config())
+
+    def split(name):
+      cfg = self.settings.data
+      ds = data.make_dataset(cfg, split=name, batch_size=256, seed=0, train=False)
+      return np.concatenate([np.asarray(artifacts.to_uint8(b)) for b in ds])
+
+    self.train, self.held_out = split("train"), split("validation")
+    self.inception = None
+    if inception:
+      workdir = out / "reference"
+      path = evaluate.stats_path(workdir, self.settings)
+      if not path.is_file():
+        start = time.perf_counter()
+        workdir.mkdir(parents=True, exist_ok=True)
+        run_cli(["--config", "configs/digits.py", "--workdir", str(workdir), "--mode", "stats"], workdir / "stats.log")
+        timings["reference/stats"] = round(time.perf_counter() - start, 1)
+      self.inception = evaluate.load_reference(path, self.settings, "")[:2]
+
+  def measure(self, images: np.ndarray) -> dict:
+    from soft_diffusion import evaluation
+    from soft_diffusion.evaluation import spectral
+
+    kid_mean, kid_std = spectral.pixel_kid(images, self.train, num_subsets=100, subset_size=256, seed=0)
+    record = {"pixel_kid_e3": 1e3 * kid_mean, "pixel_kid_std_e3": 1e3 * kid_std}
+    report = spectral.ring_report(images, self.train)
+    record.update({k: report[k] for k in ("ratio_high", "top_excess_std", "top_std", "ring_ratios")})
+    if self.inception is not None:
+      stats, kid_ref = self.inception
+      feats = evaluation.inception_features(images, params=evaluation.load_inception_params())
+      kid_mean, kid_std = evaluation.kid(feats, kid_ref, num_subsets=100, subset_size=min(256, len(images)), seed=0)
+      record.update({"fid": evaluation.fid(feats, stats), "kid_e3": 1e3 * kid_mean, "kid_std_e3": 1e3 * kid_std})
+    return record
+
+
+def noisy_draw_prior(run):
+  """p_1 as this project fitted it before the noise was added exactly: a sample covariance of
+  noisy draws C_1 x_0 + s_1 η (the same images and noise keys as that code used)."""
+  import jax
+  import jax.numpy as jnp
+
+  from soft_diffusion import priors, sample
+
+  images = sample.load_training_images(run.settings, run.settings.train.prior_num_images)
+  corrupt = jax.jit(lambda x, k: run.corruption.corrupt(x, jnp.ones(x.shape[0]), jax.random.normal(k, x.shape)))
+  key = jax.random.key(run.settings.seed + 1)
+  starts = range(0, len(images), 256)
+  x1 = [np.asarray(corrupt(images[i : i + 256], jax.random.fold_in(key, j))) for j, i in enumerate(starts)]
+  return priors.fit_gaussian_prior(np.concatenate(x1), 0.0)
+
+
+def point_prior(run, name: str):
+  """p_1 of a point: 'gaussian' (the run's, noise added exactly), 'noisy_fit' (the earlier fit)
+  or 'forward' (the exact forward marginal over the training images)."""
+  from soft_diffusion import priors, sample
+
+  if name == "gaussian":
+    return run.prior
+  if name == "noisy_fit":
+    return noisy_draw_prior(run)
+  return priors.ForwardPrior(sample.load_training_images(run.settings, run.settings.train.prior_num_images))
+
+
+def point_names(prior_names) -> list[str]:
+  """'sampler/NFE' for the default prior, 'sampler/NFE/prior' for the others."""
+  return [f"{s}/{n}" + ("" if p == "gaussian" else f"/{p}") for p in prior_names for s in SAMPLERS for n in NFES]
+
+
+def evaluate_run(
+  variant: str, seed: int, overrides: dict, out: pathlib.Path, ref: Reference, timings: dict, prior_names=("gaussian",)
+) -> dict:
+  import jax
+
+  from soft_diffusion import sample
+
+  workdir = out / f"{variant}_s{seed}"
+  path = workdir / "quality.json"
+  record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
+  want = point_names(prior_names)
+  missing = [p for p in want if p not in record["points"] or ("fid" not in record["points"][p] and ref.inception)]
+  if not missing:
+    return record
+  start = time.perf_counter()
+  run = sample.load_run(make_config(overrides, seed), workdir)
+  priors_of_points = {}
+  for point in missing:
+    sampler, nfe, *rest = point.split("/")
+    prior_name = rest[0] if rest else "gaussian"
+    if prior_name not in priors_of_points:
+      priors_of_points[prior_name] = jax.device_put(point_prior(run, prior_name))
+    cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED)
+    t0 = time.perf_counter()
+    images = dataclasses.replace(run, prior=priors_of_points[prior_name]).draw(cfg, NUM_SAMPLES, progress=False)
+    record["points"][point] = {**ref.measure(images), "sampling_seconds": round(time.perf_counter() - t0, 1)}
+    print(f"{variant}_s{seed} {point}: " + short(record["points"][point]), flush=True)
+    path.write_text(json.dumps(record, indent=1))
+  timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
+  return record
+
+
+def short(p: dict) -> str:
+  text = (
+    f"pixel KID×1e3 {p['pixel_kid_e3']:.3f}  high ratio {p['ratio_high']:.2f}  top excess std {p['top_excess_std']:.4f}"
+  )
+  if "fid" in p:
+    text += f"  FID {p['fid']:.1f}  KID×1e3 {p['kid_e3']:.2f}"
+  return text
+
+
+METRICS = {
+  "fid": ("FID", "{:.1f}"),
+  "kid_e3": ("KID ×10³ (Inception)", "{:.1f}"),
+  "pixel_kid_e3": ("pixel KID ×10³", "{:.2f}"),
+  "ratio_high": ("variance ratio, rings 12–19", "{:.2f}"),
+  "top_excess_std": ("excess std, rings ≥ 20", "{:.4f}"),
+}
+
+
+def tables(study: dict) -> str:
+  """Markdown: per metric, variant × sampler rows, NFE columns, mean ± std over training seeds."""
+  lines = []
+  floor = study["held_out"]
+  for key, (label, fmt) in METRICS.items():
+    if not any(key in p for v in study["variants"].values() for r in v["runs"].values() for p in r.values()):
+      continue
+    lines += [f"\n{label} (mean ± std over training seeds; real held-out digits: {fmt.format(floor[key])})\n"]
+    if key not in floor:
+      lines[-1] = f"\n{label} (mean ± std over training seeds)\n"
+    lines += ["| variant | sampler | " + " | ".join(str(n) for n in NFES) + " |", "|---|---|" + "---:|" * len(NFES)]
+    for name, v in study["variants"].items():
+      for sampler, prior in [(s, p) for p in study.get("priors", ["gaussian"]) for s in SAMPLERS]:
+        cells = []
+        for nfe in NFES:
+          point = f"{sampler}/{nfe}" + ("" if prior == "gaussian" else f"/{prior}")
+          vals = [r[point][key] for r in v["runs"].values() if key in r.get(point, {})]
+          if not vals:
+            cells.append("—")
+          elif len(vals) == 1:
+            cells.append(fmt.format(vals[0]))
+          else:
+            cells.append(f"{fmt.format(np.mean(vals))} ± {fmt.format(np.std(vals))}")
+        label = sampler if prior == "gaussian" else f"{sampler}, p₁ {prior}"
+        lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--study", choices=sorted(STUDIES), required=True)
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+  parser.add_argument("--variants", nargs="+", help="a subset of the study's variants")
+  parser.add_argument("--inception", action="store_true", help="also FID and KID with the Inception-v3")
+  parser.add_argument(
+    "--priors",
+    nargs="+",
+    choices=("gaussian", "noisy_fit", "forward"),
+    help="p_1 of the points (default: gaussian; the accounting study: all three)",
+  )
+  parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "quality")
+  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
+  args = parser.parse_args()
+  variants = args.variants or STUDIES[args.study]
+  prior_names = tuple(
+    args.priors or (("gaussian", "noisy_fit", "forward") if args.study == "accounting" else ("gaussian",))
+  )
+  args.out.mkdir(parents=True, exist_ok=True)
+  timings: dict = {}
+  overrides = {(v, s): train(v, s, args.out, timings) for s in args.seeds for v in variants}
+  ref = Reference(args.out, args.inception, timings)
+  study = {
+    "study": args.study,
+    "config": "configs/digits.py",
+    "num_samples": NUM_SAMPLES,
+    "sample_seed": SAMPLE_SEED,
+    "priors": list(prior_names),
+    "reference": f"train split ({len(ref.train)} digits)",
+    "held_out": {k: v for k, v in ref.measure(ref.held_out).items() if k != "ring_ratios"},
+    "variants": {},
+    "timings": timings,
+  }
+  study["held_out"]["num_images"] = len(ref.held_out)
+  for v in variants:
+    runs = {}
+    for s in args.seeds:
+      runs[str(s)] = evaluate_run(v, s, overrides[v, s], args.out, ref, timings, prior_names)["points"]
+    levels = overrides[v, args.seeds[0]].get("corruption.blur_sigma_table", digits_config.DIGITS_BLUR_LEVELS)
+    study["variants"][v] = {"description": VARIANTS[v][0], "levels": list(levels), "runs": runs}
+  args.results.mkdir(parents=True, exist_ok=True)
+  path = args.results / f"quality_{args.study}.json"
+  path.write_text(json.dumps(study, indent=1) + "\n")
+  print(tables(study))
+  print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+  main()
