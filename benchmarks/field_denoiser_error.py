@@ -27,7 +27,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from soft_diffusion import dct, gaussian_field  # noqa: E402
 from soft_diffusion import sample as sample_lib  # noqa: E402
 from soft_diffusion.evaluation import exact  # noqa: E402
-from soft_diffusion.models import make_denoise_fn  # noqa: E402
 
 
 def load_config(path: str):
@@ -49,7 +48,7 @@ def main() -> None:
   v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
   x0 = gaussian_field.field_images(np.sqrt(v), [np.random.default_rng([123, i]) for i in range(args.num_images)])
   x0 = jnp.asarray(x0)
-  net = jax.jit(make_denoise_fn(run.model, run.params, noise_std=run.corruption.noise_std))
+  net = jax.jit(run.denoise_fn())
   oracle = jax.jit(gaussian_field.oracle_denoiser(run.corruption, v))
   masks = exact.bands(d.image_size, d.image_size)
   print(f"step {run.step}; per band: network / oracle error ({args.num_images} images)")

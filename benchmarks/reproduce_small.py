@@ -355,14 +355,13 @@ def gap_analysis(out: pathlib.Path) -> dict:
   from soft_diffusion import dct, gaussian_field
   from soft_diffusion import sample as sample_lib
   from soft_diffusion.evaluation import exact
-  from soft_diffusion.models import make_denoise_fn
 
   result = {}
   for name in CONFIGS:
     run = sample_lib.load_run(importlib.import_module(f"configs.{name}").get_config(), out / name)
     d = run.settings.data
     v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
-    net = make_denoise_fn(run.model, run.params, noise_std=run.corruption.noise_std)
+    net = run.denoise_fn()
     oracle = gaussian_field.oracle_denoiser(run.corruption, v)
     cfg = dataclasses.replace(run.settings.sample, sampler="momentum", num_steps=GAP_NFE)
     result[name] = {}

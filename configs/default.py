@@ -77,6 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
   m.fir_kernel = (1, 3, 3, 1)  # FIR resampling filter, separable taps ('ncsnpp' only)
   # h = x_t + φ ('none') or x_t + s_t·φ ('noise_std': score_sde's scale_by_sigma; see models/denoiser.py)
   m.output_scale = "none"
+  # h = S_t x_t + c·φ with S_t = I ('identity', the paper's residual form) or the linear MMSE
+  # (Wiener) estimate per DCT frequency ('wiener', extension: blur/identity; see models/denoiser.py)
+  m.skip = "identity"
   m.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (params, corruption and loss stay float32)
   # recompute each residual block's activations in the backward pass instead of storing them
   # (less memory for about one more forward pass; parameters and checkpoints are unchanged)

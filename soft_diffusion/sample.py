@@ -34,12 +34,13 @@ from jax.experimental import multihost_utils
 from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, priors, samplers
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
-from soft_diffusion.models import make_denoise_fn
+from soft_diffusion.models import make_denoise_fn, wiener_skip
 from soft_diffusion.settings import SampleConfig, Settings
 
 log = logging.getLogger(__name__)
 
 PRIOR_FILE = "prior.npz"
+SPECTRUM_FILE = "spectrum.npz"
 
 # ----------------------------------------------------------------------------------------------
 # The start distribution p_1.
@@ -114,6 +115,33 @@ def make_prior(
   return gaussian if gaussian is not None else load_prior(path)
 
 
+def make_skip(
+  settings: Settings, corruption: corruptions.Corruption, workdir: epath.Path, *, fit_missing: bool = False
+):
+  """The denoiser's skip S_t for `model.skip` (models/denoiser.py): None for 'identity'; for
+  'wiener', `wiener_skip` over the data's mean DCT power spectrum, which training computes once
+  (one pass over the training split, `select_levels.power_spectrum`; the exact spectrum for
+  Gaussian fields) into WORKDIR/spectrum.npz (key `power`) and sampling reads back."""
+  if settings.model.skip == "identity":
+    return None
+  from soft_diffusion import select_levels
+
+  path = workdir / SPECTRUM_FILE
+  fit = fit_missing and not path.exists()
+  artifacts.barrier("spectrum checked")
+  if fit:
+    power, _ = select_levels.power_spectrum(settings)
+    if jax.process_index() == 0:
+      artifacts.save_npz(path, power=power)
+  elif not path.exists():
+    raise errors.MissingError(f"no spectrum at {path}; model.skip = 'wiener' writes it when training starts")
+  else:
+    power = artifacts.load_npz(path)["power"]
+  if power.ndim == 2:  # the Gaussian fields' exact spectrum is one channel's; channels are alike
+    power = power[:, :, None]
+  return wiener_skip(corruption, power)
+
+
 def prior_channels(prior: priors.GaussianPrior | priors.ForwardPrior) -> int:
   return int((prior.images if isinstance(prior, priors.ForwardPrior) else prior.mean).shape[-1])
 
@@ -130,6 +158,7 @@ def make_draw_fn(
   *,
   raw: bool = False,
   denoise_fn: Any = None,
+  skip: Any = None,
 ):
   """jitted (params, prior, key) -> x_0 images [cfg.batch_size, H, W, C] in [-1, 1], drawn with
   `cfg.sampler` in `cfg.num_steps` network evaluations.
@@ -137,6 +166,7 @@ def make_draw_fn(
   With `mesh`, the batch is split over its "data" axis (cfg.batch_size must divide evenly).
   `raw`: the sampler's output unclipped (for exact metrics). `denoise_fn`: sample with this
   h(x_t, t) instead of the network (e.g. `gaussian_field.oracle_denoiser`); params are unused.
+  `skip`: the denoiser's skip S_t (`make_skip`), for model.skip = 'wiener'.
   """
   sampler = samplers.get(cfg.sampler, snr=cfg.snr)
   if mesh is not None:
@@ -147,7 +177,7 @@ def make_draw_fn(
     x_init = priors.sample_p1(prior, corruption, k_prior, cfg.batch_size)
     if mesh is not None:
       x_init = jax.lax.with_sharding_constraint(x_init, state_lib.batch_sharding(mesh))
-    h = denoise_fn if denoise_fn is not None else make_denoise_fn(model, params, noise_std=corruption.noise_std)
+    h = denoise_fn or make_denoise_fn(model, params, noise_std=corruption.noise_std, skip=skip)
     x0 = sampler(h, x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
     return x0 if raw else jnp.clip(x0, -1.0, 1.0)
 
@@ -189,6 +219,11 @@ class Run:
   prior: Any  # priors.GaussianPrior or priors.ForwardPrior
   step: int
   mesh: jax.sharding.Mesh
+  skip: Any = None  # the denoiser's skip S_t (make_skip); None for model.skip = 'identity'
+
+  def denoise_fn(self):
+    """h_θ(x_t, t) of this checkpoint (EMA parameters, the run's skip and output scale)."""
+    return make_denoise_fn(self.model, self.params, noise_std=self.corruption.noise_std, skip=self.skip)
 
   def draw(
     self,
@@ -203,7 +238,7 @@ class Run:
 
     `raw`: float32 images, unclipped; `denoise_fn`: sample with it in place of the network."""
     cfg = cfg or self.settings.sample
-    draw_fn = make_draw_fn(self.model, self.corruption, cfg, self.mesh, raw=raw, denoise_fn=denoise_fn)
+    draw_fn = make_draw_fn(self.model, self.corruption, cfg, self.mesh, raw=raw, denoise_fn=denoise_fn, skip=self.skip)
     return draw(draw_fn, self.params, self.prior, cfg, num_images or cfg.num_images, progress=progress, raw=raw)
 
 
@@ -218,10 +253,11 @@ def load_run(
   step = checkpoints.resolve_step(workdir, step)
   corruption = corruptions.make(settings.corruption)
   prior = make_prior(settings, corruption, workdir)
+  skip = make_skip(settings, corruption, workdir)
   model = state_lib.make_model(settings.model)
   params = checkpoints.load_ema_params(workdir, settings, model, mesh, prior_channels(prior), step)
   state_lib.log_devices()
-  return Run(settings, workdir, model, corruption, params, prior, step, mesh)
+  return Run(settings, workdir, model, corruption, params, prior, step, mesh, skip)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,7 +301,7 @@ def _level_title(corruption, t: float) -> str:
 def trajectory_figure(run: Run, path: epath.Path, num_frames: int = 8) -> None:
   """One reverse trajectory with the configured sampler: x_t (top) and x̂_0 (bottom)."""
   cfg = run.settings.sample
-  denoise_fn = make_denoise_fn(run.model, run.params, noise_std=run.corruption.noise_std)
+  denoise_fn = run.denoise_fn()
   key = jax.random.fold_in(jax.random.key(cfg.seed), 10_000)  # apart from the sample batches' keys
   k_prior, k_sampler = jax.random.split(key)
   x_init = priors.sample_p1(run.prior, run.corruption, k_prior, 1)

@@ -306,4 +306,10 @@ def load(config: Any, workdir: str | epath.Path | None = None, *, resolve_levels
     f"divisible by 2^(len(model.channel_mult) - 1) = {factor}",
     settings.data.image_size,
   )
+  check(
+    settings.model.skip == "identity" or settings.corruption.name in ("blur", "identity"),
+    "model.skip",
+    "'identity' unless corruption.name is 'blur' or 'identity' ('wiener' needs C_t diagonal in the DCT basis)",
+    settings.model.skip,
+  )
   return settings

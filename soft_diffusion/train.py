@@ -38,7 +38,7 @@ GRID_IMAGES = 64  # images in the sample grids written during training
 # The train step.
 
 
-def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
+def make_train_step(model, corruption, optimizer, schedule, settings: Settings, skip=None):
   """(state, batch [B,H,W,C]) -> (state, metrics). A step with a non-finite loss or gradient
   leaves the state unchanged and records its number (1-based: the n-th step, the numbering of the
   log and of checkpoints) in `first_nonfinite_step`.
@@ -49,6 +49,7 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
   accumulation, so (without dropout) the step equals one over the whole batch up to float
   rounding. Micro-batch j holds rows j, k + j, 2k + j, ...: each device's rows stay on it.
   The learning rate, EMA, step counter and non-finite guard act once per optimizer step.
+  `skip`: the denoiser's skip S_t for model.skip = 'wiener' (sample.make_skip).
   """
   t_min = settings.train.t_min
   num_bins = settings.train.loss_bins
@@ -56,7 +57,9 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
   ema_decay, ema_warmup = settings.optim.ema_decay, settings.optim.ema_warmup
 
   def loss_fn(params, x0, t, noise, dropout_key):
-    denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std, train=True, dropout_key=dropout_key)
+    denoise_fn = make_denoise_fn(
+      model, params, noise_std=corruption.noise_std, skip=skip, train=True, dropout_key=dropout_key
+    )
     per_example = losses.soft_score_matching_per_example(
       denoise_fn,
       x0,
@@ -126,12 +129,12 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings):
   return train_step
 
 
-def jit_train_step(model, corruption, optimizer, schedule, settings: Settings, state: TrainState, mesh):
+def jit_train_step(model, corruption, optimizer, schedule, settings: Settings, state: TrainState, mesh, skip=None):
   """`make_train_step`, jitted over `mesh`: state replicated and donated, batch split."""
   replicated = state_lib.replicated(mesh)
   state_shardings = jax.tree.map(lambda _: replicated, state)
   return jax.jit(
-    make_train_step(model, corruption, optimizer, schedule, settings),
+    make_train_step(model, corruption, optimizer, schedule, settings, skip),
     in_shardings=(state_shardings, state_lib.batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated),
     donate_argnums=(0,),
@@ -254,7 +257,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   model = state_lib.make_model(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   state = state_lib.create_state(model, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
-  train_step = jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh)
+  skip = sample_lib.make_skip(settings, corruption, workdir, fit_missing=True)  # model.skip = 'wiener' only
+  train_step = jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, skip)
   manager = checkpoints.training_manager(workdir, settings.checkpoint)
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:
@@ -263,7 +267,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 
   # -- prior p_1 (written once per workdir, reused on resume and by --mode sample) and grids
   prior = sample_lib.make_prior(settings, corruption, workdir, fit_missing=True)
-  draw_fn = sample_lib.make_draw_fn(model, corruption, settings.sample, mesh)
+  draw_fn = sample_lib.make_draw_fn(model, corruption, settings.sample, mesh, skip=skip)
 
   def stop_if_nonfinite() -> None:
     bad = int(state.first_nonfinite_step)

@@ -56,6 +56,31 @@ def test_output_scale_multiplies_the_network_output_by_the_noise_level(tiny):
     make_denoise_fn(scaled, params)
 
 
+def test_wiener_skip_is_the_linear_mmse_estimate_and_replaces_x_t(tiny):
+  """model.skip = 'wiener': h = S_t x_t + φ with S_t = c v / (c² v + s²) per DCT coefficient: at
+  initialisation (φ = 0) h is that estimate, which for Gaussian data of spectrum v is the exact
+  posterior mean (gaussian_field.oracle_denoiser); where v = 0 it returns 0, not x_t."""
+  from soft_diffusion import corruptions, dct, gaussian_field
+
+  model, params, x, t = tiny
+  wiener = UNet(dataclasses.replace(TINY, skip="wiener"))
+  corruption = corruptions.make({"name": "blur", "blur_sigma_max": 2.0})
+  v = gaussian_field.spectrum(8, 8)
+  v[5:, :] = 0.0  # no power in the top rows of frequencies
+  skip = models.wiener_skip(corruption, np.repeat(v[:, :, None], 3, axis=-1))
+  h = jax.jit(make_denoise_fn(wiener, params, skip=skip))(x, t)
+  oracle = gaussian_field.oracle_denoiser(corruption, np.maximum(v, 1e-9))
+  np.testing.assert_allclose(h, oracle(x, t), rtol=1e-4, atol=1e-5)
+  assert np.abs(np.asarray(dct.dct2(h))[:, 5:]).max() < 1e-5
+  moved = jax.tree.map(lambda p: p + 0.05 * jnp.ones_like(p), params)
+  phi = make_denoise_fn(model, moved)(x, t) - x
+  np.testing.assert_allclose(make_denoise_fn(wiener, moved, skip=skip)(x, t) - skip(x, t), phi, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="model.skip = 'wiener' needs skip"):
+    make_denoise_fn(wiener, params)
+  with pytest.raises(ValueError, match="set model.skip = 'wiener'"):
+    make_denoise_fn(model, params, skip=skip)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_output(tiny):
   _, params, x, t = tiny
   model = UNet(dataclasses.replace(TINY, dtype="bfloat16"))

@@ -267,3 +267,24 @@ def test_a_failed_async_save_is_reported_at_its_step(tmp_path):
   watcher.started(8)
   with pytest.raises(errors.CheckpointError, match="save of checkpoint 8 .* failed; last good checkpoint: 4"):
     watcher.poll()
+
+
+def test_wiener_skip_and_lag_train_write_the_spectrum_and_sample(tiny_config, tmp_path):
+  """model.skip = 'wiener' with loss.lag: training computes the data's DCT power spectrum once
+  into WORKDIR/spectrum.npz (the mean of DCT2(x_0)² over the training split), and sampling reads
+  it back: finite samples, and the same denoiser at train and sample time."""
+  from soft_diffusion import dct, sample
+  from soft_diffusion import settings as settings_lib
+
+  tiny_config.model.skip = "wiener"
+  tiny_config.loss.lag = 0.05
+  tiny_config.train.num_steps = 2
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  power = np.load(tmp_path / "spectrum.npz")["power"]
+  settings = settings_lib.load(tiny_config)
+  images = sample.load_training_images(settings, 10_000)
+  np.testing.assert_allclose(power, np.mean(dct.dct2_host(images.astype(np.float64)) ** 2, axis=0), rtol=1e-5)
+  run = sample.load_run(tiny_config, tmp_path)
+  assert run.skip is not None
+  drawn = run.draw(num_images=8, raw=True, progress=False)
+  assert drawn.shape == (8, 8, 8, 1) and np.all(np.isfinite(drawn))

@@ -16,13 +16,14 @@ from soft_diffusion import typed_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 OUTPUT_SCALES = ("none", "noise_std")  # read by the denoiser wrapper (denoiser.py), not the network
+SKIPS = ("identity", "wiener")  # the same
 TUPLE_FIELDS = ("channel_mult", "attention_resolutions", "fir_kernel")
 
 
 def check_network_config(cfg: Any, name: str, min_channels: int) -> None:
   """Normalises list fields to tuples (hashable) and checks the fields all network configs have:
   name, channels, channel_mult, num_res_blocks, attention_resolutions, dropout, dtype,
-  output_scale. One-line errors name `config.model.<field>`."""
+  output_scale, skip. One-line errors name `config.model.<field>`."""
   for field in TUPLE_FIELDS:
     if isinstance(getattr(cfg, field, None), list):  # lists (JSON, YAML, ConfigDict) become tuples
       object.__setattr__(cfg, field, tuple(getattr(cfg, field)))
@@ -48,6 +49,7 @@ def check_network_config(cfg: Any, name: str, min_channels: int) -> None:
   check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
   check(cfg.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", cfg.dtype)
   check(cfg.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", cfg.output_scale)
+  check(cfg.skip in SKIPS, "model.skip", f"one of {SKIPS}", cfg.skip)
   check(isinstance(cfg.remat, bool), "model.remat", "True or False", cfg.remat)
 
 

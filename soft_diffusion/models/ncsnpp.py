@@ -56,6 +56,7 @@ class NCSNppConfig:
   fir_kernel: tuple[int, ...] = (1, 3, 3, 1)
   dtype: str = "float32"
   output_scale: str = "none"
+  skip: str = "identity"
   remat: bool = False
 
   def __post_init__(self):

@@ -42,6 +42,7 @@ class UNetConfig:
   num_heads: int = 1
   dtype: str = "float32"
   output_scale: str = "none"
+  skip: str = "identity"
   remat: bool = False
 
   def __post_init__(self):
