@@ -50,29 +50,36 @@ from configs import digits as digits_config  # noqa: E402
 SAMPLERS = ("momentum", "naive")
 NFES = (50, 100, 200)
 NUM_SAMPLES = 256
+NFE_OTHER_PRIORS = 100  # Inception for the other priors at this NFE only
 SAMPLE_SEED = 0
 
 # variant -> (what it is, config overrides, level pairing to select into the workdir or None)
 VARIANTS: dict[str, tuple[str, dict, str | None]] = {
-  "joint": ("levels.pairing = joint (the table of configs/digits.py since 4ce04ed)", {}, None),
-  "candidate": (
-    "levels.pairing = candidate (the table used before 4ce04ed)",
-    {"corruption.blur_sigma_table": digits_config.DIGITS_BLUR_LEVELS_CANDIDATE},
+  "joint": (
+    "levels.pairing = joint (configs/digits.py's table from 4ce04ed until this study)",
+    {"corruption.blur_sigma_table": digits_config.DIGITS_BLUR_LEVELS_JOINT},
     None,
   ),
+  "candidate": ("levels.pairing = candidate (configs/digits.py's table before 4ce04ed and now)", {}, None),
   "blur": ("levels.pairing = blur (the blur term alone)", {}, "blur"),
   "joint_min_blur": ("levels.pairing = joint_min_blur (every hop at least half blur)", {}, "joint_min_blur"),
+  # on the default (candidate) table:
+  "floor": ("loss.floor = 0.3", {"loss.floor": 0.3}, None),
+  "lag": ("loss.lag = 0.02 (A_t = C_{t-0.02}: one sampler step at 50 NFE)", {"loss.lag": 0.02}, None),
+  "wiener": ("model.skip = wiener (Wiener-gain skip per DCT frequency)", {"model.skip": "wiener"}, None),
+  "wiener_lag": ("model.skip = wiener and loss.lag = 0.02", {"model.skip": "wiener", "loss.lag": 0.02}, None),
 }
 STUDIES = {
   "accounting": ("joint", "candidate"),
   "levels": ("joint", "candidate", "blur", "joint_min_blur"),
+  "loss": ("candidate", "floor", "lag", "wiener", "wiener_lag"),
 }
 
 
 def flag_value(value) -> str:
   if isinstance(value, tuple):
     return "(" + ",".join(repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-  return repr(value) if isinstance(value, str) else str(value)
+  return str(value)  # absl's config flags take strings unquoted
 
 
 def run_cli(args: list[str], log: pathlib.Path) -> None:
@@ -152,7 +159,7 @@ class Reference:
         timings["reference/stats"] = round(time.perf_counter() - start, 1)
       self.inception = evaluate.load_reference(path, self.settings, "")[:2]
 
-  def measure(self, images: np.ndarray) -> dict:
+  def measure(self, images: np.ndarray, inception: bool = True) -> dict:
     from soft_diffusion import evaluation
     from soft_diffusion.evaluation import spectral
 
@@ -160,7 +167,7 @@ class Reference:
     record = {"pixel_kid_e3": 1e3 * kid_mean, "pixel_kid_std_e3": 1e3 * kid_std}
     report = spectral.ring_report(images, self.train)
     record.update({k: report[k] for k in ("ratio_high", "top_excess_std", "top_std", "ring_ratios")})
-    if self.inception is not None:
+    if self.inception is not None and inception:
       stats, kid_ref = self.inception
       feats = evaluation.inception_features(images, params=evaluation.load_inception_params())
       kid_mean, kid_std = evaluation.kid(feats, kid_ref, num_subsets=100, subset_size=min(256, len(images)), seed=0)
@@ -185,15 +192,23 @@ def noisy_draw_prior(run):
 
 
 def point_prior(run, name: str):
-  """p_1 of a point: 'gaussian' (the run's, noise added exactly), 'noisy_fit' (the earlier fit)
-  or 'forward' (the exact forward marginal over the training images)."""
+  """p_1 of a point: 'gaussian' (WORKDIR/prior.npz: the Gaussian fit, noise added exactly),
+  'noisy_fit' (the earlier fit) or 'forward' (the exact forward marginal over the training images)."""
   from soft_diffusion import priors, sample
 
   if name == "gaussian":
-    return run.prior
+    settings = dataclasses.replace(run.settings, sample=dataclasses.replace(run.settings.sample, prior="gaussian"))
+    return sample.make_prior(settings, run.corruption, run.workdir)
   if name == "noisy_fit":
     return noisy_draw_prior(run)
   return priors.ForwardPrior(sample.load_training_images(run.settings, run.settings.train.prior_num_images))
+
+
+def inception_at(point: str, ref: Reference) -> bool:
+  """Inception FID/KID (when asked for) at every point of the run's own p_1, and at NFE_OTHER_PRIORS
+  only for the other priors (the Inception costs about 1 min per point on 2 CPU cores)."""
+  sampler, nfe, *rest = point.split("/")
+  return ref.inception is not None and (not rest or int(nfe) == NFE_OTHER_PRIORS)
 
 
 def point_names(prior_names) -> list[str]:
@@ -212,7 +227,9 @@ def evaluate_run(
   path = workdir / "quality.json"
   record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
   want = point_names(prior_names)
-  missing = [p for p in want if p not in record["points"] or ("fid" not in record["points"][p] and ref.inception)]
+  missing = [
+    p for p in want if p not in record["points"] or ("fid" not in record["points"][p] and inception_at(p, ref))
+  ]
   if not missing:
     return record
   start = time.perf_counter()
@@ -226,7 +243,8 @@ def evaluate_run(
     cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED)
     t0 = time.perf_counter()
     images = dataclasses.replace(run, prior=priors_of_points[prior_name]).draw(cfg, NUM_SAMPLES, progress=False)
-    record["points"][point] = {**ref.measure(images), "sampling_seconds": round(time.perf_counter() - t0, 1)}
+    sampled = round(time.perf_counter() - t0, 1)
+    record["points"][point] = {**ref.measure(images, inception_at(point, ref)), "sampling_seconds": sampled}
     print(f"{variant}_s{seed} {point}: " + short(record["points"][point]), flush=True)
     path.write_text(json.dumps(record, indent=1))
   timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
@@ -304,6 +322,7 @@ def main() -> None:
   ref = Reference(args.out, args.inception, timings)
   study = {
     "study": args.study,
+    "point_names": "sampler/NFE: p_1 = the Gaussian fit (noise added exactly); sampler/NFE/prior: that p_1",
     "config": "configs/digits.py",
     "num_samples": NUM_SAMPLES,
     "sample_seed": SAMPLE_SEED,

@@ -11,18 +11,25 @@ Details: the README's main-job section.
 
 from configs import default
 
+# The 32 levels of SPEC §3's selection (`--mode schedule`, level_selection.select_blur_levels: mean
+# DCT power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75] px) with
+# levels.pairing = 'candidate' (candidate i carries the noise s(i/255) of its own index; ε = 0.447).
+# Its first four levels (0.01-0.045 px) barely blur while the noise ramps 0.01 -> 0.024: about a
+# tenth of training is plain fine-scale denoising, which the Momentum Sampler needs to remove
+# the noise from the finest frequencies at the end (README, "Sample quality on the digits").
 DIGITS_BLUR_LEVELS = (
-  0.01, 0.3528, 0.5128, 0.6579, 0.7832, 0.9095, 1.0049, 1.0829, 1.1669, 1.2892, 1.4244, 1.5737, 1.6958,
-  1.8274, 1.9693, 2.1222, 2.2869, 2.4644, 2.6557, 2.7914, 2.9341, 3.084, 3.2416, 3.4072, 3.5813, 3.7643,
-  3.9567, 4.1589, 4.4817, 4.8296, 5.2045, 5.75,
-)  # fmt: skip
-
-# The same selection with levels.pairing = 'candidate' (candidate i carries s(i/255)): the
-# table this config used before the joint selection.
-DIGITS_BLUR_LEVELS_CANDIDATE = (
   0.01, 0.0239, 0.0348, 0.0446, 0.3617, 0.539, 0.6915, 0.8233, 0.956, 1.0829, 1.2266, 1.3551, 1.4972, 1.6541,
   1.7825, 1.9208, 2.0699, 2.2306, 2.4038, 2.5903, 2.7914, 3.0081, 3.1618, 3.3234, 3.4932, 3.6717, 3.8593,
   4.1589, 4.4817, 4.8296, 5.2045, 5.75,
+)  # fmt: skip
+
+# The same selection with levels.pairing = 'joint' (level k carries s(t_k); ε = 0.434): one hop
+# from 0.01 to 0.35 px. This config's table from 4ce04ed until the quality study: the network
+# then never learns to denoise the finest frequencies and Momentum samples keep that noise.
+DIGITS_BLUR_LEVELS_JOINT = (
+  0.01, 0.3528, 0.5128, 0.6579, 0.7832, 0.9095, 1.0049, 1.0829, 1.1669, 1.2892, 1.4244, 1.5737, 1.6958,
+  1.8274, 1.9693, 2.1222, 2.2869, 2.4644, 2.6557, 2.7914, 2.9341, 3.084, 3.2416, 3.4072, 3.5813, 3.7643,
+  3.9567, 4.1589, 4.4817, 4.8296, 5.2045, 5.75,
 )  # fmt: skip
 
 
@@ -32,10 +39,7 @@ def get_config():
   config.data.image_size = 16  # stored at 8×8; see configs/default.py for why 16
   config.data.cache = True  # 1,617 images: decode once, not every epoch
 
-  # σ_B up to 23 px on 64×64 scales to 5.75 px on 16×16. The 32 levels are the output of the
-  # level selection of SPEC §3 (`--mode schedule`, level_selection.select_blur_levels: mean DCT
-  # power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75], level k paired
-  # with its own noise s(t_k), ε = 0.434).
+  # σ_B up to 23 px on 64×64 scales to 5.75 px on 16×16; the levels: DIGITS_BLUR_LEVELS above.
   # With the plain log schedule, half of training went to σ_B < 0.24 px, where blur does nothing.
   config.corruption.blur_sigma_max = 5.75
   config.corruption.blur_schedule = "table"
@@ -57,7 +61,7 @@ def get_config():
   config.train.num_steps = 4000
   config.train.log_every_steps = 100
   config.train.sample_every_steps = 4000  # one grid, at the end
-  config.train.prior_num_images = 1617  # the whole train split
+  config.train.prior_num_images = 1617  # the whole train split (p_1 = their forward marginal)
 
   config.checkpoint.every_steps = 2000
   config.sample.num_steps = 100

@@ -146,7 +146,7 @@ class SampleConfig:
   num_images: int = 64
   seed: int = 0
   batch_size: int = 256
-  prior: str = "gaussian"
+  prior: str = "forward"
   snr: float = 0.17
 
   def __post_init__(self):
@@ -162,7 +162,7 @@ class LevelsConfig:
   num_candidates: int = 256
   num_levels: int = 32
   num_images: int = 0
-  pairing: str = "joint"
+  pairing: str = "candidate"
   min_blur_share: float = 0.5
 
   def __post_init__(self):

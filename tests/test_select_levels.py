@@ -25,17 +25,17 @@ def test_schedule_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
   assert (tmp_path / "schedule.png").stat().st_size > 10_000
 
 
-def test_candidate_pairing_reproduces_the_earlier_digits_table(tfds_dir, tmp_path):
-  """levels.pairing = 'candidate' is the selection the digits config used before the joint one
-  (its table is in configs/digits.py as DIGITS_BLUR_LEVELS_CANDIDATE)."""
+def test_joint_pairing_reproduces_the_earlier_digits_table(tfds_dir, tmp_path):
+  """levels.pairing = 'joint' is the selection the digits config used from 4ce04ed until the quality study
+  (its table is in configs/digits.py as DIGITS_BLUR_LEVELS_JOINT)."""
   from configs import digits
 
   config = digits.get_config()
   config.data.path = tfds_dir
-  config.levels.pairing = "candidate"
+  config.levels.pairing = "joint"
   record = json.loads(select_levels.select_schedule(settings_lib.load(config), tmp_path).read_text())
-  np.testing.assert_allclose(record["sigmas"], digits.DIGITS_BLUR_LEVELS_CANDIDATE, atol=5e-5)
-  assert record["fingerprint"]["noise_pairing"] == "candidate"
+  np.testing.assert_allclose(record["sigmas"], digits.DIGITS_BLUR_LEVELS_JOINT, atol=5e-5)
+  assert record["fingerprint"]["noise_pairing"] == "level k carries s(t_k)"
 
 
 def test_selected_levels_are_read_and_must_match_the_settings(tiny_config, tmp_path):

@@ -1,0 +1,68 @@
+"""What the quality guard (tests/test_quality.py) measures, for the default config and for the
+configurations it must catch.
+
+    python benchmarks/quality_guard.py [--configs default regressed] [--out runs/quality_guard]
+
+Each configuration is configs/digits.py cut to the guard's GUARD_STEPS with a few overrides
+(CONFIGS), trained and measured by the guard's own code (tests/quality_guard.py: pixel KID,
+fine-detail ring variance ratio and top-ring excess noise for Momentum and naive at 100 NFE).
+Prints a table and writes docs/results/quality_guard.json, from which the guard's thresholds
+were set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from quality_guard import GUARD_STEPS, NFE, NUM_SAMPLES, run_guard  # noqa: E402
+
+from configs import digits  # noqa: E402
+
+CONFIGS = {
+  "default": ("configs/digits.py as it is", {}),
+  "regressed": (
+    "the configuration before this guard: the joint level table (one hop 0.01 -> 0.35 px) and the Gaussian p_1",
+    {"corruption.blur_sigma_table": digits.DIGITS_BLUR_LEVELS_JOINT, "sample.prior": "gaussian"},
+  ),
+}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+  parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "quality_guard")
+  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
+  args = parser.parse_args()
+  record = {"guard_steps": GUARD_STEPS, "nfe": NFE, "num_samples": NUM_SAMPLES, "configs": {}}
+  for name in args.configs:
+    description, overrides = CONFIGS[name]
+    start = time.perf_counter()
+    metrics = run_guard(args.out / name, None, overrides)
+    record["configs"][name] = {
+      "description": description,
+      "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+      "metrics": metrics,
+      "seconds": round(time.perf_counter() - start, 1),
+    }
+  print(f"guard run: {GUARD_STEPS} steps, {NUM_SAMPLES} samples at {NFE} NFE\n")
+  print("| config | sampler | pixel KID ×10³ | variance ratio, rings 12–19 | excess std, rings ≥ 20 |")
+  print("|---|---|---:|---:|---:|")
+  for name, r in record["configs"].items():
+    for sampler, m in r["metrics"].items():
+      print(f"| {name} | {sampler} | {m['pixel_kid_e3']:.2f} | {m['ratio_high']:.2f} | {m['top_excess_std']:.4f} |")
+  args.results.mkdir(parents=True, exist_ok=True)
+  path = args.results / "quality_guard.json"
+  path.write_text(json.dumps(record, indent=1) + "\n")
+  print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+  main()
