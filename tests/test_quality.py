@@ -1,25 +1,41 @@
 """The quality guard: a reduced digits run must sample well with the paper's Momentum Sampler.
 
-configs/digits.py trained for quality_guard.GUARD_STEPS steps (the demo's 4,000 cut short, its
-cosine decay with it), 256 samples per sampler at 100 NFE, measured against the real train
-digits (quality_guard.py says how and why these measures). The thresholds are the values this run
-measured with the default config, with margin (MEASURED below), and sit well below what the
-regressed configuration of before (the joint level table with its one-hop start, and the
-Gaussian p_1) measures on the same run: `python benchmarks/quality_guard.py` trains both and
-prints the numbers this docstring quotes.
+configs/digits.py trained for quality_guard.GUARD_STEPS = 1,500 steps (the demo's 4,000 cut
+short, its cosine decay with it), 256 samples per sampler at 100 NFE, measured against the real
+train digits with the cheap measures of quality_guard.py (pixel KID, the DCT variance ratio over
+the fine-detail rings 12 ≤ k+l < 20, the excess noise std over the rings k+l ≥ 20).
 
-The guard fails when
-* Momentum's pixel KID is more than 2× the value measured (a 3× regression fails);
-* Momentum is worse than naive in pixel KID (the paper's claim (a) at 100 NFE);
-* the fine-detail ring variance ratio leaves [0.8, 1.25] (the regressed table: 1.37);
-* the excess noise std over the top rings exceeds 0.02 (the regressed table: 0.034; the default:
-  about 0.011, of which 0.01 is the final noise level s_0 the sampler returns).
+`python benchmarks/quality_guard.py` trains this run for the default config and for the
+regressed one (the joint level table with its one-hop start and the Gaussian p_1, the defaults
+before the quality study) and wrote docs/results/quality_guard.json (2 CPU cores, beside other
+jobs):
+
+| config | sampler | pixel KID ×10³ | ratio, rings 12–19 | excess std, rings ≥ 20 |
+|---|---|---:|---:|---:|
+| default | momentum | 2.57 | 1.06 | 0.0297 |
+| default | naive | 2.12 | 0.89 | 0.0150 |
+| regressed | momentum | 2.76 | 1.26 | 0.0346 |
+| regressed | naive | 7.98 | 0.85 | 0.0197 |
+
+So the guard fails when
+* Momentum's fine-detail variance ratio leaves [0.85, 1.16] (default 1.06; regressed 1.26: the
+  noise the joint table leaves in the fine frequencies, which the Inception sees as FID 76 instead
+  of 25 at 4,000 steps, fails here);
+* Momentum's pixel KID exceeds twice the default's (a 3× regression fails);
+* Momentum's fine-detail ratio is further from 1 than naive's (the paper's claim that Momentum
+  keeps the detail naive loses).
+
+Not asserted, because it does not hold this early in training: Momentum's pixel KID at most
+naive's at 100 NFE (1,500 steps: 2.57 against 2.12; after the demo's 4,000 steps: 1.00 against
+2.15, "Sample quality on the digits" in the README). The top-ring excess noise separates the
+two configs only after 4,000 steps (0.011 against 0.034), so it is printed, not asserted.
 """
 
 import pytest
 from quality_guard import run_guard, summary
 
-MEASURED_MOMENTUM_PIXEL_KID_E3 = None  # set from the calibration run (see module docstring)
+MEASURED_MOMENTUM_PIXEL_KID_E3 = 2.57  # the default config's guard run (docstring table)
+FINE_DETAIL_RATIO = (0.85, 1.16)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +46,8 @@ def guard(tfds_dir, tmp_path_factory):
 def test_momentum_sampler_quality_on_a_reduced_digits_run(guard):
   momentum, naive = guard["momentum"], guard["naive"]
   print(summary(guard))
+  low, high = FINE_DETAIL_RATIO
+  assert low <= momentum["ratio_high"] <= high, f"fine-detail variance off (noise or lost detail): {summary(guard)}"
   limit = 2.0 * MEASURED_MOMENTUM_PIXEL_KID_E3
   assert momentum["pixel_kid_e3"] <= limit, f"Momentum's pixel KID regressed: {summary(guard)} (limit {limit:.2f})"
-  assert momentum["pixel_kid_e3"] <= naive["pixel_kid_e3"], f"Momentum lost to naive at 100 NFE: {summary(guard)}"
-  assert 0.8 <= momentum["ratio_high"] <= 1.25, f"fine-detail variance off: {summary(guard)}"
-  assert momentum["top_excess_std"] <= 0.02, f"noise left in the top frequencies: {summary(guard)}"
+  assert abs(momentum["ratio_high"] - 1) <= abs(naive["ratio_high"] - 1), f"Momentum lost detail: {summary(guard)}"
