@@ -267,16 +267,17 @@ METRICS = {
 }
 
 
-def tables(study: dict) -> str:
+def tables(study: dict, metrics=tuple(METRICS)) -> str:
   """Markdown: per metric, variant × sampler rows, NFE columns, mean ± std over training seeds."""
   lines = []
   floor = study["held_out"]
   for key, (label, fmt) in METRICS.items():
+    if key not in metrics:
+      continue
     if not any(key in p for v in study["variants"].values() for r in v["runs"].values() for p in r.values()):
       continue
-    lines += [f"\n{label} (mean ± std over training seeds; real held-out digits: {fmt.format(floor[key])})\n"]
-    if key not in floor:
-      lines[-1] = f"\n{label} (mean ± std over training seeds)\n"
+    held_out = f"; real held-out digits: {fmt.format(floor[key])}" if key in floor else ""
+    lines += [f"\n{label} (mean ± std over training seeds{held_out})\n"]
     lines += ["| variant | sampler | " + " | ".join(str(n) for n in NFES) + " |", "|---|---|" + "---:|" * len(NFES)]
     for name, v in study["variants"].items():
       for sampler, prior in [(s, p) for p in study.get("priors", ["gaussian"]) for s in SAMPLERS]:
@@ -303,6 +304,7 @@ def main() -> None:
   )
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--variants", nargs="+", help="a subset of the study's variants")
+  parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS), help="tables to print")
   parser.add_argument("--inception", action="store_true", help="also FID and KID with the Inception-v3")
   parser.add_argument(
     "--priors",
@@ -314,7 +316,7 @@ def main() -> None:
   parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
   args = parser.parse_args()
   if args.tables:
-    print(tables(json.loads((args.results / f"quality_{args.study}.json").read_text())))
+    print(tables(json.loads((args.results / f"quality_{args.study}.json").read_text()), args.metrics))
     return
   variants = args.variants or STUDIES[args.study]
   prior_names = tuple(
@@ -346,7 +348,7 @@ def main() -> None:
   args.results.mkdir(parents=True, exist_ok=True)
   path = args.results / f"quality_{args.study}.json"
   path.write_text(json.dumps(study, indent=1) + "\n")
-  print(tables(study))
+  print(tables(study, args.metrics))
   print(f"\nwrote {path}")
 
 

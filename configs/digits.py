@@ -5,8 +5,9 @@
 
 Runtime (measured, 2 CPU cores, no accelerator): training about 8 min 40 s, sampling 256 images
 16 s. Result: `python benchmarks/digits_quality.py runs/digits/samples/samples.npz` prints a
-nearest-neighbour share of 0.832 (target >= 0.80) and 10/10 classes; training is deterministic.
-Details: the README's main-job section.
+nearest-neighbour share of 0.918 (target >= 0.80), 10/10 classes, a fine-detail variance ratio
+of 1.03 and 0.0114 of excess noise in the top rings; training is deterministic.
+Details: the README's main-job section and "Sample quality on the digits".
 """
 
 from configs import default
