@@ -292,7 +292,8 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
           else:
             cells.append(f"{fmt.format(np.mean(vals))} ± {fmt.format(np.std(vals))}")
         label = sampler if prior == "gaussian" else f"{sampler}, p₁ {prior}"
-        lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+        if any(c != "—" for c in cells):  # a row without any measured point is left out
+          lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
