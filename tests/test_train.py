@@ -269,22 +269,26 @@ def test_a_failed_async_save_is_reported_at_its_step(tmp_path):
     watcher.poll()
 
 
-def test_wiener_skip_and_lag_train_write_the_spectrum_and_sample(tiny_config, tmp_path):
-  """model.skip = 'wiener' with loss.lag: training computes the data's DCT power spectrum once
-  into WORKDIR/spectrum.npz (the mean of DCT2(x_0)² over the training split), and sampling reads
-  it back: finite samples, and the same denoiser at train and sample time."""
-  from soft_diffusion import dct, sample
+def test_wiener_skip_spectrum_is_written_once_and_read_back(tiny_config, tmp_path):
+  """model.skip = 'wiener': the first (training) call computes the data's mean DCT power spectrum
+  over the training split into WORKDIR/spectrum.npz; later (sampling) calls read it back, and the
+  skip is the Wiener gain of that spectrum. A sampling call without the file is a one-line error.
+  (The skip inside the train step and the samplers is `make_denoise_fn`'s, tested in test_models.)"""
+  import jax.numpy as jnp
+
+  from soft_diffusion import corruptions, dct, errors, models, sample
   from soft_diffusion import settings as settings_lib
 
   tiny_config.model.skip = "wiener"
-  tiny_config.loss.lag = 0.05
-  tiny_config.train.num_steps = 2
-  train.train_and_evaluate(tiny_config, str(tmp_path))
-  power = np.load(tmp_path / "spectrum.npz")["power"]
   settings = settings_lib.load(tiny_config)
+  corruption = corruptions.make(settings.corruption)
+  with pytest.raises(errors.MissingError, match="no spectrum at .*writes it when training starts"):
+    sample.make_skip(settings, corruption, tmp_path)
+  skip = sample.make_skip(settings, corruption, tmp_path, fit_missing=True)
+  power = np.load(tmp_path / "spectrum.npz")["power"]
   images = sample.load_training_images(settings, 10_000)
   np.testing.assert_allclose(power, np.mean(dct.dct2_host(images.astype(np.float64)) ** 2, axis=0), rtol=1e-5)
-  run = sample.load_run(tiny_config, tmp_path)
-  assert run.skip is not None
-  drawn = run.draw(num_images=8, raw=True, progress=False)
-  assert drawn.shape == (8, 8, 8, 1) and np.all(np.isfinite(drawn))
+  again = sample.make_skip(settings, corruption, tmp_path)
+  x, t = jnp.asarray(images[:4]), jnp.array([0.0, 0.3, 0.6, 1.0])
+  np.testing.assert_allclose(again(x, t), skip(x, t), rtol=1e-6)
+  np.testing.assert_allclose(skip(x, t), models.wiener_skip(corruption, power)(x, t), rtol=1e-6)
