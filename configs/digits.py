@@ -12,7 +12,7 @@ Details: the README's main-job section and "Sample quality on the digits".
 
 from configs import default
 
-# The 32 levels of SPEC §3's selection (`--mode schedule`, level_selection.select_blur_levels: mean
+# The 32 levels of the level selection (`--mode schedule`, level_selection.select_blur_levels: mean
 # DCT power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75] px) with
 # levels.pairing = 'candidate' (candidate i carries the noise s(i/255) of its own index; ε = 0.447).
 # Its first four levels (0.01-0.045 px) barely blur while the noise ramps 0.01 -> 0.024: about a

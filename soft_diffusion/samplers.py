@@ -149,7 +149,7 @@ def pc_sampler(
   `num_steps` network evaluations over L = ceil(N/2) levels t_l = 1 - l/(L-1), l = 0 … L-1
   (score_sde's grid from T down to its smallest noise; here t = 0, s_0 = noise_std_min). At each
   level one Langevin corrector step, then one predictor step to t_{l+1} (the first level has no
-  corrector when N is odd). Score: s_θ(x, t) = (C_t h_θ(x, t) - x)/s_t² (SPEC §2).
+  corrector when N is odd). Score: s_θ(x, t) = (C_t h_θ(x, t) - x)/s_t² (losses.py).
 
   * Corrector (score_sde's LangevinCorrector, one step): with g = s_θ(x, t) and z ~ N(0, I),
     ε = 2 (snr ‖z‖ / ‖g‖)², x ← x + ε g + √(2ε) z. Norms are per image (score_sde takes the

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_FILE = "schedule.json"
 METHOD = (
-  "SPEC §3: synchronous-coupling W2 bound on the mean DCT power spectrum; noise pairing levels.pairing "
+  "level selection: synchronous-coupling W2 bound on the mean DCT power spectrum; noise pairing levels.pairing "
   "(level_selection.PAIRINGS); smallest epsilon admitting K levels"
 )
 

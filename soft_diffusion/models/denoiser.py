@@ -1,4 +1,5 @@
-"""The denoiser wrapper: h_θ(x_t, t) = S_t x_t + c(t) · φ_θ(x_t, t), the clean-image estimate (SPEC §2).
+"""The denoiser wrapper: h_θ(x_t, t) = S_t x_t + c(t) · φ_θ(x_t, t), the clean-image estimate
+(the Soft Score Matching parameterisation, losses.py).
 
 `make_denoise_fn(model, params, noise_std=..., skip=...)` returns the `denoise_fn(x_t, t)` that the
 loss and the samplers take; the skip and the output scale live here, so the raw network knows
