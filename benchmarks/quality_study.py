@@ -4,8 +4,10 @@ paper's Momentum Sampler good, measured with the project's own metrics.
     python benchmarks/quality_study.py --study accounting --seeds 0 1 --inception
     python benchmarks/quality_study.py --study levels --seeds 0 1
     python benchmarks/quality_study.py --study loss --seeds 0 1 2
+    python benchmarks/quality_study.py --study ve --seeds 0 --priors forward
 
-Each variant is configs/digits.py with a few overrides (VARIANTS); each (variant, training seed)
+Each variant is configs/digits.py with a few overrides (VARIANTS), except `ve`, which is
+configs/digits_ve.py (the VE baseline); each (variant, training seed)
 is trained with the CLI a user would run,
 
     python -m soft_diffusion.main --config configs/digits.py --workdir OUT/<variant>_s<seed> --config.seed=<seed> ...
@@ -13,7 +15,8 @@ is trained with the CLI a user would run,
 (resumed if interrupted; a variant whose levels come from a pairing first runs the level
 selection into its workdir), then sampled in this process (EMA parameters of the last
 checkpoint, p_1 as the config says, sample seed 0, 256 images per point) with the Momentum and
-naive samplers at 50, 100 and 200 NFE. Per point it measures, against the real train digits:
+naive samplers at 50, 100 and 200 NFE (the `ve` study: 20, 50 and 100, and the VE run with
+score_sde's predictor-corrector sampler `pc` and with Momentum). Per point it measures, against the real train digits:
 
 * pixel-space KID (×10³; `evaluation.spectral.pixel_kid`, 100 subsets of 256): cheap, and on
   16×16 grey images the pixels describe everything;
@@ -46,6 +49,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # configs/
 
 from configs import digits as digits_config  # noqa: E402
+from configs import digits_ve as digits_ve_config  # noqa: E402
 
 SAMPLERS = ("momentum", "naive")
 NFES = (50, 100, 200)
@@ -67,12 +71,18 @@ VARIANTS: dict[str, tuple[str, dict, str | None]] = {
   "lag": ("loss.lag = 0.02 (A_t = C_{t-0.02}: one sampler step at 50 NFE)", {"loss.lag": 0.02}, None),
   "wiener": ("model.skip = wiener (Wiener-gain skip per DCT frequency)", {"model.skip": "wiener"}, None),
   "wiener_lag": ("model.skip = wiener and loss.lag = 0.02", {"model.skip": "wiener", "loss.lag": 0.02}, None),
+  # the VE baseline (its own config):
+  "ve": ("configs/digits_ve.py (C_t = I, score_sde's VE recipe scaled to the digits)", {}, None),
 }
+CONFIG_MODULES = {"ve": ("configs/digits_ve.py", digits_ve_config)}  # variant -> config; others: digits
+VARIANT_SAMPLERS = {"ve": ("pc", "momentum")}  # variant -> samplers; others: SAMPLERS
 STUDIES = {
   "accounting": ("joint", "candidate"),
   "levels": ("joint", "candidate", "blur", "joint_min_blur"),
   "loss": ("candidate", "floor", "lag", "wiener", "wiener_lag"),
+  "ve": ("candidate", "ve"),  # blur + Momentum against VE + PC (score_sde's noise removal at the end)
 }
+STUDY_NFES = {"ve": (20, 50, 100)}  # study -> NFE; others: NFES
 
 
 def flag_value(value) -> str:
@@ -88,8 +98,13 @@ def run_cli(args: list[str], log: pathlib.Path) -> None:
     subprocess.run(cmd, check=True, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
 
 
-def make_config(overrides: dict, seed: int):
-  config = digits_config.get_config()
+def config_of(variant: str):
+  """(config file, module) of a variant."""
+  return CONFIG_MODULES.get(variant, ("configs/digits.py", digits_config))
+
+
+def make_config(overrides: dict, seed: int, variant: str = "candidate"):
+  config = config_of(variant)[1].get_config()
   config.seed = seed
   for key, value in overrides.items():
     node = config
@@ -122,10 +137,10 @@ def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   overrides = dict(overrides)
   if pairing is not None:
     overrides["corruption.blur_sigma_table"] = select_table(variant, pairing, workdir)
-  config = make_config(overrides, seed)
+  config = make_config(overrides, seed, variant)
   if not (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
     flags = [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
-    args = ["--config", "configs/digits.py", "--workdir", str(workdir), f"--config.seed={seed}", *flags]
+    args = ["--config", config_of(variant)[0], "--workdir", str(workdir), f"--config.seed={seed}", *flags]
     start = time.perf_counter()
     run_cli(args, workdir / "train.log")
     timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
@@ -209,13 +224,20 @@ def inception_at(point: str, ref: Reference) -> bool:
   return ref.inception is not None and not point.endswith("/noisy_fit")
 
 
-def point_names(prior_names) -> list[str]:
+def point_names(prior_names, samplers=SAMPLERS, nfes=NFES) -> list[str]:
   """'sampler/NFE' for the default prior, 'sampler/NFE/prior' for the others."""
-  return [f"{s}/{n}" + ("" if p == "gaussian" else f"/{p}") for p in prior_names for s in SAMPLERS for n in NFES]
+  return [f"{s}/{n}" + ("" if p == "gaussian" else f"/{p}") for p in prior_names for s in samplers for n in nfes]
 
 
 def evaluate_run(
-  variant: str, seed: int, overrides: dict, out: pathlib.Path, ref: Reference, timings: dict, prior_names=("gaussian",)
+  variant: str,
+  seed: int,
+  overrides: dict,
+  out: pathlib.Path,
+  ref: Reference,
+  timings: dict,
+  prior_names=("gaussian",),
+  nfes=NFES,
 ) -> dict:
   import jax
 
@@ -224,14 +246,14 @@ def evaluate_run(
   workdir = out / f"{variant}_s{seed}"
   path = workdir / "quality.json"
   record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
-  want = point_names(prior_names)
+  want = point_names(prior_names, VARIANT_SAMPLERS.get(variant, SAMPLERS), nfes)
   missing = [
     p for p in want if p not in record["points"] or ("fid" not in record["points"][p] and inception_at(p, ref))
   ]
   if not missing:
     return record
   start = time.perf_counter()
-  run = sample.load_run(make_config(overrides, seed), workdir)
+  run = sample.load_run(make_config(overrides, seed, variant), workdir)
   priors_of_points = {}
   for point in missing:
     sampler, nfe, *rest = point.split("/")
@@ -271,6 +293,7 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
   """Markdown: per metric, variant × sampler rows, NFE columns, mean ± std over training seeds."""
   lines = []
   floor = study["held_out"]
+  nfes = study.get("nfes", NFES)
   for key, (label, fmt) in METRICS.items():
     if key not in metrics:
       continue
@@ -278,11 +301,12 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
       continue
     held_out = f"; real held-out digits: {fmt.format(floor[key])}" if key in floor else ""
     lines += [f"\n{label} (mean ± std over training seeds{held_out})\n"]
-    lines += ["| variant | sampler | " + " | ".join(str(n) for n in NFES) + " |", "|---|---|" + "---:|" * len(NFES)]
+    lines += ["| variant | sampler | " + " | ".join(str(n) for n in nfes) + " |", "|---|---|" + "---:|" * len(nfes)]
     for name, v in study["variants"].items():
-      for sampler, prior in [(s, p) for p in study.get("priors", ["gaussian"]) for s in SAMPLERS]:
+      samplers = v.get("samplers", SAMPLERS)
+      for sampler, prior in [(s, p) for p in study.get("priors", ["gaussian"]) for s in samplers]:
         cells = []
-        for nfe in NFES:
+        for nfe in nfes:
           point = f"{sampler}/{nfe}" + ("" if prior == "gaussian" else f"/{prior}")
           vals = [r[point][key] for r in v["runs"].values() if key in r.get(point, {})]
           if not vals:
@@ -320,6 +344,7 @@ def main() -> None:
     print(tables(json.loads((args.results / f"quality_{args.study}.json").read_text()), args.metrics))
     return
   variants = args.variants or STUDIES[args.study]
+  nfes = STUDY_NFES.get(args.study, NFES)
   prior_names = tuple(
     args.priors or (("gaussian", "noisy_fit", "forward") if args.study == "accounting" else ("gaussian",))
   )
@@ -332,6 +357,7 @@ def main() -> None:
     "point_names": "sampler/NFE: p_1 = the Gaussian fit (noise added exactly); sampler/NFE/prior: that p_1",
     "config": "configs/digits.py",
     "num_samples": NUM_SAMPLES,
+    "nfes": list(nfes),
     "sample_seed": SAMPLE_SEED,
     "priors": list(prior_names),
     "reference": f"train split ({len(ref.train)} digits)",
@@ -343,9 +369,12 @@ def main() -> None:
   for v in variants:
     runs = {}
     for s in args.seeds:
-      runs[str(s)] = evaluate_run(v, s, overrides[v, s], args.out, ref, timings, prior_names)["points"]
+      runs[str(s)] = evaluate_run(v, s, overrides[v, s], args.out, ref, timings, prior_names, nfes)["points"]
     levels = overrides[v, args.seeds[0]].get("corruption.blur_sigma_table", digits_config.DIGITS_BLUR_LEVELS)
-    study["variants"][v] = {"description": VARIANTS[v][0], "levels": list(levels), "runs": runs}
+    samplers = VARIANT_SAMPLERS.get(v, SAMPLERS)
+    study["variants"][v] = {"description": VARIANTS[v][0], "samplers": list(samplers), "runs": runs}
+    if config_of(v)[1] is digits_config:
+      study["variants"][v]["levels"] = list(levels)
   args.results.mkdir(parents=True, exist_ok=True)
   path = args.results / f"quality_{args.study}.json"
   path.write_text(json.dumps(study, indent=1) + "\n")

@@ -13,8 +13,9 @@ network, steps and batch), it runs the CLI a user would run:
 (training resumes from its last checkpoint; eval skips the points its JSON already holds), then
 writes OUT/study.json (every number, and the wall time of each stage that ran), the figures
 spectral_fd_vs_nfe.png, variance_ratio.png and samples.png (in OUT and in --figures), and prints
-the README's tables. The trained network and the exact posterior mean (oracle) are evaluated with
-the same samplers, priors, seeds and sample counts.
+the README's tables. With --figures DIR, the JSONs go there too, as DIR/small_fields.json,
+small_digits.json and small_floor.json. The trained network and the exact posterior mean
+(oracle) are evaluated with the same samplers, priors, seeds and sample counts.
 
 Stage `digits`: configs/digits.py (blur) and configs/digits_ve.py (VE twin, equal training
 compute) on real images: train, `--mode stats` once (the reference is the same for both), and
@@ -441,18 +442,28 @@ def tables(records: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
+RESULT_NAMES = {"study.json": "small_fields.json", "digits.json": "small_digits.json", "floor.json": "small_floor.json"}
+
+
 def copy_figures(out: pathlib.Path, target: str | None, names: list[str]) -> None:
+  """Copies the figures `names` and every study JSON written so far (as RESULT_NAMES' names, so
+  the README's tables trace to committed files) into `target`."""
   if target:
     folder = pathlib.Path(target)
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
       shutil.copy(out / name, folder / name)
+    for name, published in RESULT_NAMES.items():
+      if (out / name).is_file():
+        shutil.copy(out / name, folder / published)
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", default="runs/reproduce_small", help="study folder (resumes if present)")
-  parser.add_argument("--figures", default=None, help="also copy the figures here (e.g. docs/results)")
+  parser.add_argument(
+    "--figures", default=None, help="also copy the figures and the study JSONs here (e.g. docs/results)"
+  )
   parser.add_argument(
     "--stages", nargs="+", default=["fields", "digits", "floor"], choices=["fields", "digits", "floor"]
   )

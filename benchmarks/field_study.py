@@ -1,0 +1,236 @@
+"""Sample quality on the Gaussian fields, where every number is an exact distance to the true law:
+which level selection, the trained network against its oracle, and blur + Momentum against the
+VE baseline with score_sde's predictor-corrector sampler.
+
+    python benchmarks/field_study.py --train joint candidate blur ve   # trains what is missing, then measures
+    python benchmarks/field_study.py --tables                          # the tables of docs/results/quality_fields.json
+
+Each variant is a config with a few overrides (VARIANTS). The ones named by --train are trained
+with the CLI a user would run (skipped when their last checkpoint exists; never start this beside
+another process training the same workdir),
+
+    python -m soft_diffusion.main --config CONFIG --workdir OUT/<variant>_s<seed> --config.seed=<seed> ...
+
+and sampled with the trained network (EMA parameters of the last checkpoint) and with the exact
+posterior mean (the oracle: the floor a perfect network reaches) through the same sampler, prior,
+levels and sample seed (0), 1,024 samples per point. A variant that is not trained gets its
+oracle points only (its levels are selected into OUT/oracle_<variant>). Blur variants run the
+Momentum and naive samplers, the VE variant PC and Momentum, at 20, 50 and 100 NFE.
+
+Per point (`evaluation.exact.exact_metrics` against N(0, diag v), the true law): the spectral
+Fréchet distance, the full FD, and the variance kept per band (low k+l < 8, mid, high k+l ≥ H;
+1 is exact). Each run's points are kept in its folder (field_quality.json; a rerun skips the
+points it holds); the study's are written to --results/quality_fields.json with the wall time of
+each stage, and the tables are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # configs/
+
+BLUR = "configs/gaussian_field.py"
+# variant -> (what it is, config file, overrides)
+VARIANTS: dict[str, tuple[str, str, dict]] = {
+  "joint": ("configs/gaussian_field.py as measured before (levels.pairing = joint)", BLUR, {}),
+  "candidate": ("levels.pairing = candidate (the digits' default)", BLUR, {"levels.pairing": "candidate"}),
+  "blur": ("levels.pairing = blur (the blur term alone)", BLUR, {"levels.pairing": "blur"}),
+  "joint_min_blur": (
+    "levels.pairing = joint_min_blur (every hop at least half blur)",
+    BLUR,
+    {"levels.pairing": "joint_min_blur"},
+  ),
+  "floor": ("loss.floor = 0.3 (joint levels)", BLUR, {"loss.floor": 0.3}),
+  "wiener": ("model.skip = wiener (joint levels)", BLUR, {"model.skip": "wiener"}),
+  "ve": ("configs/gaussian_field_ve.py (C_t = I, score_sde's VE recipe)", "configs/gaussian_field_ve.py", {}),
+}
+SAMPLERS = {"ve": ("pc", "momentum")}  # variant -> samplers; the others: DEFAULT_SAMPLERS
+DEFAULT_SAMPLERS = ("momentum", "naive")
+NFES = (20, 50, 100)
+SAMPLE_SEED = 0
+BANDS = ("ratio_low", "ratio_mid", "ratio_high")
+
+
+def make_config(variant: str, seed: int):
+  _, path, overrides = VARIANTS[variant]
+  config = importlib.import_module(path.removesuffix(".py").replace("/", ".")).get_config()
+  config.seed = seed
+  for key, value in overrides.items():
+    block, leaf = key.split(".")
+    config[block][leaf] = value
+  return config
+
+
+def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> None:
+  _, path, overrides = VARIANTS[variant]
+  workdir = out / f"{variant}_s{seed}"
+  config = make_config(variant, seed)
+  if (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  flags = [f"--config.{k}={v}" for k, v in overrides.items()]
+  cmd = [sys.executable, "-m", "soft_diffusion.main", "--config", path, "--workdir", str(workdir)]
+  cmd += [f"--config.seed={seed}", *flags]
+  print("+", " ".join(cmd[1:]), f"> {workdir / 'train.log'}", flush=True)
+  start = time.perf_counter()
+  with (workdir / "train.log").open("a") as f:
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+  timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
+
+
+def oracle_setup(variant: str, seed: int, out: pathlib.Path):
+  """(settings, corruption, prior) without a checkpoint: levels selected into OUT/oracle_<variant>."""
+  from soft_diffusion import corruptions, sample, select_levels
+  from soft_diffusion import settings as settings_lib
+
+  workdir = out / f"oracle_{variant}"
+  workdir.mkdir(parents=True, exist_ok=True)
+  config = make_config(variant, seed)
+  settings = settings_lib.load(config, workdir, resolve_levels=False)
+  settings = select_levels.select_missing_levels(settings, workdir)
+  settings = settings_lib.load(settings, workdir)
+  corruption = corruptions.make(settings.corruption)
+  return settings, corruption, sample.make_prior(settings, corruption, workdir, fit_missing=True)
+
+
+def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
+  """Points 'denoiser/sampler/NFE' of a variant (trained ones only when its checkpoint exists)."""
+  import jax
+
+  from soft_diffusion import evaluate, gaussian_field, sample
+  from soft_diffusion.evaluation import exact
+
+  workdir = out / f"{variant}_s{seed}"
+  config = make_config(variant, seed)
+  trained = (workdir / "checkpoints" / str(config.train.num_steps)).is_dir()
+  folder = workdir if trained else out / f"oracle_{variant}"
+  path = folder / "field_quality.json"
+  record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
+  denoisers = ("trained", "oracle") if trained else ("oracle",)
+  samplers = SAMPLERS.get(variant, DEFAULT_SAMPLERS)
+  want = [f"{d}/{s}/{n}" for d in denoisers for s in samplers for n in NFES]
+  missing = [p for p in want if p not in record["points"]]
+  if missing:
+    start = time.perf_counter()
+    if trained:
+      run = sample.load_run(config, workdir)
+      settings, corruption, prior, params = run.settings, run.corruption, run.prior, run.params
+      net, skip = run.model, run.skip
+    else:
+      settings, corruption, prior = oracle_setup(variant, seed, out)
+      params = net = skip = None
+    prior = jax.device_put(prior)
+    v = evaluate.field_spectrum(settings)
+    oracle = gaussian_field.oracle_denoiser(corruption, v)
+    for point in missing:
+      denoiser, sampler, nfe = point.split("/")
+      cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED)
+      denoise_fn = oracle if denoiser == "oracle" else None
+      draw_fn = sample.make_draw_fn(net, corruption, cfg, raw=True, denoise_fn=denoise_fn, skip=skip)
+      t0 = time.perf_counter()
+      images = sample.draw(draw_fn, params, prior, cfg, settings.eval.num_images, raw=True)
+      metrics = exact.exact_metrics(images, v)
+      record["points"][point] = {**metrics, "num_images": len(images), "seconds": round(time.perf_counter() - t0, 1)}
+      print(f"{variant}_s{seed} {point}: " + short(metrics), flush=True)
+      path.write_text(json.dumps(record, indent=1))
+    record["levels"] = list(settings.corruption.blur_sigma_table or ())
+    record["trained"] = trained
+    path.write_text(json.dumps(record, indent=1))
+    timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
+  return record
+
+
+def short(m: dict) -> str:
+  bands = " / ".join(f"{m[b]:.3f}" for b in BANDS)
+  return f"spectral FD {m['spectral_fd']:.3f}  FD {m['fd']:.2f}  bands {bands}"
+
+
+def fmt(x: float) -> str:
+  return f"{x:.3g}" if x < 1e3 else f"{x:.1e}"
+
+
+def tables(study: dict) -> str:
+  """Markdown: spectral FD trained / oracle per variant × sampler × NFE; at the largest NFE the
+  trained/oracle ratio, the band ratios trained (oracle) and the full FD."""
+  nfes = study["nfes"]
+  top = nfes[-1]
+  lines = ["Spectral FD to the true law, trained network / oracle (lower is better):\n"]
+  lines += ["| variant | sampler | " + " | ".join(str(n) for n in nfes) + " |", "|---|---|" + "---:|" * len(nfes)]
+  for name, v in study["variants"].items():
+    points = v["points"]
+    for sampler in v["samplers"]:
+      cells = []
+      for n in nfes:
+        t, o = points.get(f"trained/{sampler}/{n}"), points.get(f"oracle/{sampler}/{n}")
+        cells.append(" / ".join(fmt(p["spectral_fd"]) if p else "—" for p in (t, o)))
+      lines.append(f"| {name} | {sampler} | " + " | ".join(cells) + " |")
+  lines += [
+    f"\nAt {top} NFE: trained / oracle spectral FD, variance kept per band trained (oracle; 1 is exact), full FD:\n",
+    "| variant | sampler | trained / oracle | low (k+l<8) | mid | high (k+l≥H) | full FD |",
+    "|---|---|---:|---:|---:|---:|---:|",
+  ]
+  for name, v in study["variants"].items():
+    for sampler in v["samplers"]:
+      t, o = v["points"].get(f"trained/{sampler}/{top}"), v["points"].get(f"oracle/{sampler}/{top}")
+      if t is None or o is None:
+        continue
+      ratio = t["spectral_fd"] / o["spectral_fd"]
+      bands = [f"{t[b]:.3f} ({o[b]:.3f})" for b in BANDS]
+      lines.append(f"| {name} | {sampler} | {ratio:.2f} | " + " | ".join(bands) + f" | {t['fd']:.2f} ({o['fd']:.2f}) |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+  parser.add_argument("--train", nargs="*", default=[], choices=list(VARIANTS), help="variants to train")
+  parser.add_argument("--seed", type=int, default=0, help="training seed")
+  parser.add_argument("--tables", action="store_true", help="only print the tables of --results' JSON")
+  parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "fields")
+  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
+  args = parser.parse_args()
+  path = args.results / "quality_fields.json"
+  if args.tables:
+    print(tables(json.loads(path.read_text())))
+    return
+  args.out.mkdir(parents=True, exist_ok=True)
+  timings: dict = {}
+  for variant in args.train:
+    train(variant, args.seed, args.out, timings)
+  study = {
+    "study": "fields",
+    "point_names": "denoiser/sampler/NFE (denoiser: trained = EMA network, oracle = exact posterior mean)",
+    "num_images": 1024,
+    "sample_seed": SAMPLE_SEED,
+    "training_seed": args.seed,
+    "nfes": list(NFES),
+    "variants": {},
+    "timings": timings,
+  }
+  for variant in args.variants:
+    record = evaluate_variant(variant, args.seed, args.out, timings)
+    study["variants"][variant] = {
+      "description": VARIANTS[variant][0],
+      "samplers": list(SAMPLERS.get(variant, DEFAULT_SAMPLERS)),
+      "trained": record.get("trained", False),
+      "levels": record.get("levels", []),
+      "points": {k: {m: v for m, v in p.items() if m != "ring_ratios"} for k, p in record["points"].items()},
+      "ring_ratios": {k: p["ring_ratios"] for k, p in record["points"].items() if "ring_ratios" in p},
+    }
+  args.results.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(study, indent=1) + "\n")
+  print(tables(study))
+  print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+  main()
