@@ -41,16 +41,16 @@ sys.path.insert(0, str(REPO))  # configs/
 BLUR = "configs/gaussian_field.py"
 # variant -> (what it is, config file, overrides)
 VARIANTS: dict[str, tuple[str, str, dict]] = {
-  "joint": ("configs/gaussian_field.py as measured before (levels.pairing = joint)", BLUR, {}),
-  "candidate": ("levels.pairing = candidate (the digits' default)", BLUR, {"levels.pairing": "candidate"}),
+  "joint": ("levels.pairing = joint (configs/gaussian_field.py until this study)", BLUR, {"levels.pairing": "joint"}),
+  "candidate": ("levels.pairing = candidate (configs/gaussian_field.py since this study)", BLUR, {}),
   "blur": ("levels.pairing = blur (the blur term alone)", BLUR, {"levels.pairing": "blur"}),
   "joint_min_blur": (
     "levels.pairing = joint_min_blur (every hop at least half blur)",
     BLUR,
     {"levels.pairing": "joint_min_blur"},
   ),
-  "floor": ("loss.floor = 0.3 (joint levels)", BLUR, {"loss.floor": 0.3}),
-  "wiener": ("model.skip = wiener (joint levels)", BLUR, {"model.skip": "wiener"}),
+  "floor": ("loss.floor = 0.3 (joint levels)", BLUR, {"levels.pairing": "joint", "loss.floor": 0.3}),
+  "wiener": ("model.skip = wiener (joint levels)", BLUR, {"levels.pairing": "joint", "model.skip": "wiener"}),
   "ve": ("configs/gaussian_field_ve.py (C_t = I, score_sde's VE recipe)", "configs/gaussian_field_ve.py", {}),
 }
 SAMPLERS = {"ve": ("pc", "momentum")}  # variant -> samplers; the others: DEFAULT_SAMPLERS
