@@ -21,7 +21,8 @@ Per point (`evaluation.exact.exact_metrics` against N(0, diag v), the true law):
 Fréchet distance, the full FD, and the variance kept per band (low k+l < 8, mid, high k+l ≥ H;
 1 is exact). Each run's points are kept in its folder (field_quality.json; a rerun skips the
 points it holds); the study's are written to --results/quality_fields.json with the wall time of
-each stage, and the tables are printed.
+each stage (a variant this run did not measure keeps its earlier record there), and the tables
+are printed.
 """
 
 from __future__ import annotations
@@ -227,6 +228,9 @@ def main() -> None:
       "ring_ratios": {k: p["ring_ratios"] for k, p in record["points"].items() if "ring_ratios" in p},
     }
   args.results.mkdir(parents=True, exist_ok=True)
+  if path.is_file():  # variants this run did not measure keep their earlier record
+    earlier = json.loads(path.read_text())["variants"]
+    study["variants"] = {**{k: v for k, v in earlier.items() if k not in args.variants}, **study["variants"]}
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study))
   print(f"\nwrote {path}")

@@ -30,7 +30,8 @@ score_sde's predictor-corrector sampler `pc` and with Momentum). Per point it me
 The real held-out digits (the validation split, 180 images) are measured the same way, as the
 floor. Each run's numbers are kept in OUT/<variant>_s<seed>/quality.json (a rerun skips the
 points it holds); the study's are written to --results (docs/results/quality_<study>.json) with
-the wall time of each stage, and the tables (mean ± std over training seeds) are printed.
+the wall time of each stage (a variant this run did not touch keeps its earlier record there), and
+the tables (mean ± std over training seeds) are printed.
 """
 
 from __future__ import annotations
@@ -377,6 +378,9 @@ def main() -> None:
       study["variants"][v]["levels"] = list(levels)
   args.results.mkdir(parents=True, exist_ok=True)
   path = args.results / f"quality_{args.study}.json"
+  if path.is_file():  # variants this run did not touch keep their earlier record
+    earlier = json.loads(path.read_text())["variants"]
+    study["variants"] = {**{k: v for k, v in earlier.items() if k not in variants}, **study["variants"]}
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study, args.metrics))
   print(f"\nwrote {path}")
