@@ -51,6 +51,11 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     {"levels.pairing": "joint_min_blur"},
   ),
   "floor": ("loss.floor = 0.3 (joint levels)", BLUR, {"levels.pairing": "joint", "loss.floor": 0.3}),
+  "lag": (
+    "loss.lag = 0.02 (A_t = C_{t-0.02}: one sampler step at 50 NFE; joint levels)",
+    BLUR,
+    {"levels.pairing": "joint", "loss.lag": 0.02},
+  ),
   "wiener": ("model.skip = wiener (joint levels)", BLUR, {"levels.pairing": "joint", "model.skip": "wiener"}),
   "ve": ("configs/gaussian_field_ve.py (C_t = I, score_sde's VE recipe)", "configs/gaussian_field_ve.py", {}),
 }

@@ -28,9 +28,15 @@ from configs import digits  # noqa: E402
 
 CONFIGS = {
   "default": ("configs/digits.py as it is", {}),
+  "wiener": ("configs/digits.py with model.skip = wiener (the Wiener-gain skip)", {"model.skip": "wiener"}),
   "regressed": (
-    "the configuration before this guard: the joint level table (one hop 0.01 -> 0.35 px) and the Gaussian p_1",
-    {"corruption.blur_sigma_table": digits.DIGITS_BLUR_LEVELS_JOINT, "sample.prior": "gaussian"},
+    "the configuration before this guard: the joint level table (one hop 0.01 -> 0.35 px), the Gaussian p_1"
+    " and the residual form",
+    {
+      "corruption.blur_sigma_table": digits.DIGITS_BLUR_LEVELS_JOINT,
+      "sample.prior": "gaussian",
+      "model.skip": "identity",
+    },
   ),
 }
 
@@ -41,7 +47,11 @@ def main() -> None:
   parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "quality_guard")
   parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
   args = parser.parse_args()
+  args.results.mkdir(parents=True, exist_ok=True)
+  path = args.results / "quality_guard.json"
   record = {"guard_steps": GUARD_STEPS, "nfe": NFE, "num_samples": NUM_SAMPLES, "configs": {}}
+  if path.is_file():  # configs this run does not touch keep their earlier record
+    record["configs"] = json.loads(path.read_text())["configs"]
   for name in args.configs:
     description, overrides = CONFIGS[name]
     start = time.perf_counter()
@@ -56,10 +66,11 @@ def main() -> None:
   print("| config | sampler | pixel KID ×10³ | variance ratio, rings 12–19 | excess std, rings ≥ 20 |")
   print("|---|---|---:|---:|---:|")
   for name, r in record["configs"].items():
+    if name not in CONFIGS:
+      continue
     for sampler, m in r["metrics"].items():
       print(f"| {name} | {sampler} | {m['pixel_kid_e3']:.2f} | {m['ratio_high']:.2f} | {m['top_excess_std']:.4f} |")
-  args.results.mkdir(parents=True, exist_ok=True)
-  path = args.results / "quality_guard.json"
+  record["configs"] = {name: record["configs"][name] for name in CONFIGS if name in record["configs"]}
   path.write_text(json.dumps(record, indent=1) + "\n")
   print(f"\nwrote {path}")
 
