@@ -2,8 +2,9 @@
 which level selection, the trained network against its oracle, and blur + Momentum against the
 VE baseline with score_sde's predictor-corrector sampler.
 
-    python benchmarks/field_study.py --train joint candidate blur ve   # trains what is missing, then measures
-    python benchmarks/field_study.py --tables                          # the tables of docs/results/quality_fields.json
+    python benchmarks/field_study.py --train joint candidate blur wiener ve   # trains what is missing, then measures
+    python benchmarks/field_study.py --train floor lag joint_min_blur --variants floor lag joint_min_blur
+    python benchmarks/field_study.py --tables   # the tables of docs/results/quality_fields.json
 
 Each variant is a config with a few overrides (VARIANTS). The ones named by --train are trained
 with the CLI a user would run (skipped when their last checkpoint exists; never start this beside
@@ -235,7 +236,10 @@ def main() -> None:
   args.results.mkdir(parents=True, exist_ok=True)
   if path.is_file():  # variants this run did not measure keep their earlier record
     earlier = json.loads(path.read_text())["variants"]
-    study["variants"] = {**{k: v for k, v in earlier.items() if k not in args.variants}, **study["variants"]}
+    merged = {**{k: v for k, v in earlier.items() if k not in args.variants}, **study["variants"]}
+    order = list(VARIANTS)  # the variants in the order they are defined in, whichever run measured them
+    rank = {name: i for i, name in enumerate(order)}
+    study["variants"] = dict(sorted(merged.items(), key=lambda kv: rank.get(kv[0], len(order))))
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study))
   print(f"\nwrote {path}")

@@ -308,7 +308,7 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
     if not any(key in p for v in study["variants"].values() for r in v["runs"].values() for p in r.values()):
       continue
     held_out = f"; real held-out digits: {fmt.format(floor[key])}" if key in floor else ""
-    lines += [f"\n{label} (mean ± std over training seeds{held_out})\n"]
+    lines += [f"\n{label} (mean ± std over training seeds, a value without ± is one seed{held_out})\n"]
     lines += ["| variant | sampler | " + " | ".join(str(n) for n in nfes) + " |", "|---|---|" + "---:|" * len(nfes)]
     for name, v in study["variants"].items():
       samplers = v.get("samplers", SAMPLERS)
@@ -393,7 +393,10 @@ def main() -> None:
   path = args.results / f"quality_{args.study}.json"
   if path.is_file():  # variants this run did not touch keep their earlier record
     earlier = json.loads(path.read_text())["variants"]
-    study["variants"] = {**{k: v for k, v in earlier.items() if k not in variants}, **study["variants"]}
+    merged = {**{k: v for k, v in earlier.items() if k not in variants}, **study["variants"]}
+    order = list(VARIANTS)  # the variants in the order they are defined in, whichever run measured them
+    rank = {name: i for i, name in enumerate(order)}
+    study["variants"] = dict(sorted(merged.items(), key=lambda kv: rank.get(kv[0], len(order))))
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study, args.metrics))
   print(f"\nwrote {path}")
