@@ -40,6 +40,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # configs/
 
+import study_records  # noqa: E402  (benchmarks/, beside this script)
+
 BLUR = "configs/gaussian_field.py"
 # variant -> (what it is, config file, overrides)
 VARIANTS: dict[str, tuple[str, str, dict]] = {
@@ -234,12 +236,8 @@ def main() -> None:
       "ring_ratios": {k: p["ring_ratios"] for k, p in record["points"].items() if "ring_ratios" in p},
     }
   args.results.mkdir(parents=True, exist_ok=True)
-  if path.is_file():  # variants this run did not measure keep their earlier record
-    earlier = json.loads(path.read_text())["variants"]
-    merged = {**{k: v for k, v in earlier.items() if k not in args.variants}, **study["variants"]}
-    order = list(VARIANTS)  # the variants in the order they are defined in, whichever run measured them
-    rank = {name: i for i, name in enumerate(order)}
-    study["variants"] = dict(sorted(merged.items(), key=lambda kv: rank.get(kv[0], len(order))))
+  # variants this run did not measure keep their earlier record; all in VARIANTS' order
+  study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study))
   print(f"\nwrote {path}")

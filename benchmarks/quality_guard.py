@@ -22,6 +22,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+import study_records  # noqa: E402  (benchmarks/, beside this script)
 from quality_guard import GUARD_STEPS, NFE, NUM_SAMPLES, run_guard  # noqa: E402
 
 from configs import digits  # noqa: E402
@@ -50,8 +51,6 @@ def main() -> None:
   args.results.mkdir(parents=True, exist_ok=True)
   path = args.results / "quality_guard.json"
   record = {"guard_steps": GUARD_STEPS, "nfe": NFE, "num_samples": NUM_SAMPLES, "configs": {}}
-  if path.is_file():  # configs this run does not touch keep their earlier record
-    record["configs"] = json.loads(path.read_text())["configs"]
   for name in args.configs:
     description, overrides = CONFIGS[name]
     start = time.perf_counter()
@@ -62,15 +61,14 @@ def main() -> None:
       "metrics": metrics,
       "seconds": round(time.perf_counter() - start, 1),
     }
+  # configs this run does not touch keep their earlier record; all in CONFIGS' order
+  record["configs"] = study_records.merge_with_earlier(path, "configs", record["configs"], CONFIGS)
   print(f"guard run: {GUARD_STEPS} steps, {NUM_SAMPLES} samples at {NFE} NFE\n")
   print("| config | sampler | pixel KID ×10³ | variance ratio, rings 12–19 | excess std, rings ≥ 20 |")
   print("|---|---|---:|---:|---:|")
   for name, r in record["configs"].items():
-    if name not in CONFIGS:
-      continue
     for sampler, m in r["metrics"].items():
       print(f"| {name} | {sampler} | {m['pixel_kid_e3']:.2f} | {m['ratio_high']:.2f} | {m['top_excess_std']:.4f} |")
-  record["configs"] = {name: record["configs"][name] for name in CONFIGS if name in record["configs"]}
   path.write_text(json.dumps(record, indent=1) + "\n")
   print(f"\nwrote {path}")
 

@@ -50,6 +50,8 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # configs/
 
+import study_records  # noqa: E402  (benchmarks/, beside this script)
+
 from configs import digits as digits_config  # noqa: E402
 from configs import digits_ve as digits_ve_config  # noqa: E402
 
@@ -155,7 +157,7 @@ def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
 class Reference:
   """The real digits, their Inception statistics (when asked for) and the held-out floor."""
 
-  def __init__(self, out: pathlib.Path, inception: bool, timings: dict):
+  def __init__(self, out: pathlib.Path, inception: bool, timings: dict, inception_points: set[str] | None = None):
     from soft_diffusion import artifacts, data, evaluate
     from soft_diffusion import settings as settings_lib
 
@@ -168,7 +170,7 @@ class Reference:
 
     self.train, self.held_out = split("train"), split("validation")
     self.inception = None
-    self.inception_points: set[str] | None = None  # None: every point
+    self.inception_points = inception_points  # None: every point
     if inception:
       workdir = out / "reference"
       path = evaluate.stats_path(workdir, self.settings)
@@ -361,11 +363,14 @@ def main() -> None:
   prior_names = tuple(
     args.priors or (("gaussian", "noisy_fit", "forward") if args.study == "accounting" else ("gaussian",))
   )
+  known = {p for v in variants for p in point_names(prior_names, VARIANT_SAMPLERS.get(v, SAMPLERS), nfes)}
+  unknown = sorted(set(args.inception or ()) - known)
+  if unknown:
+    parser.error(f"--inception: unknown points {unknown}; this study has {sorted(known)}")
   args.out.mkdir(parents=True, exist_ok=True)
   timings: dict = {}
   overrides = {(v, s): train(v, s, args.out, timings) for s in args.seeds for v in variants}
-  ref = Reference(args.out, args.inception is not None, timings)
-  ref.inception_points = set(args.inception) if args.inception else None
+  ref = Reference(args.out, args.inception is not None, timings, set(args.inception) if args.inception else None)
   study = {
     "study": args.study,
     "point_names": "sampler/NFE: p_1 = the Gaussian fit (noise added exactly); sampler/NFE/prior: that p_1",
@@ -391,12 +396,8 @@ def main() -> None:
       study["variants"][v]["levels"] = list(levels)
   args.results.mkdir(parents=True, exist_ok=True)
   path = args.results / f"quality_{args.study}.json"
-  if path.is_file():  # variants this run did not touch keep their earlier record
-    earlier = json.loads(path.read_text())["variants"]
-    merged = {**{k: v for k, v in earlier.items() if k not in variants}, **study["variants"]}
-    order = list(VARIANTS)  # the variants in the order they are defined in, whichever run measured them
-    rank = {name: i for i, name in enumerate(order)}
-    study["variants"] = dict(sorted(merged.items(), key=lambda kv: rank.get(kv[0], len(order))))
+  # variants this run did not touch keep their earlier record; all in VARIANTS' order
+  study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study, args.metrics))
   print(f"\nwrote {path}")

@@ -1,0 +1,16 @@
+"""The committed study JSONs (docs/results/*.json), shared by the study scripts: a rerun that
+measures some entries keeps the earlier record of the others."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterable
+
+
+def merge_with_earlier(path: pathlib.Path, key: str, fresh: dict, order: Iterable[str]) -> dict:
+  """`fresh` (name -> record, this run's) over the records under `key` of the JSON at `path` (if
+  any), keeping only names in `order` and in that order."""
+  earlier = json.loads(path.read_text())[key] if path.is_file() else {}
+  merged = {**earlier, **fresh}
+  return {name: merged[name] for name in order if name in merged}
