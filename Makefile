@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 DEMO_DIR ?= runs/digits
 
-.PHONY: demo test lint bench clean lock
+.PHONY: demo test lint bench clean lock newest-jax resolve
 
 demo: $(STAMP)
 	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR)
@@ -36,6 +36,20 @@ lock:
 	{ head -3 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .venv-lock
+
+# The functional API's tests against the newest jax/jaxlib/flax the registry has within setup.py's
+# ranges (a base install: no training extras), in a separate venv; CI keeps constraints.txt.
+newest-jax:
+	rm -rf .venv-newest
+	$(PYTHON) -m venv .venv-newest
+	.venv-newest/bin/python -m pip install --quiet --upgrade -e . pytest pytest-xdist scipy
+	.venv-newest/bin/python -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__)"
+	.venv-newest/bin/python -m pytest -p no:cacheprovider -o addopts="" -q tests/test_api.py tests/test_corruptions.py \
+	  tests/test_losses.py tests/test_samplers.py tests/test_schedules.py tests/test_level_selection.py
+
+# Does '.[train]' resolve as wheels on Linux x86-64, Linux aarch64 and macOS arm64? (asks the registry)
+resolve: $(STAMP)
+	$(BIN)/python benchmarks/resolve_platforms.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

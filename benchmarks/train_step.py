@@ -113,6 +113,25 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: 
   }
 
 
+# Datasheet dense bf16 matmul peaks per chip (FLOP/s), by jax's device_kind: MFU's denominator.
+DATASHEET_BF16 = {
+  "NVIDIA H100": 989e12,
+  "NVIDIA H200": 989e12,
+  "NVIDIA A100": 312e12,
+  "TPU v4": 275e12,
+  "TPU v5 lite": 197e12,
+  "TPU v5e": 197e12,
+  "TPU v5p": 459e12,
+  "TPU v6 lite": 918e12,
+}
+
+
+def datasheet_peak(kind: str) -> float | None:
+  """The bf16 peak of the chip `kind` names (longest matching prefix), or None if unknown."""
+  matches = [k for k in DATASHEET_BF16 if kind.startswith(k)]
+  return DATASHEET_BF16[max(matches, key=len)] if matches else None
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", nargs="+", default=["digits", "celeba64", "celeba64:unet"])
@@ -161,8 +180,12 @@ def main() -> None:
     jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
     peaks[dtype] = matmul_flops_per_second(matmul_size, repeats=10, dtype=jdtype) * jax.local_device_count()
     print(f"{dtype} matmul {matmul_size}^2 on {jax.local_device_count()} device(s): {peaks[dtype] / 1e12:.3f} TFLOP/s")
+  sheet = datasheet_peak(jax.devices()[0].device_kind)
   for r in results:
     ratio = r["flop_per_s"] / peaks[r["dtype"]]
+    if sheet and r["dtype"] == "bfloat16":
+      mfu = r["flop_per_s"] / (sheet * jax.local_device_count())
+      print(f"{r['name']}: bf16 MFU against the datasheet peak ({sheet / 1e12:.0f} TFLOP/s per chip): {mfu:.3f}")
     print(
       f"{r['name']} ({r['network']}): batch {r['batch']} x {r['size']}^2, {r['dtype']}, {r['params']:,} params | "
       f"{r['step_s'] * 1e3:.1f} ms/step, {r['images_per_s']:.1f} images/s | "

@@ -80,7 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
   # h = S_t x_t + c·φ with S_t = I ('identity', the paper's residual form) or the linear MMSE
   # (Wiener) estimate per DCT frequency ('wiener', extension: blur/identity; see models/denoiser.py)
   m.skip = "identity"
-  m.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (params, corruption and loss stay float32)
+  # compute dtype: 'auto' (bfloat16 on GPU/TPU, float32 on CPU) | 'float32' | 'bfloat16'; the
+  # parameters, optimizer state, corruption and loss stay float32 either way
+  m.dtype = "auto"
   # recompute each residual block's activations in the backward pass instead of storing them
   # (less memory for about one more forward pass; parameters and checkpoints are unchanged)
   m.remat = False
@@ -165,4 +167,10 @@ def get_config() -> ml_collections.ConfigDict:
   # data.name = 'gaussian_field': no Inception; exact distances to the known law (evaluation/exact.py),
   # and with oracle=True every point also with the exact posterior mean as denoiser (the floor)
   ev.oracle = True
+  # While training: every `every_steps` steps (0 = never) draw `train_num_images` samples with the
+  # EMA parameters and the sample block's sampler, log their KID and FID against the reference
+  # statistics (computed first if missing) to metrics.jsonl and TensorBoard, and save a checkpoint
+  # with them; the best of those (lowest FID) is kept whatever checkpoint.max_to_keep says.
+  ev.every_steps = 0
+  ev.train_num_images = 1000
   return config

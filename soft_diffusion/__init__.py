@@ -5,9 +5,22 @@ The functional core, importable on its own:
     from soft_diffusion import corruptions, schedules, losses, samplers
     from soft_diffusion import level_selection  # SPEC §3, on a power spectrum
     from soft_diffusion import gaussian_field   # SPEC §7: a law known exactly, its posterior mean
+
+`import soft_diffusion` is cheap: the submodules (and JAX) load on first use, so that the command
+line (`python -m soft_diffusion.main`) can take over SIGTERM before JAX is imported.
 """
 
-from soft_diffusion import corruptions, dct, gaussian_field, level_selection, losses, samplers, schedules
+import importlib
 
 __all__ = ["corruptions", "dct", "gaussian_field", "level_selection", "losses", "samplers", "schedules"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+  if name in __all__:
+    return importlib.import_module(f"soft_diffusion.{name}")
+  raise AttributeError(f"module 'soft_diffusion' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted([*globals(), *__all__])

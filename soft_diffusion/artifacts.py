@@ -10,8 +10,9 @@
   object store (no rename) as one object upload, which the store makes visible only once it is
   complete. Either way a crash never leaves a half-written `path`, and readers see the old file
   or the new one. `write_json`, `save_npz`, `save_figure` and `write_png` use it; `load_npz`
-  reads an .npz from either. `append_jsonl` appends one JSON line (on an object store, which
-  cannot append, it rewrites the object with the line added).
+  reads an .npz from either.
+* Metrics: `MetricsLog` (the train loop's JSON lines: appended on a local disk, uploaded in
+  segments on an object store) and `read_metrics`, which reads either.
 * `barrier(name)`: all processes meet here (nothing with one process).
 * Images: `to_uint8` (the one rounding rule for samples and reference images), `image_grid`,
   `write_png`; `pyplot()` is matplotlib on the file-only Agg backend.
@@ -127,18 +128,64 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k: f[k] for k in f.files}
 
 
-def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-  """One JSON line per record (after a resume, a step may appear twice: the last one counts).
-  Object stores cannot append: there the object is rewritten whole with the line added."""
-  line = json.dumps(record) + "\n"
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  if is_local(path):
-    with open(path, "a") as f:
-      f.write(line)
-  else:
-    old = path.read_text() if path.exists() else ""
-    write_atomic(path, lambda f: f.write((old + line).encode()))
+METRICS_FILE = "metrics.jsonl"  # in WORKDIR/logs, on a local disk
+METRICS_SEGMENTS = "metrics"  # WORKDIR/logs/metrics/<start>-<launch ms>-<index>.jsonl, on an object store
+
+
+class MetricsLog:
+  """The train loop's metrics in WORKDIR/logs, one JSON line per record.
+
+  On a local disk each record is appended to logs/metrics.jsonl at once. An object store cannot
+  append, and rewriting one object per line would upload the whole history again for every line
+  (about 20 GB over a CelebA run); there the records are buffered, and every `flush_every`
+  records, at `flush()` (the loop calls it with every checkpoint) and at `close()`, the buffer
+  becomes one new object logs/metrics/<start step>-<launch time ms>-<index>.jsonl, so every line
+  is uploaded once. `read_metrics` reads both forms.
+  """
+
+  def __init__(self, logdir: str | os.PathLike, start_step: int, flush_every: int = 100):
+    self.logdir = epath.Path(logdir)
+    self.local = is_local(self.logdir)
+    self.flush_every = flush_every
+    self.prefix = f"{start_step:09d}-{time.time_ns() // 1_000_000:013d}"
+    self.index = 0
+    self.buffer: list[str] = []
+
+  def write(self, record: dict[str, Any]) -> None:
+    line = json.dumps(record) + "\n"
+    if self.local:
+      self.logdir.mkdir(parents=True, exist_ok=True)
+      with open(self.logdir / METRICS_FILE, "a") as f:
+        f.write(line)
+      return
+    self.buffer.append(line)
+    if len(self.buffer) >= self.flush_every:
+      self.flush()
+
+  def flush(self) -> None:
+    if not self.buffer:
+      return
+    text = "".join(self.buffer).encode()
+    write_atomic(self.logdir / METRICS_SEGMENTS / f"{self.prefix}-{self.index:05d}.jsonl", lambda f: f.write(text))
+    self.index += 1
+    self.buffer = []
+
+
+def read_metrics(logdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """The records of WORKDIR/logs (metrics.jsonl, then the segments in the order they were written),
+  one per step, sorted by step; a step logged twice (a resumed run repeats the steps after its
+  last checkpoint) keeps its last record."""
+  logdir = epath.Path(logdir)
+  files = [logdir / METRICS_FILE] if (logdir / METRICS_FILE).exists() else []
+  if (logdir / METRICS_SEGMENTS).is_dir():
+    files += sorted((logdir / METRICS_SEGMENTS).glob("*.jsonl"), key=lambda p: p.name)
+  by_step: dict[int, dict[str, Any]] = {}
+  for path in files:
+    for line in path.read_text().splitlines():
+      if line.strip():
+        record = json.loads(line)
+        by_step[record["step"]] = record
+  return [by_step[step] for step in sorted(by_step)]
 
 
 # ----------------------------------------------------------------------------------------------

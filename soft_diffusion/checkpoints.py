@@ -32,21 +32,25 @@ def directory(workdir: epath.Path) -> epath.Path:
   return workdir / "checkpoints"
 
 
-def preservation_policy(cfg: CheckpointConfig) -> Any:
-  """Keep the newest `max_to_keep` checkpoints and, with `keep_every_steps` > 0, every step that is
-  a multiple of it (permanently: the candidates for choosing the best checkpoint by FID)."""
+def preservation_policy(cfg: CheckpointConfig, keep_best: bool = False) -> Any:
+  """Keep the newest `max_to_keep` checkpoints, with `keep_every_steps` > 0 every step that is a
+  multiple of it (permanently: the candidates for choosing the best checkpoint by FID), and with
+  `keep_best` the one saved with the lowest in-training FID (`save(..., metrics={"fid": ...})`)."""
   from orbax.checkpoint import checkpoint_managers as policies
 
-  latest = policies.LatestN(n=cfg.max_to_keep)
-  if not cfg.keep_every_steps:
-    return latest
-  return policies.AnyPreservationPolicy([latest, policies.EveryNSteps(interval_steps=cfg.keep_every_steps)])
+  kept = [policies.LatestN(n=cfg.max_to_keep)]
+  if cfg.keep_every_steps:
+    kept.append(policies.EveryNSteps(interval_steps=cfg.keep_every_steps))
+  if keep_best:
+    best = policies.BestN(get_metric_fn=lambda m: m["fid"], reverse=True, n=1, keep_checkpoints_without_metrics=False)
+    kept.append(best)
+  return kept[0] if len(kept) == 1 else policies.AnyPreservationPolicy(kept)
 
 
-def training_manager(workdir: epath.Path, cfg: CheckpointConfig) -> ocp.CheckpointManager:
+def training_manager(workdir: epath.Path, cfg: CheckpointConfig, keep_best: bool = False) -> ocp.CheckpointManager:
   """The manager the train loop saves with (async; retention: `preservation_policy`)."""
   options = ocp.CheckpointManagerOptions(
-    preservation_policy=preservation_policy(cfg), enable_async_checkpointing=True, create=True
+    preservation_policy=preservation_policy(cfg, keep_best), enable_async_checkpointing=True, create=True
   )
   return ocp.CheckpointManager(
     directory(workdir),
@@ -90,9 +94,15 @@ def restore_training(
 
 
 def save(
-  manager: ocp.CheckpointManager, step: int, state: state_lib.TrainState, iterator: Any, meta: dict[str, Any]
+  manager: ocp.CheckpointManager,
+  step: int,
+  state: state_lib.TrainState,
+  iterator: Any,
+  meta: dict[str, Any],
+  metrics: dict[str, float] | None = None,
 ) -> None:
-  """Starts an asynchronous save of `state`, the iterator and `meta` as checkpoint `step`."""
+  """Starts an asynchronous save of `state`, the iterator and `meta` as checkpoint `step`
+  (`metrics`: the in-training evaluation's, which rank it for `preservation_policy`)."""
   manager.save(
     step,
     args=ocp.args.Composite(
@@ -100,6 +110,7 @@ def save(
       data=grain.checkpoint.CheckpointSave(iterator),
       meta=ocp.args.JsonSave(meta),
     ),
+    metrics=metrics,
   )
 
 

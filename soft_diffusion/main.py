@@ -30,7 +30,7 @@ from typing import Any
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
-from soft_diffusion import errors
+from soft_diffusion import errors, preemption
 
 MODES = ("train", "sample", "schedule", "stats", "eval")
 
@@ -64,6 +64,13 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 )
 _PROCESS_ID = flags.DEFINE_integer(
   "process_id", None, "With --distributed: index of this process (default: auto-detected)."
+)
+_LOCAL_DEVICE_IDS = flags.DEFINE_string(
+  "local_device_ids",
+  None,
+  "With --distributed: comma list of the local accelerators this process drives (e.g. 0,1,2,3,4,5,"
+  "6,7). Default: JAX's choice; under SLURM that is one device per task (SLURM_LOCALID), so "
+  "launch/slurm.sh, which starts one process per node, passes all the node's GPUs.",
 )
 _COMPILATION_CACHE = flags.DEFINE_string(
   "compilation_cache_dir",
@@ -171,9 +178,12 @@ def _check_launch_flags() -> None:
       raise errors.ConfigError(
         f"--compilation_cache_dir must be a folder (created if missing) or a gs:// URL, got {cache!r}"
       )
-  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _LOCAL_DEVICE_IDS.value)
   if not _DISTRIBUTED.value and any(v is not None for v in explicit):
-    raise errors.ConfigError("--coordinator_address/--num_processes/--process_id need --distributed")
+    raise errors.ConfigError("--coordinator_address/--num_processes/--process_id/--local_device_ids need --distributed")
+  ids = _LOCAL_DEVICE_IDS.value
+  if ids is not None and not re.fullmatch(r"\d+(,\d+)*", ids.replace(" ", "")):
+    raise errors.ConfigError(f"--local_device_ids must be a comma list of device numbers >= 0, got {ids!r}")
   if _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value < 1:
     raise errors.ConfigError(f"--num_processes must be >= 1, got {_NUM_PROCESSES.value}")
   if _PROCESS_ID.value is not None:
@@ -232,10 +242,18 @@ def run(config: ConfigDict) -> Any:
   # --mode schedule writes the levels; training selects them first when they are missing.
   settings = settings_lib.load(config, workdir, resolve_levels=mode not in ("schedule", "train"))
   if _DISTRIBUTED.value:
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    ids = _LOCAL_DEVICE_IDS.value
+    jax.distributed.initialize(
+      _COORDINATOR.value,
+      _NUM_PROCESSES.value,
+      _PROCESS_ID.value,
+      local_device_ids=[int(i) for i in ids.replace(" ", "").split(",")] if ids else None,
+    )
   if mode == "train":
     from soft_diffusion import train
 
+    if _DISTRIBUTED.value:
+      preemption.forward_to_jax()
     return train.train_and_evaluate(settings, workdir)
   if mode == "sample":
     from soft_diffusion import sample
@@ -266,6 +284,8 @@ class _QuietLibraries(logging.Filter):
 
 
 def _main(config: ConfigDict) -> None:
+  if _MODE.value != "train":  # SIGTERM stops the other modes at once, as usual
+    preemption.release_early()
   logging.getLogger().setLevel(logging.INFO)
   absl_logger = logging.getLogger("absl")
   absl_logger.setLevel(logging.INFO)
@@ -293,6 +313,7 @@ def _parse_or_exit(argv: list[str]) -> ConfigDict:
 
 
 def main(argv: list[str] | None = None) -> None:
+  preemption.catch_early()  # a pre-emption notice while the run starts is kept for the train loop
   app.run(_main, argv=argv, flags_parser=_parse_or_exit)
 
 

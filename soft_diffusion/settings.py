@@ -192,9 +192,18 @@ class EvalConfig:
   kid_num_subsets: int = 100
   kid_ref_features: int = 10_000
   oracle: bool = True
+  every_steps: int = 0
+  train_num_images: int = 1000
 
   def __post_init__(self):
     check(isinstance(self.split, str) and bool(self.split), "eval.split", "a split name", self.split)
+    check(
+      at_least(self.every_steps, 0),
+      "eval.every_steps",
+      "an int >= 0 (0 = no evaluation while training)",
+      self.every_steps,
+    )
+    check(at_least(self.train_num_images, 2), "eval.train_num_images", "an int >= 2", self.train_num_images)
     check(isinstance(self.oracle, bool), "eval.oracle", "True or False", self.oracle)
     check(at_least(self.ref_num_images, 0), "eval.ref_num_images", "an int >= 0 (0 = all)", self.ref_num_images)
     fields = ("num_images", "batch_size", "kid_subset_size", "kid_num_subsets", "kid_ref_features")
@@ -299,6 +308,12 @@ def load(config: Any, workdir: str | epath.Path | None = None, *, resolve_levels
       levels = select_levels.read_levels(workdir, settings)
       settings = dataclasses.replace(settings, corruption=dataclasses.replace(c, blur_sigma_table=levels))
   _check_corruption(settings.corruption)
+  check(
+    settings.eval.every_steps == 0 or settings.data.name != "gaussian_field",
+    "eval.every_steps",
+    "0 for data.name = 'gaussian_field' (its exact distances: --mode eval)",
+    settings.eval.every_steps,
+  )
   factor = 2**settings.model.downsamplings
   check(
     settings.data.image_size % factor == 0,

@@ -12,8 +12,9 @@ checkpoints.py (Orbax), sample.py (p_1, sample grids), artifacts.py (files).
 
 from __future__ import annotations
 
+import json
 import logging
-import signal
+import math
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import optax
 
 from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, losses, select_levels
+from soft_diffusion import preemption as preemption_lib
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
@@ -194,27 +196,93 @@ class _Profiler:
       self.active, self.enabled = False, False
 
 
-class _Preemption:
-  """Turns SIGTERM into a flag the loop polls (restored on exit)."""
+class RunLog:
+  """Where the loop's numbers and pictures go, besides the log lines every process writes: on the
+  primary process WORKDIR/logs/metrics.jsonl (`artifacts.MetricsLog`: segments on a bucket) and,
+  with train.tensorboard, TensorBoard (clu's writer: scalars, and sample grids as images). Only
+  that writer imports TensorFlow, so the other processes, and runs without TensorBoard, start
+  without it."""
 
-  def __init__(self):
-    self.requested = False
-    self._previous = None
+  def __init__(self, workdir, start_step: int, *, tensorboard: bool):
+    primary = jax.process_index() == 0
+    self.metrics = artifacts.MetricsLog(workdir / "logs", start_step) if primary else None
+    self.tensorboard = None
+    if primary and tensorboard:
+      from clu import metric_writers
 
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: no handler
-      self._previous = None
-    return self
+      self.tensorboard = metric_writers.SummaryWriter(str(workdir / "logs"))
 
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+  def scalars(self, step: int, values: dict[str, float]) -> None:
+    if self.metrics is not None:
+      self.metrics.write({"step": step, **values})
+    if self.tensorboard is not None:
+      self.tensorboard.write_scalars(step, values)
 
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+  def images(self, step: int, images: dict[str, np.ndarray]) -> None:
+    """uint8 [N, H, W, C] batches, each shown in TensorBoard as one grid (artifacts.image_grid)."""
+    if self.tensorboard is not None:
+      self.tensorboard.write_images(step, {k: artifacts.image_grid(np.asarray(v))[None] for k, v in images.items()})
+
+  def flush(self) -> None:
+    if self.metrics is not None:
+      self.metrics.flush()
+    if self.tensorboard is not None:
+      self.tensorboard.flush()
+
+  def close(self) -> None:
+    self.flush()
+    if self.tensorboard is not None:
+      self.tensorboard.close()
+
+
+class InTrainingEval:
+  """eval.every_steps > 0: KID and FID of `eval.train_num_images` samples drawn with the EMA
+  parameters and the sample block (sampler, steps, p_1), against the reference statistics of
+  `--mode stats` (computed here first when WORKDIR has none). Sampling and the Inception network
+  run sharded over every process's devices, as `--mode eval` does; the lowest FID so far is
+  recorded in WORKDIR/eval/best_in_training.json."""
+
+  def __init__(self, settings: Settings, workdir, mesh):
+    from soft_diffusion import evaluate, evaluation
+
+    self.settings, self.workdir, self.mesh = settings, workdir, mesh
+    state_lib.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
+    with errors.user_input("Inception weights"):  # missing weights fail here, before any compile
+      self.params = evaluation.load_inception_params()
+    path = evaluate.stats_path(workdir, settings)
+    if not path.exists():
+      log.info("eval.every_steps: no reference statistics in %s yet; computing them (as --mode stats)", path)
+      evaluate.reference_stats(settings, workdir)
+    self.ref_stats, self.ref_kid, _ = evaluate.load_reference(path, settings, f"--config ... --workdir {workdir}")
+    self.best_path = workdir / "eval" / "best_in_training.json"
+    self.best = json.loads(self.best_path.read_text())["fid"] if self.best_path.exists() else math.inf
+
+  def __call__(self, step: int, draw_fn, ema_params, prior) -> dict[str, float]:
+    from soft_diffusion import evaluation
+
+    cfg, start = self.settings.eval, time.perf_counter()
+    images = sample_lib.draw(draw_fn, ema_params, prior, self.settings.sample, cfg.train_num_images)
+    feats = evaluation.inception_features(images, params=self.params, batch_size=cfg.batch_size, mesh=self.mesh)
+    kid_mean, kid_std = evaluation.kid(
+      feats, self.ref_kid, num_subsets=cfg.kid_num_subsets, subset_size=cfg.kid_subset_size, seed=self.settings.seed
+    )
+    measured = {"fid": evaluation.fid(feats, self.ref_stats), "kid": kid_mean, "kid_std": kid_std}
+    log.info(
+      "eval at step %d: FID %.3f  KID %.5f ± %.5f  (%d images, %s %d steps, %.0f s)",
+      step,
+      measured["fid"],
+      kid_mean,
+      kid_std,
+      len(images),
+      self.settings.sample.sampler,
+      self.settings.sample.num_steps,
+      time.perf_counter() - start,
+    )
+    if measured["fid"] < self.best:
+      self.best = measured["fid"]
+      if jax.process_index() == 0:
+        artifacts.write_json(self.best_path, {"step": step, "num_images": len(images), **measured})
+    return measured
 
 
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
@@ -224,6 +292,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   settings = settings_lib.load(config, workdir, resolve_levels=False)
   settings = settings_lib.load(select_levels.select_missing_levels(settings, workdir), workdir)
   corruption = corruptions.make(settings.corruption)
+  preemption_lib.check_service()
   mesh = state_lib.make_mesh()
   state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
   micro = settings.train.batch_size // settings.train.grad_accum_steps
@@ -259,7 +328,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   state = state_lib.create_state(model, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
   skip = sample_lib.make_skip(settings, corruption, workdir, fit_missing=True)  # model.skip = 'wiener' only
   train_step = jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, skip)
-  manager = checkpoints.training_manager(workdir, settings.checkpoint)
+  evaluator = InTrainingEval(settings, workdir, mesh) if settings.eval.every_steps else None
+  manager = checkpoints.training_manager(workdir, settings.checkpoint, keep_best=evaluator is not None)
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:
     log.info("resumed from step %d", int(state.step))
@@ -278,43 +348,39 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 
   watcher = checkpoints.SaveWatcher(manager)
 
-  def save(step: int) -> None:
+  def save(step: int, metrics: dict[str, float] | None = None) -> None:
     stop_if_nonfinite()  # never checkpoint a state that met a non-finite step
     watcher.poll()  # the previous save, if it failed, is reported before a new one starts
-    checkpoints.save(manager, step, state, iterator, meta)
+    checkpoints.save(manager, step, state, iterator, meta, metrics)
     watcher.started(step)
+    run_log.flush()  # the metrics of a bucket workdir reach it at least with every checkpoint
 
-  # -- loop (clu imports TensorFlow for its TensorBoard writer: only now, after every check)
-  from clu import metric_writers, periodic_actions
-
+  # -- loop
   primary = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(
-    str(workdir / "logs"), just_logging=not (primary and settings.train.tensorboard)
-  )
   step = int(state.step)
   total = settings.train.num_steps
-  report = periodic_actions.ReportProgress(
-    num_train_steps=total, writer=writer, every_steps=settings.train.log_every_steps, every_secs=None
-  )
-  report(step)  # the first call only starts the clock
+  start_step = step
+  run_log = RunLog(workdir, step, tensorboard=settings.train.tensorboard)
   pending: list[dict[str, jax.Array]] = []
   last_metrics: dict[str, Any] = {}
   interval_start, interval_step = time.perf_counter(), step
   profiler = _Profiler(workdir / "logs", start=step + PROFILE_WARMUP_STEPS, num_steps=settings.train.profile_steps)
   failed = True
   try:
-    with _Preemption() as preemption:
+    with preemption_lib.Preemption(start_step=step) as preemption:
       while step < total:
         profiler.before(step)
         batch = data.to_global_array(next(iterator), mesh)
         state, metrics = train_step(state, batch)
         pending.append(metrics)
         step += 1
+        if step == start_step + 1:
+          jax.block_until_ready(state)
+          log.info("first step done in %.1f s (compiling included); training", time.perf_counter() - interval_start)
         profiler.after(step, state)
         watcher.poll()
-        report(step)
-        if preemption.requested:
-          log.info("SIGTERM: saving step %d and exiting", step)
+        if preemption.should_stop(step):
+          log.info("SIGTERM: process %d saves step %d and exits", jax.process_index(), step)
           save(step)
           watcher.finish()
           break
@@ -324,18 +390,23 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
           images_per_s = (step - interval_step) / (now - interval_start) * settings.train.batch_size
           last_metrics = {**summarize(jax.device_get(pending), settings.train.loss_bins), "images_per_s": images_per_s}
           pending = []
-          writer.write_scalars(step, last_metrics)
-          if primary:
-            artifacts.append_jsonl(workdir / "logs" / "metrics.jsonl", {"step": step, **last_metrics})
-          log.info("step %d/%d  loss %.5f  %.0f images/s", step, total, last_metrics["loss"], images_per_s)
+          run_log.scalars(step, last_metrics)
+          eta = artifacts.format_duration((total - step) * (now - interval_start) / (step - interval_step))
+          log.info("step %d/%d  loss %.5f  %.0f images/s  ETA %s", step, total, last_metrics["loss"], images_per_s, eta)
           interval_start, interval_step = now, step
         if step % settings.train.sample_every_steps == 0:
           num = min(GRID_IMAGES, settings.sample.num_images)
           images = sample_lib.draw(draw_fn, state.ema_params, prior, settings.sample, num)
           if primary:
             artifacts.write_png(images, workdir / "samples" / f"grid_step{step:08d}.png")
-        if step % settings.checkpoint.every_steps == 0 or step == total:
-          save(step)
+          run_log.images(step, {"samples": images})
+        measured = None
+        if evaluator is not None and step % settings.eval.every_steps == 0:
+          stop_if_nonfinite()
+          measured = evaluator(step, draw_fn, state.ema_params, prior)
+          run_log.scalars(step, {f"eval_{k}": v for k, v in measured.items()})
+        if step % settings.checkpoint.every_steps == 0 or step == total or measured is not None:
+          save(step, measured)
     failed = False
   finally:  # also on errors: finish pending saves (the last good checkpoint), stop workers
     profiler.stop()
@@ -343,7 +414,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       manager.wait_until_finished()
     else:
       watcher.finish()
-    writer.flush()
+    run_log.close()
     if hasattr(iterator, "close"):
       iterator.close()
   return {"step": step, **last_metrics}

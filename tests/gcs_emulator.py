@@ -6,6 +6,7 @@ downloads. TensorStore needs both: Orbax's OCDBT checkpoints update their manife
 compare-and-swap on the object generation. `start()` wraps the emulator's handlers to add them,
 as GCS documents them: a download returns its generation in `x-goog-generation`, and
 `ifGenerationMatch` (0 = must not exist) / `ifGenerationNotMatch` answer 412 / 304.
+`writes` records the name and size of every object written (how much a run uploads).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import urllib.request
 from http import HTTPStatus
 
 from gcp_storage_emulator import server as emulator_server
+from gcp_storage_emulator import storage as emulator_storage
 from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects
 
@@ -68,6 +70,15 @@ def _upload(handler):
 
 _WRAPPERS = {objects.get: _download, objects.download: _download, objects.insert: _upload}
 _patched = False
+writes: list[tuple[str, int]] = []  # (object name, bytes) of every object written, in order
+
+
+def _recorded(create_file):
+  def wrapped(self, bucket_name, file_name, content, *args, **kwargs):
+    writes.append((file_name, len(content)))
+    return create_file(self, bucket_name, file_name, content, *args, **kwargs)
+
+  return wrapped
 
 
 def _patch_handlers() -> None:
@@ -78,6 +89,7 @@ def _patch_handlers() -> None:
     for method, handler in list(handlers.items()):
       if handler in _WRAPPERS:
         handlers[method] = _WRAPPERS[handler](handler)
+  emulator_storage.Storage.create_file = _recorded(emulator_storage.Storage.create_file)
   _patched = True
 
 

@@ -113,3 +113,30 @@ def test_gaussian_field_trains_and_evaluates_exactly_and_eval_resumes(tmp_path, 
     errors.MissingError, match=r"--steps 1,5: no checkpoint for step\(s\) \[5\] .* available: \[1, 2\]"
   ):
     evaluate.evaluate_steps(config, str(tmp_path), "1,5")
+
+
+def test_in_training_evaluation_logs_kid_and_fid_and_keeps_the_best_checkpoint(tiny_config, tmp_path):
+  """eval.every_steps = 1: after every step KID and FID of the EMA samples go to metrics.jsonl,
+  each step is saved with its FID, and with checkpoint.max_to_keep = 1 the lowest-FID checkpoint
+  survives beside the latest (the reference statistics are computed first, as --mode stats)."""
+  from support import checkpoint_steps
+
+  from soft_diffusion import artifacts, train
+
+  config = tiny_config
+  config.train.num_steps = 3
+  config.train.tensorboard = False
+  config.eval.every_steps = 1
+  config.eval.train_num_images = 8
+  config.checkpoint.every_steps = 100
+  config.checkpoint.max_to_keep = 1
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(config, str(workdir))
+  assert (workdir / "stats" / "reference_train.npz").is_file()
+  records = {r["step"]: r for r in artifacts.read_metrics(workdir / "logs") if "eval_fid" in r}
+  assert sorted(records) == [1, 2, 3]
+  assert all(np.isfinite(r["eval_fid"]) and np.isfinite(r["eval_kid"]) for r in records.values())
+  best = json.loads((workdir / "eval" / "best_in_training.json").read_text())
+  best_step = min(records, key=lambda s: records[s]["eval_fid"])
+  assert best["step"] == best_step and best["fid"] == pytest.approx(records[best_step]["eval_fid"])
+  assert checkpoint_steps(workdir) == sorted({best_step, 3})

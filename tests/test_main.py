@@ -59,7 +59,10 @@ CASES = {
   ),
   # Config values.
   "batch size 0": (["--config.train.batch_size=0"], "config.train.batch_size must be an int >= 1, got 0"),
-  "float16": (["--config.model.dtype=float16"], "config.model.dtype must be 'float32' or 'bfloat16', got 'float16'"),
+  "float16": (
+    ["--config.model.dtype=float16"],
+    "config.model.dtype must be 'auto', 'float32' or 'bfloat16', got 'float16'",
+  ),
   "negative learning rate": (["--config.optim.lr=-1"], "config.optim.lr must be > 0"),
   "unknown sampler": (["--config.sample.sampler=ddim"], "config.sample.sampler must be one of"),
   "image size the U-Net cannot halve": (

@@ -90,6 +90,24 @@ def test_bfloat16_compute_keeps_float32_params_and_output(tiny):
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(shapes))
 
 
+def test_the_configs_compute_in_bfloat16_on_gpu_and_tpu_and_float32_on_cpu(tiny):
+  """model.dtype = 'auto' (configs/default.py): bfloat16 compute where matrix units are fast,
+  float32 on the CPU; float32 parameters everywhere."""
+  from configs import default
+  from soft_diffusion import models, settings
+
+  assert default.get_config().model.dtype == "auto"
+  _, params, x, t = tiny
+  auto = dataclasses.replace(TINY, dtype="auto")
+  assert settings.load(default.get_config()).model.dtype == "auto"  # resolved where the network runs
+  for backend, expected in (("gpu", "bfloat16"), ("tpu", "bfloat16"), ("cpu", "float32")):
+    assert models.make_network(auto, backend=backend).config.dtype == expected
+  traced = jax.make_jaxpr(UNet(auto).apply)({"params": params}, x, t)  # this machine: the CPU
+  assert "bf16" not in str(traced)
+  traced_bf16 = jax.make_jaxpr(models.make_network(auto, backend="gpu").apply)({"params": params}, x, t)
+  assert "bf16" in str(traced_bf16)
+
+
 def test_timestep_embedding():
   emb = timestep_embedding(jnp.array([0.0, 0.5]), 16)
   assert emb.shape == (2, 16)
@@ -114,7 +132,7 @@ def test_spec_celeba64_architecture_size():
     ("channels", 0, "config.model.channels must be an int >= 1"),
     ("channel_mult", (), "config.model.channel_mult must be a non-empty tuple"),
     ("dropout", 1.0, r"config.model.dropout must be in \[0, 1\)"),
-    ("dtype", "float16", "config.model.dtype must be 'float32' or 'bfloat16'"),
+    ("dtype", "float16", "config.model.dtype must be 'auto', 'float32' or 'bfloat16'"),
   ],
 )
 def test_config_rejects_bad_values(field, value, match):

@@ -58,8 +58,9 @@ def finish(proc, label):
 
 
 def losses(workdir):
-  lines = (pathlib.Path(workdir) / "logs" / "metrics.jsonl").read_text().splitlines()
-  by_step = {r["step"]: r["loss"] for r in map(json.loads, lines)}
+  from soft_diffusion import artifacts
+
+  by_step = {r["step"]: r["loss"] for r in artifacts.read_metrics(pathlib.Path(workdir) / "logs")}
   return np.array([by_step[s] for s in range(1, STEPS + 1)])
 
 

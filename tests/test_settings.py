@@ -43,7 +43,7 @@ def test_default_model_block_holds_every_network_with_its_defaults(name):
 @pytest.mark.parametrize(
   "block, key, value, match",
   [
-    ("model", "dtype", "float16", "config.model.dtype must be 'float32' or 'bfloat16'"),
+    ("model", "dtype", "float16", "config.model.dtype must be 'auto', 'float32' or 'bfloat16'"),
     ("model", "channel_mult", (1, 0), "config.model.channel_mult must be a non-empty tuple"),
     ("train", "batch_size", 0, "config.train.batch_size must be an int >= 1"),
     ("optim", "lr", -1.0, "config.optim.lr must be > 0"),

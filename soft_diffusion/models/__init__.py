@@ -18,7 +18,7 @@ from typing import Any
 import flax.linen as nn
 
 from soft_diffusion import typed_config
-from soft_diffusion.models.common import timestep_embedding
+from soft_diffusion.models.common import resolve_dtype, timestep_embedding
 from soft_diffusion.models.denoiser import make_denoise_fn, wiener_skip
 from soft_diffusion.models.ncsnpp import NCSNpp, NCSNppConfig
 from soft_diffusion.models.unet import UNet, UNetConfig
@@ -34,6 +34,7 @@ __all__ = [
   "wiener_skip",
   "make_network",
   "model_config",
+  "resolve_dtype",
   "timestep_embedding",
 ]
 
@@ -70,8 +71,12 @@ def model_config(block: Any) -> ModelConfig:
   return typed_config.from_block(cls, values, "model")
 
 
-def make_network(cfg: ModelConfig) -> nn.Module:
-  """The Linen module for a typed model config."""
+def make_network(cfg: ModelConfig, backend: str | None = None) -> nn.Module:
+  """The Linen module for a typed model config. model.dtype 'auto' computes in bfloat16 on a
+  'gpu' or 'tpu' backend (`backend`, default: JAX's default backend when the network runs),
+  else in float32; parameters are float32 either way."""
+  if cfg.dtype == "auto" and backend is not None:  # else the network resolves it when it runs
+    cfg = dataclasses.replace(cfg, dtype=resolve_dtype(cfg.dtype, backend))
   for config_cls, module_cls in NETWORKS.values():
     if isinstance(cfg, config_cls):
       return module_cls(cfg)

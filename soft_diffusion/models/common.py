@@ -15,6 +15,15 @@ import jax.numpy as jnp
 from soft_diffusion import typed_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+AUTO_DTYPE = {"gpu": "bfloat16", "tpu": "bfloat16"}  # model.dtype = 'auto' by backend; others: float32
+
+
+def resolve_dtype(dtype: str, backend: str) -> str:
+  """model.dtype 'auto' -> 'bfloat16' on a GPU or TPU (their matrix units' fast path), 'float32'
+  elsewhere (CPU); any other value is returned as it is."""
+  return AUTO_DTYPE.get(backend, "float32") if dtype == "auto" else dtype
+
+
 OUTPUT_SCALES = ("none", "noise_std")  # read by the denoiser wrapper (denoiser.py), not the network
 SKIPS = ("identity", "wiener")  # the same
 TUPLE_FIELDS = ("channel_mult", "attention_resolutions", "fir_kernel")
@@ -47,7 +56,7 @@ def check_network_config(cfg: Any, name: str, min_channels: int) -> None:
   )
   dropout = cfg.dropout
   check(isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0, "model.dropout", "in [0, 1)", dropout)
-  check(cfg.dtype in DTYPES, "model.dtype", "'float32' or 'bfloat16'", cfg.dtype)
+  check(cfg.dtype in (*DTYPES, "auto"), "model.dtype", "'auto', 'float32' or 'bfloat16'", cfg.dtype)
   check(cfg.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", cfg.output_scale)
   check(cfg.skip in SKIPS, "model.skip", f"one of {SKIPS}", cfg.skip)
   check(isinstance(cfg.remat, bool), "model.remat", "True or False", cfg.remat)

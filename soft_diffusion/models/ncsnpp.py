@@ -40,7 +40,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from soft_diffusion import typed_config
-from soft_diffusion.models.common import DTYPES, check_network_config, residual_blocks, timestep_embedding
+from soft_diffusion.models.common import (
+  DTYPES,
+  check_network_config,
+  residual_blocks,
+  resolve_dtype,
+  timestep_embedding,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +60,7 @@ class NCSNppConfig:
   attention_resolutions: tuple[int, ...] = (16,)
   dropout: float = 0.1
   fir_kernel: tuple[int, ...] = (1, 3, 3, 1)
-  dtype: str = "float32"
+  dtype: str = "auto"  # bfloat16 compute on GPU/TPU, float32 on CPU (models.resolve_dtype)
   output_scale: str = "none"
   skip: str = "identity"
   remat: bool = False
@@ -203,7 +209,7 @@ class NCSNpp(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
     cfg = self.config
-    dtype = DTYPES[cfg.dtype]
+    dtype = DTYPES[resolve_dtype(cfg.dtype, jax.default_backend())]
     out_channels = x.shape[-1]
     res_block = residual_blocks(ResBlock, cfg.remat)
     block = lambda channels, resample=None: res_block(channels, cfg.dropout, cfg.fir_kernel, resample, dtype)

@@ -26,7 +26,13 @@ import jax
 import jax.numpy as jnp
 
 from soft_diffusion import typed_config
-from soft_diffusion.models.common import DTYPES, check_network_config, residual_blocks, timestep_embedding
+from soft_diffusion.models.common import (
+  DTYPES,
+  check_network_config,
+  residual_blocks,
+  resolve_dtype,
+  timestep_embedding,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +46,7 @@ class UNetConfig:
   attention_resolutions: tuple[int, ...] = (16,)
   dropout: float = 0.1
   num_heads: int = 1
-  dtype: str = "float32"
+  dtype: str = "auto"  # bfloat16 compute on GPU/TPU, float32 on CPU (models.resolve_dtype)
   output_scale: str = "none"
   skip: str = "identity"
   remat: bool = False
@@ -116,7 +122,7 @@ class UNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
     cfg = self.config
-    dtype = DTYPES[cfg.dtype]
+    dtype = DTYPES[resolve_dtype(cfg.dtype, jax.default_backend())]
     out_channels = x.shape[-1]
     res_block = residual_blocks(ResBlock, cfg.remat)
     temb = timestep_embedding(t, cfg.channels)
