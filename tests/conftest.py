@@ -19,6 +19,17 @@ if str(REPO) not in sys.path:  # configs/ is a top-level folder, not part of the
   sys.path.insert(0, str(REPO))
 
 
+# The longest test files, started first: with two xdist workers taking a file at a time, a long
+# file that starts last leaves one worker idle while it runs (longest-first balances them).
+LONGEST_FIRST = ("test_preemption.py", "test_quality.py", "test_multidevice.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
+
+
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)

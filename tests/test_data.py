@@ -166,14 +166,14 @@ def test_per_process_eval_slices_are_disjoint_and_cover_the_split(celeba):
 def test_training_stream_does_not_depend_on_the_process_count(celeba):
   """2 processes x 2 rows assemble the same global batches as 1 process x 4 rows (across an
   epoch boundary: the split has 8 images), so multi-host runs train exactly like one host; and
-  the in-memory cache changes nothing."""
+  the in-memory cache, decoded here or by worker processes, changes nothing."""
   _, data_dir = celeba
   cfg = data.DataConfig(name="celeb_a", path=data_dir, image_size=8, crop_size=140, random_flip=True)
   source = data.make_source(cfg, "train")
 
-  def batches(process_index, process_count, num=5, cache=False):
+  def batches(process_index, process_count, num=5, cache=False, num_workers=0):
     ds = data.make_dataset(
-      dataclasses.replace(cfg, cache=cache),
+      dataclasses.replace(cfg, cache=cache, num_workers=num_workers),
       split="train",
       batch_size=4 // process_count,
       seed=7,
@@ -192,6 +192,9 @@ def test_training_stream_does_not_depend_on_the_process_count(celeba):
   assert len({hashlib.sha1(b.tobytes()).hexdigest() for b in single}) == 5
   for step, (cached, whole) in enumerate(zip(batches(0, 1, cache=True), single, strict=True)):
     np.testing.assert_array_equal(cached, whole, err_msg=f"cached batch {step}")
+  # The cache decoded by 2 worker processes (celeba64's setting): the same stream.
+  for step, (cached, whole) in enumerate(zip(batches(0, 1, cache=True, num_workers=2), single, strict=True)):
+    np.testing.assert_array_equal(cached, whole, err_msg=f"cached batch {step}, decoded by workers")
 
 
 def test_manual_dir_prepares_offline(tmp_path, monkeypatch):
