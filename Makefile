@@ -42,7 +42,7 @@ lock:
 newest-jax:
 	rm -rf .venv-newest
 	$(PYTHON) -m venv .venv-newest
-	.venv-newest/bin/python -m pip install --quiet --upgrade -e . pytest pytest-xdist scipy
+	.venv-newest/bin/python -m pip install --quiet --upgrade -e . pytest pytest-xdist scipy ml_collections
 	.venv-newest/bin/python -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__)"
 	.venv-newest/bin/python -m pytest -p no:cacheprovider -o addopts="" -q tests/test_api.py tests/test_corruptions.py \
 	  tests/test_losses.py tests/test_samplers.py tests/test_schedules.py tests/test_level_selection.py
