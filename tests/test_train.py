@@ -294,3 +294,22 @@ def test_wiener_skip_spectrum_is_written_once_and_read_back(tiny_config, tmp_pat
   x, t = jnp.asarray(images[:4]), jnp.array([0.0, 0.3, 0.6, 1.0])
   np.testing.assert_allclose(again(x, t), skip(x, t), rtol=1e-6)
   np.testing.assert_allclose(skip(x, t), models.wiener_skip(corruption, power)(x, t), rtol=1e-6)
+
+
+def test_run_log_sends_scalars_and_sample_grids_to_tensorboard_and_metrics(tmp_path):
+  """What the loop logs on the primary process: metrics.jsonl lines, TensorBoard scalars, and
+  sample grids as TensorBoard images (read back from the event file)."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  from soft_diffusion import artifacts
+
+  log = train.RunLog(tmp_path, 0, tensorboard=True)
+  log.scalars(1, {"loss": 0.5})
+  log.images(1, {"samples": np.full((4, 8, 8, 1), 200, np.uint8)})
+  log.close()
+  assert artifacts.read_metrics(tmp_path / "logs") == [{"step": 1, "loss": 0.5}]
+  events = event_accumulator.EventAccumulator(str(tmp_path / "logs"), size_guidance={"images": 0, "tensors": 0})
+  events.Reload()
+  tags = events.Tags()
+  assert "samples" in tags["tensors"] + tags["images"], tags
+  assert "loss" in tags["tensors"] + tags["scalars"], tags
