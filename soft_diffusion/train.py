@@ -245,7 +245,7 @@ class InTrainingEval:
   def __init__(self, settings: Settings, workdir, mesh):
     from soft_diffusion import evaluate, evaluation
 
-    self.settings, self.workdir, self.mesh = settings, workdir, mesh
+    self.settings, self.mesh = settings, mesh
     state_lib.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
     with errors.user_input("Inception weights"):  # missing weights fail here, before any compile
       self.params = evaluation.load_inception_params()
@@ -322,13 +322,15 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   iterator = iter(dataset)  # a fresh iterator: the stream must not depend on the peek
   state_lib.log_devices()
 
+  # -- in-training evaluation (missing Inception weights fail here, before any compile)
+  evaluator = InTrainingEval(settings, workdir, mesh) if settings.eval.every_steps else None
+
   # -- state, step, checkpoints (resume if there is one)
   model = state_lib.make_model(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   state = state_lib.create_state(model, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
   skip = sample_lib.make_skip(settings, corruption, workdir, fit_missing=True)  # model.skip = 'wiener' only
   train_step = jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, skip)
-  evaluator = InTrainingEval(settings, workdir, mesh) if settings.eval.every_steps else None
   manager = checkpoints.training_manager(workdir, settings.checkpoint, keep_best=evaluator is not None)
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from support import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = ["common.sh", "local.sh", "gpu.sh", "slurm.sh", "tpu_pod.sh", "stage_data.sh"]
@@ -99,14 +100,6 @@ def test_slurm_job_submitted_from_elsewhere_runs_one_process_per_node_with_all_g
   (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\nexit 1\n")
   proc = subprocess.run(["bash", str(copy), *flags], cwd=elsewhere, env=env, capture_output=True, text=True)
   assert proc.returncode == 2 and "set SOFT_DIFFUSION_REPO" in proc.stderr, proc.stderr
-
-
-def free_port() -> int:
-  import socket
-
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 FAKE_PYTHON = """#!/usr/bin/env bash

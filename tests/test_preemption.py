@@ -13,22 +13,15 @@ import pathlib
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
-from support import REPO, checkpoint_steps, cpu_env, flat, saved_state
+from support import REPO, checkpoint_steps, cpu_env, flat, free_port, saved_state
 
 TRIALS = 10
 SAVED = re.compile(r"SIGTERM: process (\d) saves step (\d+) and exits")
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 def start_pair(workdir, tfds_dir, num_steps, logs):
