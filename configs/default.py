@@ -173,4 +173,27 @@ def get_config() -> ml_collections.ConfigDict:
   # with them; the best of those (lowest FID) is kept whatever checkpoint.max_to_keep says.
   ev.every_steps = 0
   ev.train_num_images = 1000
+
+  # Restoration, --mode restore (soft_diffusion/restoration.py; README "Restoration"): posterior
+  # samples for y = A x_0 + sigma_y n with this run's model.
+  config.restore = rs = ml_collections.ConfigDict()
+  # A: 'gaussian_blur' (size = sigma in px) | 'box_blur' (size = odd width in px) | 'random_mask'
+  # (size = fraction of pixels kept) | 'lower_half' (the lower half removed; size unused)
+  rs.operator = "gaussian_blur"
+  rs.size = 1.0
+  rs.sigma_y = 0.02  # observation noise std, images in [-1, 1]
+  # 'native': start the reverse process at the model's own level of y (A within the model's
+  # corruption family) | 'guided': from p_1 with a conditional denoiser (any operator above)
+  rs.method = "native"
+  # '' = the first num_images images of `split`, degraded here and scored against the originals;
+  # else a folder of PNGs or an .npz (array 'y' [N, H, W, C] in [-1, 1], or uint8) of degraded images
+  rs.input = ""
+  rs.split = "validation"  # the digits', CelebA's and the fields' held-out split
+  rs.num_images = 16  # observations restored
+  rs.num_samples = 8  # posterior samples per observation (their mean: the MMSE estimate)
+  rs.num_steps = 100  # network evaluations per sample (native: from t* to 0)
+  rs.sampler = "momentum"  # 'momentum' | 'naive' | 'deterministic'
+  rs.batch_size = 64  # images per sampler call
+  rs.seed = 0
+  rs.mask_seed = 0  # the random mask's pixels
   return config

@@ -19,6 +19,9 @@ has independent DCT coefficients N(0, c² v + s²) and the posterior mean is exa
 * `dct_multipliers(corruption, t, height, width)`: c_t(k, l) for blur or identity.
 * `oracle_denoiser(corruption, v)`: the posterior mean as a `denoise_fn(x_t, t)` (jit-able), the
   floor a perfect network reaches with any sampler.
+* `posterior(v, degradation, sigma_y, y)`: the exact p(x_0 | y) of a restoration problem
+  y = A x_0 + σ_y n (A diagonal in the DCT or the pixel basis), float64: the reference the
+  restoration methods are scored against (`evaluation/posterior.py`).
 
 Pure: numpy and jax only.
 """
@@ -26,7 +29,7 @@ Pure: numpy and jax only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,3 +108,55 @@ def oracle_denoiser(corruption: Any, v: np.ndarray) -> Callable[[jax.Array, jax.
     return dct.dct2(gain * dct.dct2(x_t.astype(jnp.float32)), inverse=True)
 
   return denoise_fn
+
+
+class Posterior(NamedTuple):
+  """p(x_0 | y) for Gaussian-field data: the same covariance for every observation and channel."""
+
+  mean: np.ndarray  # [B, H, W, C] posterior means in pixels, float64
+  cov: np.ndarray  # [H·W, H·W] covariance of one channel's DCT coefficients (row-major k, l), float64
+
+  def pixel_std(self) -> np.ndarray:
+    """Per-pixel posterior standard deviation, [H, W] (the same for every channel)."""
+    height, width = self.mean.shape[1:3]
+    d2 = np.kron(dct.dct_matrix(height), dct.dct_matrix(width))  # vec(DCT2 x) = d2 @ vec(x)
+    return np.sqrt(np.maximum(np.einsum("ik,kl,il->i", d2.T, self.cov, d2.T), 0.0)).reshape(height, width)
+
+  def mmse(self) -> float:
+    """The MMSE per pixel, tr(cov)/(H·W): the expected squared error of the posterior mean."""
+    return float(np.trace(self.cov) / self.cov.shape[0])
+
+
+def posterior(v: np.ndarray, degradation: Any, sigma_y: float, y: np.ndarray) -> Posterior:
+  """The exact p(x_0 | y) for y = A x_0 + σ_y n, x_0 a field of spectrum v [H, W] (per channel).
+
+  `degradation`: a `restoration.Degradation` (A diagonal in the DCT or the pixel basis). In DCT
+  coefficients x̂ ~ N(0, diag v) and ŷ = Â x̂ + σ_y n̂ (Â = diag a, or D diag(a) Dᵀ for a pixel
+  operator, D the 2-D DCT as a matrix; n̂ is white as n is), so the posterior precision is
+  diag(1/v) + ÂᵀÂ/σ_y² and the mean is cov Âᵀ ŷ/σ_y². Float64; needs σ_y > 0.
+  """
+  v = np.asarray(v, np.float64)
+  if v.ndim != 2 or np.any(v <= 0):
+    raise ValueError(f"v must be a positive [H, W] spectrum, got shape {v.shape}")
+  if not sigma_y > 0:
+    raise ValueError(f"the exact posterior needs sigma_y > 0, got {sigma_y!r}")
+  if degradation.shape != v.shape:
+    raise ValueError(f"the operator is {degradation.shape}, the spectrum {v.shape}")
+  y = np.asarray(y, np.float64)
+  if y.ndim != 4 or y.shape[1:3] != v.shape:
+    raise ValueError(f"y must be [B, {v.shape[0]}, {v.shape[1]}, C], got shape {y.shape}")
+  height, width = v.shape
+  a = degradation.multipliers.reshape(-1)
+  if degradation.basis == "dct":
+    a_hat = np.diag(a)
+  else:
+    d2 = np.kron(dct.dct_matrix(height), dct.dct_matrix(width))
+    a_hat = d2 @ np.diag(a) @ d2.T
+  precision = np.diag(1.0 / v.reshape(-1)) + a_hat.T @ a_hat / sigma_y**2
+  cov = np.linalg.inv(precision)
+  cov = 0.5 * (cov + cov.T)
+  y_hat = dct.dct2_host(y)  # [B, H, W, C]
+  flat = np.moveaxis(y_hat, -1, 1).reshape(y.shape[0], y.shape[-1], -1)  # [B, C, H·W]
+  mean_hat = np.einsum("ij,jk,bck->bci", cov, a_hat.T, flat) / sigma_y**2
+  mean_hat = np.moveaxis(mean_hat.reshape(y.shape[0], y.shape[-1], height, width), 1, -1)
+  return Posterior(dct.idct2_host(mean_hat), cov)

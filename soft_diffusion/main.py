@@ -5,6 +5,7 @@
     python -m soft_diffusion.main --mode schedule --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode stats --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode eval --config configs/digits.py --workdir runs/digits [--step N | --steps all]
+    python -m soft_diffusion.main --mode restore --config configs/digits.py --workdir runs/digits [--config.restore.*]
     python -m soft_diffusion.main --distributed [--coordinator_address=host:port --num_processes=N --process_id=i] ...
     python -m soft_diffusion.main ... --compilation_cache_dir=DIR   # restarts skip recompiling
 
@@ -32,7 +33,7 @@ from ml_collections import ConfigDict, config_flags
 
 from soft_diffusion import errors, preemption
 
-MODES = ("train", "sample", "schedule", "stats", "eval")
+MODES = ("train", "sample", "schedule", "stats", "eval", "restore")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs, samples and results (made if missing).")
@@ -41,7 +42,7 @@ _MODE = flags.DEFINE_enum(
   "train",
   MODES,
   "train | sample (images + figures) | schedule (level selection, SPEC §3) | stats (FID reference "
-  "statistics) | eval (FID/KID vs network evaluations).",
+  "statistics) | eval (FID/KID vs network evaluations) | restore (posterior samples for degraded images).",
 )
 _STEP = flags.DEFINE_integer("step", None, "--mode sample/eval: checkpoint step to load (default: the latest).")
 _STEPS = flags.DEFINE_string(
@@ -259,6 +260,10 @@ def run(config: ConfigDict) -> Any:
     from soft_diffusion import sample
 
     return sample.write_samples(settings, workdir, _STEP.value)
+  if mode == "restore":
+    from soft_diffusion import restore
+
+    return restore.restore(settings, workdir)
   if mode == "schedule":
     from soft_diffusion import select_levels
 

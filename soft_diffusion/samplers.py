@@ -87,8 +87,10 @@ def reverse_process(
   key: jax.Array,
   return_x0_hat: bool = False,
   return_trajectory: bool = False,
+  t_start: float = 1.0,
 ) -> Any:
-  """Runs `update` from t = 1 to t = 0 in `num_steps` steps (one denoise_fn call each).
+  """Runs `update` from t = t_start (default 1) to t = 0 in `num_steps` equal steps (one
+  denoise_fn call each).
 
   Args:
     update: (corruption, x_t, x0_hat, t, t_next, noise) -> x_{t_next}.
@@ -99,22 +101,28 @@ def reverse_process(
     key: PRNG key; step i draws its noise from fold_in(key, i).
     return_x0_hat: also return the last clean-image estimate.
     return_trajectory: also return every step's input x_t and estimate x̂_0, each
-      [N, B, H, W, C] (step i is at t = 1 - i/N); the same keys, so x_0 is unchanged.
+      [N, B, H, W, C] (step i is at t = t_start (1 - i/N)); the same keys, so x_0 is unchanged.
+    t_start: the level of x_init, in (0, 1]: x_init is a sample of p_{t_start} (restoration
+      starts from an observation's level, `soft_diffusion.restoration`).
   Returns:
     x_0 [B, H, W, C], then the final x̂_0 when return_x0_hat, then (x_ts, x̂_0s) when
     return_trajectory (a tuple whenever either flag is set).
   """
   if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
     raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}")
+  if not 0 < t_start <= 1:
+    raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
   x_init = base.check_images(x_init, "x_init")
   batch = x_init.shape[0]
   dtype = jnp.promote_types(x_init.dtype, jnp.float32)
 
+  def level(j):  # t_start (N - j)/N: exactly 0 at the last step (and exactly 1 - j/N for t_start = 1)
+    frac = (num_steps - j) / num_steps
+    return jnp.full((batch,), frac if t_start == 1 else t_start * frac, dtype)
+
   def body(i, carry):
     x_t, _ = carry
-    # t_i = 1 - i/N; computed as (N - i)/N so the last step lands exactly on t = 0.
-    t = jnp.full((batch,), (num_steps - i) / num_steps, dtype)
-    t_next = jnp.full((batch,), (num_steps - i - 1) / num_steps, dtype)
+    t, t_next = level(i), level(i + 1)
     x0_hat = denoise_fn(x_t, t).astype(x_t.dtype)
     noise = jax.random.normal(jax.random.fold_in(key, i), x_t.shape, x_t.dtype)
     x_next = update(corruption, x_t, x0_hat, t, t_next, noise).astype(x_t.dtype)
@@ -228,6 +236,7 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
     key: jax.Array,
     return_x0_hat: bool = False,
     return_trajectory: bool = False,
+    t_start: float = 1.0,
   ) -> Any:
     return reverse_process(
       update,
@@ -238,6 +247,7 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
       key=key,
       return_x0_hat=return_x0_hat,
       return_trajectory=return_trajectory,
+      t_start=t_start,
     )
 
   sampler.__name__ = sampler.__qualname__ = name

@@ -223,6 +223,53 @@ class EvalConfig:
     )
 
 
+RESTORE_OPERATORS = ("gaussian_blur", "box_blur", "random_mask", "lower_half")
+RESTORE_METHODS = ("native", "guided")
+RESTORE_SAMPLERS = ("momentum", "naive", "deterministic")  # those that can start at t* < 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreConfig:
+  operator: str = "gaussian_blur"
+  size: float = 1.0
+  sigma_y: float = 0.02
+  method: str = "native"
+  input: str = ""
+  split: str = "validation"
+  num_images: int = 16
+  num_samples: int = 8
+  num_steps: int = 100
+  sampler: str = "momentum"
+  batch_size: int = 64
+  seed: int = 0
+  mask_seed: int = 0
+
+  def __post_init__(self):
+    ops = RESTORE_OPERATORS
+    check(self.operator in ops, "restore.operator", f"one of {ops}", self.operator)
+    size = self.size
+    number = isinstance(size, (int, float)) and not isinstance(size, bool)
+    if self.operator == "gaussian_blur":
+      check(number and 0 < size <= 32, "restore.size", "the blur sigma in px, in (0, 32], for gaussian_blur", size)
+    elif self.operator == "box_blur":
+      ok = number and float(size).is_integer() and int(size) % 2 == 1 and 1 <= size <= 31
+      check(ok, "restore.size", "the box width, an odd integer in [1, 31], for box_blur", size)
+    elif self.operator == "random_mask":
+      check(number and 0 < size < 1, "restore.size", "the fraction of pixels kept, in (0, 1), for random_mask", size)
+    sigma_y = self.sigma_y
+    check(isinstance(sigma_y, (int, float)) and 0 < sigma_y <= 1, "restore.sigma_y", "in (0, 1]", sigma_y)
+    check(self.method in RESTORE_METHODS, "restore.method", f"one of {RESTORE_METHODS}", self.method)
+    check(self.sampler in RESTORE_SAMPLERS, "restore.sampler", f"one of {RESTORE_SAMPLERS}", self.sampler)
+    check(
+      isinstance(self.input, str), "restore.input", "'' (the split, degraded here) or a folder/.npz path", self.input
+    )
+    check(isinstance(self.split, str) and bool(self.split), "restore.split", "a split name", self.split)
+    _ints_at_least(self, "restore", ("num_images", "num_steps", "batch_size"), 1)
+    check(at_least(self.num_samples, 2), "restore.num_samples", "an int >= 2 (the spread needs two)", self.num_samples)
+    check(at_least(self.seed, 0), "restore.seed", "an int >= 0", self.seed)
+    check(at_least(self.mask_seed, 0), "restore.mask_seed", "an int >= 0", self.mask_seed)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Every config block, typed and validated."""
@@ -238,6 +285,7 @@ class Settings:
   sample: SampleConfig
   levels: LevelsConfig
   eval: EvalConfig
+  restore: RestoreConfig = RestoreConfig()
 
 
 # Block name -> its dataclass (`seed` is a plain int; `model` is typed by models.model_config).
@@ -251,7 +299,9 @@ BLOCKS: dict[str, type] = {
   "sample": SampleConfig,
   "levels": LevelsConfig,
   "eval": EvalConfig,
+  "restore": RestoreConfig,
 }
+OPTIONAL_BLOCKS = ("restore",)  # configs written before the block existed still load
 
 
 def _from_config(config: Any) -> Settings:
@@ -260,11 +310,11 @@ def _from_config(config: Any) -> Settings:
   unknown = sorted(set(blocks) - allowed)
   if unknown:
     raise errors.ConfigError(f"config has unknown block(s) {unknown}; allowed: {sorted(allowed)}")
-  missing = sorted(allowed - set(blocks))
+  missing = sorted(allowed - set(blocks) - set(OPTIONAL_BLOCKS))
   if missing:
     raise errors.ConfigError(f"config lacks block(s) {missing}; start from configs/default.py")
   check(at_least(blocks["seed"], 0), "seed", "an int >= 0", blocks["seed"])
-  typed = {name: typed_config.from_block(cls, blocks[name], name) for name, cls in BLOCKS.items()}
+  typed = {name: typed_config.from_block(cls, blocks[name], name) for name, cls in BLOCKS.items() if name in blocks}
   typed["model"] = models.model_config(blocks["model"])
   if typed["corruption"].blur_schedule == "selected":  # the levels come from WORKDIR/schedule.json
     typed["corruption"] = dataclasses.replace(typed["corruption"], blur_sigma_table=None)

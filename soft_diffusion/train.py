@@ -328,10 +328,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   # -- state, step, checkpoints (resume if there is one)
   model = state_lib.make_model(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
-  state = state_lib.create_state(model, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
+  manager = checkpoints.training_manager(workdir, settings.checkpoint, keep_best=evaluator is not None)
+  # A resumed run never computes the initial state: its shapes are the restore target (no init
+  # compile, which on a pod costs every process minutes at every restart).
+  init = state_lib.abstract_state if manager.latest_step() is not None else state_lib.create_state
+  state = init(model, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
   skip = sample_lib.make_skip(settings, corruption, workdir, fit_missing=True)  # model.skip = 'wiener' only
   train_step = jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, skip)
-  manager = checkpoints.training_manager(workdir, settings.checkpoint, keep_best=evaluator is not None)
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:
     log.info("resumed from step %d", int(state.step))

@@ -61,6 +61,17 @@ class Corruption:
     t = check_batch_vector(t, x.shape[0], "t")
     return self.operator.apply(x, t)
 
+  def diagonal(self, t: jax.Array, height: int, width: int) -> tuple[str, jax.Array]:
+    """(basis, multipliers [B, H, W]) of C_t where it is diagonal in a fixed orthonormal basis
+    shared by all channels: 'dct' (blur, identity) or 'pixel' (masking). Raises ValueError for an
+    operator without a `diagonal` method (it is optional: the loss and samplers never need it)."""
+    if not hasattr(self.operator, "diagonal"):
+      raise ValueError(
+        f"the corruption's operator {type(self.operator).__name__} is not diagonal in a known basis "
+        "(it needs `basis` and `diagonal(t, height, width)`, as blur and masking have)"
+      )
+    return self.operator.basis, self.operator.diagonal(t, height, width)
+
   def noise_std(self, t: jax.Array) -> jax.Array:
     """s_t. Args: t [B] (or scalar). Returns an array of the same shape."""
     return self.noise_schedule(jnp.asarray(t))

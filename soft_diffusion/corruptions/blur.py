@@ -59,5 +59,12 @@ class BlurOperator:
 
   sigma_schedule: Any  # callable: t [B] -> σ_B(t) [B]
 
+  basis = "dct"  # C_t is diagonal in the orthonormal 2-D DCT-II basis (soft_diffusion.dct)
+
   def apply(self, x: jax.Array, t: jax.Array) -> jax.Array:
     return gaussian_blur(x, self.sigma_schedule(t))
+
+  def diagonal(self, t: jax.Array, height: int, width: int) -> jax.Array:
+    """C_t's multipliers in the DCT basis, c_t(k, l) = m_H(σ)[k] m_W(σ)[l]: t [B] -> [B, H, W]."""
+    sigma = self.sigma_schedule(jnp.atleast_1d(jnp.asarray(t)))
+    return dct.blur_multipliers_1d(sigma, height)[:, :, None] * dct.blur_multipliers_1d(sigma, width)[:, None, :]

@@ -82,11 +82,17 @@ class MaskOperator:
     removal = removal_order(height, width, self.order, self.seed)
     return mask_values(t, removal, ramp_width=self.ramp_width, fraction=self.fraction)
 
+  basis = "pixel"  # C_t = diag(m_t) in the pixel basis
+
   def apply(self, x: jax.Array, t: jax.Array) -> jax.Array:
     x = base.check_images(x)
     t = base.check_batch_vector(t, x.shape[0], "t")
     m = self.mask(t, x.shape[1], x.shape[2])
     return (m[..., None] * x).astype(x.dtype)
+
+  def diagonal(self, t: jax.Array, height: int, width: int) -> jax.Array:
+    """C_t's multipliers in the pixel basis, m_t: t [B] -> [B, H, W]."""
+    return self.mask(jnp.atleast_1d(jnp.asarray(t)), height, width)
 
 
 def soft_mask(

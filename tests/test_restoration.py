@@ -1,0 +1,227 @@
+"""Restoration (soft_diffusion/restoration.py) and its exact reference (gaussian_field.posterior,
+evaluation/posterior.py), on small Gaussian fields with the oracle denoiser."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from soft_diffusion import corruptions, dct, gaussian_field, restoration, samplers, schedules
+from soft_diffusion.evaluation import posterior as posterior_metrics
+
+SIZE = (6, 5)
+
+
+def blur_corruption():
+  return corruptions.Corruption(
+    corruptions.BlurOperator(schedules.LogBlurSchedule(0.05, 3.0)), schedules.clipped_geometric_noise(0.01, 0.2, 0.5)
+  )
+
+
+def mask_corruption():
+  return corruptions.Corruption(corruptions.MaskOperator("random", 0.25, 1.0, 3), schedules.constant_noise(0.05))
+
+
+def pixel_prior(v):
+  """The field's covariance over row-major pixels (one channel), by the dense DCT matrix."""
+  d2 = np.kron(dct.dct_matrix(v.shape[0]), dct.dct_matrix(v.shape[1]))
+  return d2.T @ np.diag(v.reshape(-1)) @ d2
+
+
+def dense(degradation):
+  """A as a dense matrix over row-major pixels, by applying it to every unit image."""
+  h, w = degradation.shape
+  units = np.eye(h * w).reshape(h * w, h, w, 1)
+  return np.asarray(degradation.apply(jnp.asarray(units, jnp.float32)), np.float64).reshape(h * w, h * w).T
+
+
+def condition(sigma, a, noise_var, y):
+  """Textbook Gaussian conditioning of x ~ N(0, sigma) on y = a x + noise: (mean, cov)."""
+  gain = sigma @ a.T @ np.linalg.inv(a @ sigma @ a.T + noise_var * np.eye(a.shape[0]))
+  return gain @ y, sigma - gain @ a @ sigma
+
+
+DEGRADATIONS = {
+  "blur": lambda: restoration.gaussian_blur(1.2, *SIZE),
+  "box": lambda: restoration.box_blur(3, *SIZE),
+  "random_mask": lambda: restoration.random_mask(0.5, *SIZE, seed=1),
+  "lower_half": lambda: restoration.box_mask((3, 6), (0, 5), *SIZE),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEGRADATIONS))
+def test_exact_posterior_is_brute_force_gaussian_conditioning(name):
+  degradation = DEGRADATIONS[name]()
+  v = gaussian_field.spectrum(*SIZE, k0=1.5)
+  rng = np.random.default_rng(0)
+  y = rng.standard_normal((3, *SIZE, 2)) * 0.3
+  post = gaussian_field.posterior(v, degradation, 0.05, y)
+  a = dense(degradation)
+  sigma = pixel_prior(v)
+  d2 = np.kron(dct.dct_matrix(SIZE[0]), dct.dct_matrix(SIZE[1]))
+  for b in range(3):
+    for c in range(2):
+      mean, cov = condition(sigma, a, 0.05**2, y[b, :, :, c].reshape(-1))
+      np.testing.assert_allclose(post.mean[b, :, :, c].reshape(-1), mean, atol=2e-6)
+  np.testing.assert_allclose(d2.T @ post.cov @ d2, cov, atol=1e-6)
+  np.testing.assert_allclose(post.pixel_std().reshape(-1), np.sqrt(np.diag(cov)), rtol=1e-5)
+  assert post.mmse() == pytest.approx(np.trace(cov) / cov.shape[0])
+
+
+def test_box_blur_is_the_symmetric_convolution_it_claims():
+  x = np.random.default_rng(1).standard_normal((1, *SIZE, 1))
+  padded = np.pad(x[0, :, :, 0], 1, mode="symmetric")
+  direct = sum(padded[i : i + SIZE[0], j : j + SIZE[1]] for i in range(3) for j in range(3)) / 9
+  np.testing.assert_allclose(
+    np.asarray(restoration.box_blur(3, *SIZE).apply(jnp.asarray(x, jnp.float32)))[0, :, :, 0], direct, atol=1e-5
+  )
+
+
+def test_bad_operators_and_observations_are_one_line_errors():
+  with pytest.raises(ValueError, match="odd int"):
+    restoration.box_blur(2, *SIZE)
+  with pytest.raises(ValueError, match="fraction"):
+    restoration.random_mask(0.0, *SIZE)
+  with pytest.raises(ValueError, match="rows"):
+    restoration.box_mask((4, 2), (0, 5), *SIZE)
+  with pytest.raises(ValueError, match=r"y must be \[B, 6, 5, C\]"):
+    restoration.restore_native(
+      samplers.momentum_sampler, None, jnp.zeros((1, 4, 4, 1)), blur_corruption(), DEGRADATIONS["blur"](), 0.05,
+      num_steps=2, key=jax.random.key(0),
+    )  # fmt: skip
+
+
+def test_native_level_matches_the_models_own_level_and_refuses_what_it_cannot_use():
+  corruption = blur_corruption()
+  t0 = 0.4
+  sigma_b = float(corruption.operator.sigma_schedule(jnp.float32(t0)))
+  s_t0 = float(corruption.noise_std(jnp.float32(t0)))
+  own = restoration.gaussian_blur(sigma_b, *SIZE)
+  start = restoration.native_level(corruption, own, s_t0)  # A = C_t0 and σ_y = s_t0: nothing lost
+  assert start.t == pytest.approx(t0, abs=1e-4)
+  np.testing.assert_allclose(start.scale, 1.0, atol=1e-3)
+  np.testing.assert_allclose(start.noise_std, 0.0, atol=0.01 * s_t0)
+  # Less noise: an earlier level qualifies, less blurred (b = c_t/a > 1 amplifies y, and its noise
+  # σ_y b still fits under s_t), so less of y is lost than by topping up the noise at t0.
+  start = restoration.native_level(corruption, own, 0.5 * s_t0)
+  assert start.t < t0 - 0.01 and start.scale.max() > 1
+  # More noise than s_t0: a later level, where s_t is large enough (and the blur is stronger).
+  later = restoration.native_level(corruption, own, 1.5 * s_t0)
+  assert later.t > t0 + 0.01
+  # x_{t*} = b y + extra has mean c x_0 and variance s² in every coefficient: the forward law.
+  for sigma_y, st in ((0.5 * s_t0, start), (1.5 * s_t0, later)):
+    _, c = corruption.diagonal(jnp.full((1,), st.t), *SIZE)
+    np.testing.assert_allclose(st.scale * own.multipliers, np.asarray(c[0]), rtol=1e-4, atol=1e-7)
+    s = float(corruption.noise_std(jnp.float32(st.t)))
+    np.testing.assert_allclose((sigma_y * st.scale) ** 2 + st.noise_std**2, s**2, rtol=1e-5)
+  with pytest.raises(ValueError, match="sigma_y <= s_t"):
+    restoration.native_level(corruption, own, 0.5)  # s_1 = 0.2
+  with pytest.raises(ValueError, match="use the guided method"):
+    restoration.native_level(corruption, DEGRADATIONS["random_mask"](), 0.01)  # pixel operator, DCT model
+  # A random mask removes pixels the model's own masks keep until t ≈ 1: native sees almost nothing.
+  assert restoration.native_level(mask_corruption(), DEGRADATIONS["random_mask"](), 0.01).t > 0.9
+  masked = mask_corruption()
+  m = np.asarray(masked.diagonal(jnp.full((1,), 0.5), *SIZE)[1][0])
+  start = restoration.native_level(masked, restoration.Degradation("pixel", m, "own mask"), 0.05)
+  assert start.t == pytest.approx(0.5, abs=1e-4)
+
+
+def test_reverse_process_starts_at_t_start():
+  def denoise(x, t):  # reports the level it was called at
+    return jnp.broadcast_to(t[:, None, None, None], x.shape).astype(x.dtype)
+
+  corruption = blur_corruption()
+  x = jnp.zeros((2, *SIZE, 1))
+  key = jax.random.key(0)
+  _, (_, x0_hats) = samplers.naive_sampler(
+    denoise, x, corruption, num_steps=4, key=key, return_trajectory=True, t_start=0.5
+  )
+  np.testing.assert_allclose(np.asarray(x0_hats)[:, 0, 0, 0, 0], [0.5, 0.375, 0.25, 0.125], rtol=1e-6)
+  a = samplers.momentum_sampler(denoise, x, corruption, num_steps=4, key=key)
+  b = samplers.momentum_sampler(denoise, x, corruption, num_steps=4, key=key, t_start=1.0)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(ValueError, match="t_start"):
+    samplers.momentum_sampler(denoise, x, corruption, num_steps=4, key=key, t_start=0.0)
+
+
+@pytest.mark.parametrize("name", ["blur", "lower_half"])
+def test_guided_denoiser_with_the_oracle_is_the_conditional_mean(name):
+  """For Gaussian data and a DCT-diagonal A, Σ_t is exact, so the guided denoiser is E[x_0 | x_t, y]
+  (brute-force conditioning on both); for a pixel A it is an approximation, only finite here."""
+  corruption = blur_corruption()
+  degradation = DEGRADATIONS[name]()
+  v = gaussian_field.spectrum(*SIZE, k0=1.5)
+  rng = np.random.default_rng(2)
+  x0 = dct.idct2_host(np.sqrt(v)[None, :, :, None] * rng.standard_normal((2, *SIZE, 1)))
+  t = jnp.full((2,), 0.3)
+  c_op = dense(restoration.gaussian_blur(float(corruption.operator.sigma_schedule(jnp.float32(0.3))), *SIZE))
+  s = float(corruption.noise_std(jnp.float32(0.3)))
+  x_t = np.einsum("ij,bj->bi", c_op, x0.reshape(2, -1)) + s * rng.standard_normal((2, np.prod(SIZE)))
+  y = np.asarray(degradation.apply(jnp.asarray(x0, jnp.float32)), np.float64) + 0.05 * rng.standard_normal(x0.shape)
+  oracle = gaussian_field.oracle_denoiser(corruption, v)
+  guided = restoration.guided_denoiser(oracle, jnp.asarray(y, jnp.float32), corruption, degradation, 0.05, v)
+  got = np.asarray(guided(jnp.asarray(x_t.reshape(2, *SIZE, 1), jnp.float32), t), np.float64).reshape(2, -1)
+  a = dense(degradation)
+  joint_op = np.concatenate([c_op, a])
+  noise = np.diag(np.concatenate([np.full(len(c_op), s**2), np.full(len(a), 0.05**2)]))
+  sigma = pixel_prior(v)
+  gain = sigma @ joint_op.T @ np.linalg.inv(joint_op @ sigma @ joint_op.T + noise)
+  want = np.einsum("ij,bj->bi", gain, np.concatenate([x_t, y.reshape(2, -1)], axis=1))
+  error = np.sqrt(np.mean((got - want) ** 2)) / np.sqrt(np.mean(want**2))
+  if degradation.basis == "dct":
+    assert error < 1e-4, error
+  else:
+    assert np.all(np.isfinite(got)) and error < 0.5, error
+
+
+@pytest.fixture(scope="module")
+def field_problem():
+  """8×8 fields, one channel, blurred by the model's own C_t0 with σ_y = s_t0 (nothing lost)."""
+  corruption = blur_corruption()
+  size = (8, 8)
+  v = gaussian_field.spectrum(*size, k0=1.5)
+  t0 = 0.5
+  degradation = restoration.gaussian_blur(float(corruption.operator.sigma_schedule(jnp.float32(t0))), *size)
+  sigma_y = float(corruption.noise_std(jnp.float32(t0)))
+  rng = np.random.default_rng(3)
+  truth = dct.idct2_host(np.sqrt(v)[None, :, :, None] * rng.standard_normal((16, *size, 1)))
+  y = np.asarray(degradation.observe(jnp.asarray(truth, jnp.float32), sigma_y, jax.random.key(4)), np.float64)
+  return corruption, v, degradation, sigma_y, truth, y, gaussian_field.posterior(v, degradation, sigma_y, y)
+
+
+def test_exact_posterior_samples_score_as_documented(field_problem):
+  *_, truth, _, post = field_problem
+  samples = posterior_metrics.exact_samples(post, 64, np.random.default_rng(5))
+  m = posterior_metrics.restoration_metrics(samples, truth, post)
+  print(m)
+  assert m["estimate_mse_ratio"] == pytest.approx(1 + 1 / 64, rel=0.15)
+  assert m["sample_mse_ratio"] == pytest.approx(1.0, rel=0.1)
+  assert m["coverage"] == pytest.approx(0.9 * 63 / 65, abs=0.02)
+  overconfident = post.mean[None] + 0.5 * (samples - post.mean[None])
+  m_bad = posterior_metrics.restoration_metrics(overconfident, truth, post)
+  assert m_bad["coverage"] < 0.7 and m_bad["residual_fd"] > 3 * m["residual_fd"]
+
+
+def test_native_restoration_with_the_oracle_samples_the_exact_posterior(field_problem):
+  corruption, v, degradation, sigma_y, truth, y, post = field_problem
+  oracle = gaussian_field.oracle_denoiser(corruption, v)
+  start = restoration.native_level(corruption, degradation, sigma_y)
+  k = 48
+  y_k = jnp.asarray(np.tile(y, (k, 1, 1, 1)), jnp.float32)
+
+  @jax.jit
+  def run(key):
+    return restoration.restore_native(
+      samplers.momentum_sampler, oracle, y_k, corruption, degradation, sigma_y, num_steps=100, key=key, start=start
+    )
+
+  samples = np.asarray(run(jax.random.key(6)), np.float64).reshape(k, *truth.shape)
+  m = posterior_metrics.restoration_metrics(samples, truth, post)
+  exact = posterior_metrics.restoration_metrics(
+    posterior_metrics.exact_samples(post, k, np.random.default_rng(7)), truth, post
+  )
+  print(f"native, oracle, 100 NFE: {m}\nexact samples: {exact}")
+  assert m["estimate_mse_ratio"] <= 1.1 * exact["estimate_mse_ratio"]
+  assert m["sample_mse_ratio"] == pytest.approx(1.0, abs=0.1)
+  assert m["coverage"] == pytest.approx(exact["coverage"], abs=0.04)
+  assert m["residual_fd"] <= 2.0 * exact["residual_fd"]
