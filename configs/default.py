@@ -178,7 +178,8 @@ def get_config() -> ml_collections.ConfigDict:
   # samples for y = A x_0 + sigma_y n with this run's model.
   config.restore = rs = ml_collections.ConfigDict()
   # A: 'gaussian_blur' (size = sigma in px) | 'box_blur' (size = odd width in px) | 'random_mask'
-  # (size = fraction of pixels kept) | 'lower_half' (the lower half removed; size unused)
+  # (size = fraction of pixels kept) | 'lower_half' (the lower half removed; size unused) |
+  # 'model' (the model's own corruption C_t at t = size, e.g. its masks: native restoration's home ground)
   rs.operator = "gaussian_blur"
   rs.size = 1.0
   rs.sigma_y = 0.02  # observation noise std, images in [-1, 1]

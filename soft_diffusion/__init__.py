@@ -5,6 +5,7 @@ The functional core, importable on its own:
     from soft_diffusion import corruptions, schedules, losses, samplers
     from soft_diffusion import level_selection  # SPEC §3, on a power spectrum
     from soft_diffusion import gaussian_field   # SPEC §7: a law known exactly, its posterior mean
+    from soft_diffusion import restoration      # posterior samples for y = A x_0 + σ_y n
 
 `import soft_diffusion` is cheap: the submodules (and JAX) load on first use, so that the command
 line (`python -m soft_diffusion.main`) can take over SIGTERM before JAX is imported.
@@ -12,7 +13,16 @@ line (`python -m soft_diffusion.main`) can take over SIGTERM before JAX is impor
 
 import importlib
 
-__all__ = ["corruptions", "dct", "gaussian_field", "level_selection", "losses", "samplers", "schedules"]
+__all__ = [
+  "corruptions",
+  "dct",
+  "gaussian_field",
+  "level_selection",
+  "losses",
+  "restoration",
+  "samplers",
+  "schedules",
+]
 __version__ = "0.1.0"
 
 

@@ -20,8 +20,9 @@ all channels ('dct': Gaussian and box blur with reflecting boundaries; 'pixel': 
   (`benchmarks/restoration.py` measures how much against the exact posterior).
   One-line ValueError when no t < 1 qualifies (say which) or the bases differ.
 
-* `guided_denoiser` (with `restore_guided`): any diagonal A; the sampler runs from t = 1 with
-  the model's prior p_1 and the denoiser replaced by
+* `guided_denoiser` (with `guided_init` and `restore_guided`): any diagonal A; the sampler runs
+  from t = 1, started from a Gaussian approximation of p(x_1 | y) (`guided_init`), with the
+  denoiser replaced by
 
       x̂_0 ← x̂_0 + Σ_t Aᵀ (A Σ_t Aᵀ + σ_y² I)⁻¹ (y - A x̂_0),
 
@@ -29,14 +30,15 @@ all channels ('dct': Gaussian and box blur with reflecting boundaries; 'pixel': 
   through x_0, ∇ log p(x_t | y) = (C_t E[x_0 | x_t, y] - x_t)/s_t², so with the exact
   conditional mean every sampler of `samplers.py` samples p(x_0 | y). The approximation is Σ_t:
   the Wiener posterior variance v s_t²/(c_t² v + s_t²) of each coefficient of the data spectrum v
-  (the pixel variance for pixel-basis corruptions), used per coefficient when A and C_t share a
-  basis and as its mean (isotropic) otherwise. For Gaussian data with a DCT-diagonal A that is
-  the exact covariance, so the method is exact there; as σ_y → 0 with Σ_t isotropic it is
-  DDNM's range/null-space projection x̂_0 + A⁺(y - A x̂_0) (Wang et al., 2023), and with
-  noise it is the closed-form proximal step of DiffPIR (Zhu et al., 2023) / DDNM+ with a
-  data-driven Σ_t instead of a tuned constant. Chosen over DPS/ΠGDM because it needs no gradient
+  in the corruption's basis (the mean pixel variance for pixel-basis corruptions). When A is
+  diagonal in the same basis the update is closed form per coefficient; otherwise the linear
+  system is solved by a few conjugate-gradient iterations (no network call). For Gaussian data
+  (the fields) with a DCT-diagonal corruption, Σ_t is the exact covariance, so the method is
+  exact there for every diagonal A. As σ_y → 0 with Σ_t ∝ I it is DDNM's range/null-space
+  projection x̂_0 + A⁺(y - A x̂_0) (Wang et al., 2023); with noise and Σ_t ∝ I, the closed-form
+  proximal step of DiffPIR (Zhu et al., 2023). Chosen over DPS/ΠGDM because it needs no gradient
   through the network (one network call per step, the cost of unconditional sampling) and is
-  closed form for diagonal A.
+  closed form (or a cheap solve) for diagonal A.
 
 `posterior_summary`: the MMSE estimate (mean of K samples) and the per-pixel spread.
 """
@@ -287,28 +289,120 @@ def wiener_variance(
   return basis, v * s2 / (jnp.square(c) * v + s2)
 
 
+def _solve_cg(apply_m: Callable[[jax.Array], jax.Array], rhs: jax.Array, steps: int) -> jax.Array:
+  """`steps` conjugate-gradient iterations for M u = rhs, M symmetric positive definite, one
+  system per image of the batch (inner products over H, W, C); starts from u = 0."""
+
+  def dot(a, b):
+    return jnp.sum(a * b, axis=(1, 2, 3), keepdims=True)
+
+  def body(_, carry):
+    u, r, p, rr = carry
+    mp = apply_m(p)
+    alpha = rr / jnp.maximum(dot(p, mp), 1e-30)
+    u, r = u + alpha * p, r - alpha * mp
+    rr_new = dot(r, r)
+    p = r + (rr_new / jnp.maximum(rr, 1e-30)) * p
+    return u, r, p, rr_new
+
+  init = (jnp.zeros_like(rhs), rhs, rhs, dot(rhs, rhs))
+  return jax.lax.fori_loop(0, steps, body, init)[0]
+
+
+def _condition(x0_b, var, b_var, a, b_a, residual, noise_var, cg_steps):
+  """x̂_0 + Σ Aᵀ (A Σ Aᵀ + σ_y² I)⁻¹ r in A's basis, for x̂_0 (x0_b) and r (residual) given in A's
+  basis and Σ = diag(var) in basis b_var: closed form when b_var = b_a, else conjugate gradients."""
+  if b_var == b_a:
+    return x0_b + var * a / (jnp.square(a) * var + noise_var) * residual
+
+  def sigma(z):  # Σ z for z in A's basis
+    return to_basis(from_basis(var * to_basis(from_basis(z, b_a), b_var), b_var), b_a)
+
+  u = _solve_cg(lambda z: a * sigma(a * z) + noise_var * z, residual, cg_steps)
+  return x0_b + sigma(a * u)
+
+
+def _check_sigma_y(sigma_y: float) -> float:
+  if not (math.isfinite(sigma_y) and sigma_y > 0):
+    raise ValueError(f"the guided method needs sigma_y > 0 (add the noise the observation has), got {sigma_y!r}")
+  return float(sigma_y) ** 2
+
+
 def guided_denoiser(
-  denoise_fn: DenoiseFn, y: jax.Array, corruption: Any, degradation: Degradation, sigma_y: float, spectrum: np.ndarray
+  denoise_fn: DenoiseFn,
+  y: jax.Array,
+  corruption: Any,
+  degradation: Degradation,
+  sigma_y: float,
+  spectrum: np.ndarray,
+  *,
+  cg_steps: int = 50,
 ) -> DenoiseFn:
   """denoise_fn(x_t, t) replaced by the mean of x_0 given x_t and y under x_0 | x_t ~ N(x̂_0, Σ_t)
-  (module docstring); Σ_t from `wiener_variance` with the data's DCT power `spectrum`."""
+  (module docstring); Σ_t = `wiener_variance` with the data's DCT power `spectrum`, diagonal in
+  the corruption's basis.
+
+  When A is diagonal in that basis too, the update is closed form per coefficient. Otherwise
+  (a pixel mask with a blur model) u = (A Σ_t Aᵀ + σ_y² I)⁻¹ (y - A x̂_0) is solved by `cg_steps`
+  conjugate-gradient iterations (each: two basis changes, no network call) and x̂_0 + Σ_t Aᵀ u
+  returned; exact for Gaussian data once CG has converged (tests/test_restoration.py)."""
+  noise_var = _check_sigma_y(sigma_y)
   y = degradation.check(y, "y").astype(jnp.float32)
   height, width = degradation.shape
   a = jnp.asarray(degradation.multipliers, jnp.float32)[None, :, :, None]
-  y_b = to_basis(y, degradation.basis)
-  noise_var = float(sigma_y) ** 2
+  b_a = degradation.basis
+  y_b = to_basis(y, b_a)
 
   def conditional(x_t: jax.Array, t: jax.Array) -> jax.Array:
     x0_hat = denoise_fn(x_t, t).astype(jnp.float32)
     t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x_t.shape[0],))
-    basis, var = wiener_variance(corruption, spectrum, t, height, width)
-    if basis != degradation.basis:  # isotropic: the mean variance, valid in any basis
-      var = jnp.mean(var, axis=(1, 2), keepdims=True)
-    x0_b = to_basis(x0_hat, degradation.basis)
-    gain = var * a / (jnp.square(a) * var + jnp.maximum(noise_var, 1e-12))
-    return from_basis(x0_b + gain * (y_b - a * x0_b), degradation.basis).astype(x_t.dtype)
+    b_var, var = wiener_variance(corruption, spectrum, t, height, width)
+    x0_b = to_basis(x0_hat, b_a)
+    out = _condition(x0_b, var, b_var, a, b_a, y_b - a * x0_b, noise_var, cg_steps)
+    return from_basis(out, b_a).astype(x_t.dtype)
 
   return conditional
+
+
+def guided_init(
+  y: jax.Array,
+  corruption: Any,
+  degradation: Degradation,
+  sigma_y: float,
+  mean: np.ndarray,
+  spectrum: np.ndarray,
+  key: jax.Array,
+  *,
+  cg_steps: int = 50,
+) -> jax.Array:
+  """A draw of x_1 given y for each observation, under the Gaussian approximation of the data,
+  N(mean, DCT-diagonal `spectrum`): x̃_0 from the Gaussian posterior by Matheron's rule,
+
+      x_p ~ N(mean, Σ),  x̃_0 = x_p + Σ Aᵀ (A Σ Aᵀ + σ_y² I)⁻¹ (y - A x_p - σ_y n'),
+
+  then x_1 = C_1 x̃_0 + s_1 ξ. Exact for Gaussian data. The guided sampler starts here rather
+  than from the unconditional p_1: the Momentum Sampler carries what C_1 keeps of its start
+  (the lowest frequencies) almost unchanged, and y usually pins those down (measured on the
+  fields with a 50 % pixel mask: estimate MSE 1.76× the MMSE from p_1, 1.00× from here).
+
+  Args: y [B, H, W, C]; mean [H, W, C] image; spectrum [H, W] or [H, W, C] DCT variances.
+  """
+  noise_var = _check_sigma_y(sigma_y)
+  y = degradation.check(y, "y").astype(jnp.float32)
+  batch, height, width, channels = y.shape
+  v = np.asarray(spectrum, np.float64)
+  v = np.broadcast_to(v if v.ndim == 3 else v[:, :, None], (height, width, channels))
+  var = jnp.asarray(v, jnp.float32)[None]
+  a = jnp.asarray(degradation.multipliers, jnp.float32)[None, :, :, None]
+  b_a = degradation.basis
+  k_prior, k_obs, k_noise = jax.random.split(key, 3)
+  x_p = jnp.asarray(mean, jnp.float32)[None] + dct.dct2(
+    jnp.sqrt(var) * jax.random.normal(k_prior, y.shape, jnp.float32), inverse=True
+  )
+  x_pb = to_basis(x_p, b_a)
+  residual = to_basis(y, b_a) - a * x_pb - float(sigma_y) * jax.random.normal(k_obs, y.shape, jnp.float32)
+  x0 = from_basis(_condition(x_pb, var, "dct", a, b_a, residual, noise_var, cg_steps), b_a)
+  return corruption.corrupt(x0, jnp.ones((batch,), jnp.float32), jax.random.normal(k_noise, y.shape, jnp.float32))
 
 
 def restore_guided(
@@ -324,8 +418,8 @@ def restore_guided(
   num_steps: int,
   key: jax.Array,
 ) -> jax.Array:
-  """Posterior samples by the guided method: `sampler` from x_init ~ p_1 (the model's prior, one
-  per observation) to 0 with `guided_denoiser`."""
+  """Posterior samples by the guided method: `sampler` from x_init (one per observation; draw it
+  with `guided_init`) to 0 with `guided_denoiser`."""
   degradation.check(y, "y")
   guided = guided_denoiser(denoise_fn, y, corruption, degradation, sigma_y, spectrum)
   return sampler(guided, x_init, corruption, num_steps=num_steps, key=key)

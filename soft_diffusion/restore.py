@@ -18,7 +18,7 @@ noise σ_y, the method ('native' or 'guided'), K samples per observation and the
   in [-1, 1], or uint8) of images already degraded by the operator the block describes; no truth,
   outputs only.
 
-Writes WORKDIR/restore/<operator>_<size>_<method>/: restorations.npz (y, samples [K, N, H, W, C],
+Writes WORKDIR/restore/<operator>_<size>_s<sigma_y>_<method>/: restorations.npz (y, samples [K, N, H, W, C],
 estimate, std, and truth when known), restore.png (observation | samples | estimate | spread |
 truth), metrics.json. One process (a multi-process run is refused with a one-line error).
 """
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from soft_diffusion import artifacts, dct, errors, gaussian_field, priors, restoration, samplers
+from soft_diffusion import artifacts, dct, errors, gaussian_field, restoration, samplers
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
@@ -48,9 +48,15 @@ SPECTRUM_IMAGES = 2000  # training images for the data's mean and DCT power spec
 FIGURE_IMAGES = 6
 
 
-def make_degradation(cfg: settings_lib.RestoreConfig, height: int, width: int) -> restoration.Degradation:
-  """The operator A of the restore block for height × width images."""
+def make_degradation(
+  cfg: settings_lib.RestoreConfig, height: int, width: int, corruption: Any = None
+) -> restoration.Degradation:
+  """The operator A of the restore block for height × width images (`corruption`: the model's,
+  for operator = 'model')."""
   with errors.user_input("config.restore"):
+    if cfg.operator == "model":
+      basis, c = corruption.diagonal(jnp.full((1,), float(cfg.size)), height, width)
+      return restoration.Degradation(basis, np.asarray(c[0], np.float64), f"model C_t t={cfg.size:g}")
     if cfg.operator == "gaussian_blur":
       return restoration.gaussian_blur(float(cfg.size), height, width)
     if cfg.operator == "box_blur":
@@ -126,7 +132,7 @@ def wiener_estimate(
   return out + mean[None]
 
 
-def _restore_fn(run, cfg, degradation, start, denoise_fn, spectrum, mesh):
+def _restore_fn(run, cfg, degradation, start, denoise_fn, mean, spectrum, mesh):
   """jitted (y [B, H, W, C], key) -> one posterior sample per observation."""
   sampler = samplers.get(cfg.sampler)
   batch = state_lib.batch_sharding(mesh)
@@ -137,8 +143,9 @@ def _restore_fn(run, cfg, degradation, start, denoise_fn, spectrum, mesh):
       return restoration.restore_native(
         sampler, denoise_fn, y, run.corruption, degradation, cfg.sigma_y, num_steps=cfg.num_steps, key=key, start=start
       )
-    k_prior, k_sampler = jax.random.split(key)
-    x_init = jax.lax.with_sharding_constraint(priors.sample_p1(run.prior, run.corruption, k_prior, y.shape[0]), batch)
+    k_init, k_sampler = jax.random.split(key)
+    x_init = restoration.guided_init(y, run.corruption, degradation, cfg.sigma_y, mean, spectrum, k_init)
+    x_init = jax.lax.with_sharding_constraint(x_init, batch)
     return restoration.restore_guided(
       sampler, denoise_fn, y, x_init, run.corruption, degradation, cfg.sigma_y, spectrum,
       num_steps=cfg.num_steps, key=k_sampler,
@@ -197,8 +204,11 @@ def restore(config: Any, workdir: str | epath.Path) -> epath.Path:
   mesh = state_lib.make_mesh()
   state_lib.check_batch_split("restore.batch_size", cfg.batch_size, mesh)
   size = settings.data.image_size
-  degradation = make_degradation(cfg, size, size)
+  if cfg.operator != "model":  # checked before the checkpoint is read
+    degradation = make_degradation(cfg, size, size)
   run = sample_lib.load_run(settings, workdir, mesh=mesh)
+  if cfg.operator == "model":
+    degradation = make_degradation(cfg, size, size, run.corruption)
   channels = sample_lib.prior_channels(run.prior)
   start = None
   if cfg.method == "native":
@@ -222,7 +232,8 @@ def restore(config: Any, workdir: str | epath.Path) -> epath.Path:
   if fields and settings.eval.oracle:
     denoisers["oracle"] = gaussian_field.oracle_denoiser(run.corruption, v[..., 0])
 
-  tag = f"{cfg.operator}_{cfg.size:g}_{cfg.method}" if cfg.operator != "lower_half" else f"lower_half_{cfg.method}"
+  size_tag = "" if cfg.operator == "lower_half" else f"_{cfg.size:g}"
+  tag = f"{cfg.operator}{size_tag}_s{cfg.sigma_y:g}_{cfg.method}"
   out = workdir / "restore" / tag
   out.mkdir(parents=True, exist_ok=True)
   record: dict[str, Any] = {
@@ -243,7 +254,7 @@ def restore(config: Any, workdir: str | epath.Path) -> epath.Path:
     record["exact_posterior"] = posterior_metrics.restoration_metrics(exact, truth, post)
   for name, denoise_fn in denoisers.items():
     t0 = time.perf_counter()
-    fn = _restore_fn(run, cfg, degradation, start, denoise_fn, v, mesh)
+    fn = _restore_fn(run, cfg, degradation, start, denoise_fn, mean, v, mesh)
     samples = draw_samples(fn, y, cfg, name)
     estimate, std = (np.asarray(a) for a in restoration.posterior_summary(samples))
     arrays |= {f"samples_{name}": samples, f"estimate_{name}": estimate, f"std_{name}": std}

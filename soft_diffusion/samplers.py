@@ -7,7 +7,8 @@ Every sampler has the signature
 (plus options with defaults, such as `snr` for 'pc'). The one-call-per-step samplers run from
 t = 1 to t = 0 in `num_steps` steps of Δt = 1/num_steps: step i evaluates
 x̂_0 = denoise_fn(x_t, t) at t = 1 - i/num_steps (never at t < 0) and moves to t - Δt with an
-update rule `update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process`; adding
+update rule `update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process` (which
+can also start below t = 1, `t_start`, as restoration does from an observation's level); adding
 one is a new update function, `sampler_from_update`, and one `SAMPLERS` entry. `pc_sampler`
 makes two calls per level and has its own loop.
 

@@ -223,7 +223,7 @@ class EvalConfig:
     )
 
 
-RESTORE_OPERATORS = ("gaussian_blur", "box_blur", "random_mask", "lower_half")
+RESTORE_OPERATORS = ("gaussian_blur", "box_blur", "random_mask", "lower_half", "model")
 RESTORE_METHODS = ("native", "guided")
 RESTORE_SAMPLERS = ("momentum", "naive", "deterministic")  # those that can start at t* < 1
 
@@ -256,6 +256,8 @@ class RestoreConfig:
       check(ok, "restore.size", "the box width, an odd integer in [1, 31], for box_blur", size)
     elif self.operator == "random_mask":
       check(number and 0 < size < 1, "restore.size", "the fraction of pixels kept, in (0, 1), for random_mask", size)
+    elif self.operator == "model":
+      check(number and 0 < size < 1, "restore.size", "the level t in (0, 1) of the model's own C_t, for model", size)
     sigma_y = self.sigma_y
     check(isinstance(sigma_y, (int, float)) and 0 < sigma_y <= 1, "restore.sigma_y", "in (0, 1]", sigma_y)
     check(self.method in RESTORE_METHODS, "restore.method", f"one of {RESTORE_METHODS}", self.method)

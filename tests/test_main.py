@@ -124,6 +124,15 @@ CASES = {
     ["--mode=eval", "--config.data.name=gaussian_field", "--config.data.cache=False", "--config.corruption.name=mask"],
     "config.eval.oracle must be False for corruption.name = 'mask'",
   ),
+  "unknown restoration operator": (
+    ["--mode=restore", "--config.restore.operator=bogus"],
+    "config.restore.operator must be one of ('gaussian_blur', 'box_blur', 'random_mask', 'lower_half', 'model')",
+  ),
+  "restoration blur of 0 px": (
+    ["--mode=restore", "--config.restore.size=0"],
+    "config.restore.size must be the blur sigma",
+  ),
+  "restoring before training": (["--mode=restore", "--workdir={tmp}/empty_run"], "no checkpoints in"),
   "unknown reference split": (
     ["--mode=stats", "--config.eval.split=bogus"],
     "config.eval.split: split 'bogus' of 'digits' must be one of",
