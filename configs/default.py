@@ -128,7 +128,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Sampling (SPEC §4).
   config.sample = ml_collections.ConfigDict()
-  # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension) | 'pc' (score_sde's)
+  # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension) | 'ancestral' (extension,
+  # for diagonal corruptions: samplers.py) | 'pc' (score_sde's)
   config.sample.sampler = "momentum"
   config.sample.num_steps = 300  # network evaluations per sample
   config.sample.num_images = 64  # images drawn by --mode sample
@@ -193,7 +194,10 @@ def get_config() -> ml_collections.ConfigDict:
   rs.num_images = 16  # observations restored
   rs.num_samples = 8  # posterior samples per observation (their mean: the MMSE estimate)
   rs.num_steps = 100  # network evaluations per sample (native: from t* to 0)
-  rs.sampler = "momentum"  # 'momentum' | 'naive' | 'deterministic'
+  # 'ancestral' (random at every step: from a fixed start it samples p(x_0 | x_t*); the Momentum
+  # Sampler adds no noise while s_t is constant, so native restoration with it has almost no
+  # spread: README "Restoration") | 'momentum' | 'naive' | 'deterministic'
+  rs.sampler = "ancestral"
   rs.batch_size = 64  # images per sampler call
   rs.seed = 0
   rs.mask_seed = 0  # the random mask's pixels

@@ -20,6 +20,9 @@ makes two calls per level and has its own loop.
 * `naive_sampler`: Algorithm 1, re-corrupt the estimate: x_{t-Δt} = C_{t-Δt} x̂_0 + s_{t-Δt} η.
 * `deterministic_sampler`: an EXTENSION, not the paper's method (DDIM-like):
       x_{t-Δt} = C_{t-Δt} x̂_0 + (s_{t-Δt}/s_t)(x_t - C_t x̂_0).
+* `ancestral_sampler`: an EXTENSION for corruptions diagonal in a basis (blur, masks, identity):
+  DDPM's ancestral step for the Markov chain with Soft Diffusion's marginals (`ancestral_update`);
+  random at every step, so it samples p(x_0 | x_t) from a fixed x_t (restoration's native method).
 * `pc_sampler`: score_sde's predictor-corrector sampler (the VE baseline's): a Langevin
   corrector step and a Momentum (reverse-diffusion) predictor step per level, two network
   evaluations per level; the last step returns the denoised estimate (score_sde's noise
@@ -38,6 +41,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from soft_diffusion import dct
 from soft_diffusion.corruptions import base
 
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -76,6 +80,38 @@ def deterministic_update(
   del noise
   ratio = corruption.noise_std(t_next) / corruption.noise_std(t)
   return corruption.apply(x0_hat, t_next) + _bcast(ratio) * (x_t - corruption.apply(x0_hat, t))
+
+
+def ancestral_update(
+  corruption: Any, x_t: jax.Array, x0_hat: jax.Array, t: jax.Array, t_next: jax.Array, noise: jax.Array
+) -> jax.Array:
+  """One step of the ancestral sampler. EXTENSION, not in the paper; for corruptions diagonal in a
+  basis (`corruption.diagonal`: blur, masking, identity).
+
+  Per coefficient, with c_t, c_u the multipliers at t and u = t_next < t, take the Markov chain
+  x_t = d x_u + σ ξ with d = c_t/c_u (0 where c_u = 0) and σ² = s_t² - d² s_u² ≥ 0; it has the
+  forward marginals C_t x_0 + s_t η. Its exact reverse step given x_0 (DDPM's posterior
+  q(x_u | x_t, x_0), here per coefficient) is Gaussian:
+
+      mean = (σ² c_u x̂_0 + d s_u² x_t) / s_t²,   variance = s_u² σ² / s_t²,
+
+  with x̂_0 in place of x_0. Unlike the Momentum step it stays random while s_t is constant
+  (σ² = (1 - d²) s² for the frequencies a step un-blurs), so started from one fixed x_t it draws
+  different samples of p(x_0 | x_t): what restoration from an observation needs. For C_t = I its
+  mean is the Momentum step's (score_sde's reverse diffusion) and its variance DDPM's."""
+  basis, c_t = corruption.diagonal(t, x_t.shape[1], x_t.shape[2])
+  _, c_u = corruption.diagonal(t_next, x_t.shape[1], x_t.shape[2])
+  c_t, c_u = c_t[..., None].astype(jnp.float32), c_u[..., None].astype(jnp.float32)
+  s_t = _bcast(corruption.noise_std(t).astype(jnp.float32))
+  s_u = _bcast(corruption.noise_std(t_next).astype(jnp.float32))
+  d = jnp.where(c_u > 0, c_t / jnp.where(c_u > 0, c_u, 1.0), 0.0)
+  sig2 = jnp.maximum(jnp.square(s_t) - jnp.square(d * s_u), 0.0)
+  to_b = (lambda z: dct.dct2(z)) if basis == "dct" else (lambda z: z)
+  from_b = (lambda z: dct.dct2(z, inverse=True)) if basis == "dct" else (lambda z: z)
+  mean = sig2 * c_u * to_b(x0_hat.astype(jnp.float32)) + d * jnp.square(s_u) * to_b(x_t.astype(jnp.float32))
+  mean = mean / jnp.square(s_t)
+  std = jnp.sqrt(jnp.square(s_u) * sig2) / s_t
+  return from_b(mean + std * to_b(noise.astype(jnp.float32))).astype(x_t.dtype)
 
 
 def reverse_process(
@@ -269,10 +305,19 @@ deterministic_sampler = sampler_from_update(
 )
 
 
+ancestral_sampler = sampler_from_update(
+  ancestral_update,
+  "ancestral_sampler",
+  "EXTENSION, not in the paper: ancestral sampling of a Markov chain with Soft Diffusion's "
+  "marginals, for corruptions diagonal in a basis (module docstring).",
+)
+
+
 SAMPLERS: dict[str, Sampler] = {
   "momentum": momentum_sampler,
   "naive": naive_sampler,
   "deterministic": deterministic_sampler,
+  "ancestral": ancestral_sampler,
   "pc": pc_sampler,
 }
 

@@ -225,7 +225,7 @@ class EvalConfig:
 
 RESTORE_OPERATORS = ("gaussian_blur", "box_blur", "random_mask", "lower_half", "model")
 RESTORE_METHODS = ("native", "guided")
-RESTORE_SAMPLERS = ("momentum", "naive", "deterministic")  # those that can start at t* < 1
+RESTORE_SAMPLERS = ("ancestral", "momentum", "naive", "deterministic")  # those that can start at t* < 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +239,7 @@ class RestoreConfig:
   num_images: int = 16
   num_samples: int = 8
   num_steps: int = 100
-  sampler: str = "momentum"
+  sampler: str = "ancestral"
   batch_size: int = 64
   seed: int = 0
   mask_seed: int = 0

@@ -210,7 +210,7 @@ def test_native_restoration_with_the_oracle_samples_the_exact_posterior(field_pr
   @jax.jit
   def run(key):
     return restoration.restore_native(
-      samplers.momentum_sampler, oracle, y_k, corruption, degradation, sigma_y, num_steps=100, key=key, start=start
+      samplers.ancestral_sampler, oracle, y_k, corruption, degradation, sigma_y, num_steps=100, key=key, start=start
     )
 
   samples = np.asarray(run(jax.random.key(6)), np.float64).reshape(k, *truth.shape)
@@ -218,7 +218,7 @@ def test_native_restoration_with_the_oracle_samples_the_exact_posterior(field_pr
   exact = posterior_metrics.restoration_metrics(
     posterior_metrics.exact_samples(post, k, np.random.default_rng(7)), truth, post
   )
-  print(f"native, oracle, 100 NFE: {m}\nexact samples: {exact}")
+  print(f"native (ancestral), oracle, 100 NFE: {m}\nexact samples: {exact}")
   assert m["estimate_mse_ratio"] <= 1.1 * exact["estimate_mse_ratio"]
   assert m["sample_mse_ratio"] == pytest.approx(1.0, abs=0.1)
   assert m["coverage"] == pytest.approx(exact["coverage"], abs=0.04)
@@ -291,3 +291,28 @@ def test_guided_init_draws_x1_given_y_exactly_for_gaussian_data(name):
   var = c**2 * np.diag(post.cov) + s1**2
   assert np.all(np.abs(coeffs.mean(axis=0) - mean) <= 4 * np.sqrt(var / n) + 1e-6)
   np.testing.assert_allclose(coeffs.var(axis=0), var, rtol=0.08)
+
+
+def test_ancestral_step_is_momentums_mean_with_ddpms_variance_for_ve_and_random_under_constant_noise():
+  ve = corruptions.Corruption(corruptions.IdentityOperator(), schedules.geometric_noise(0.01, 1.0))
+  rng = np.random.default_rng(10)
+  x_t, x0_hat, noise = (jnp.asarray(rng.standard_normal((2, *SIZE, 1)), jnp.float32) for _ in range(3))
+  t, u = jnp.full((2,), 0.6), jnp.full((2,), 0.5)
+  zero = jnp.zeros_like(noise)
+  np.testing.assert_allclose(
+    np.asarray(samplers.ancestral_update(ve, x_t, x0_hat, t, u, zero)),
+    np.asarray(samplers.momentum_update(ve, x_t, x0_hat, t, u, zero)),
+    rtol=1e-5, atol=1e-6,
+  )  # fmt: skip
+  s_t, s_u = float(ve.noise_std(jnp.float32(0.6))), float(ve.noise_std(jnp.float32(0.5)))
+  spread = samplers.ancestral_update(ve, x_t, x0_hat, t, u, noise) - samplers.ancestral_update(
+    ve, x_t, x0_hat, t, u, zero
+  )
+  np.testing.assert_allclose(np.asarray(spread), np.asarray(noise) * s_u * np.sqrt(s_t**2 - s_u**2) / s_t, rtol=1e-4, atol=1e-6)
+  # Blur under constant noise: the Momentum step ignores its noise, the ancestral one does not.
+  blur = corruptions.Corruption(
+    corruptions.BlurOperator(schedules.LogBlurSchedule(0.05, 3.0)), schedules.constant_noise(0.1)
+  )
+  for update, random in ((samplers.momentum_update, False), (samplers.ancestral_update, True)):
+    moved = update(blur, x_t, x0_hat, t, u, noise) - update(blur, x_t, x0_hat, t, u, zero)
+    assert (float(jnp.max(jnp.abs(moved))) > 1e-3) == random, update.__name__

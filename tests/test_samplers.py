@@ -209,7 +209,7 @@ def test_bad_num_steps(bad):
 
 def test_unknown_sampler_name():
   with pytest.raises(ValueError, match="sampler must be one of"):
-    samplers.get("ancestral")
+    samplers.get("ddim")
 
 
 def test_pc_trajectory_has_one_entry_per_network_call():
