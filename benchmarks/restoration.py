@@ -41,7 +41,7 @@ RESULTS = REPO / "docs" / "results"
 FIELDS = ("configs/gaussian_field.py", "runs/fields/candidate_s0", 4000)
 DIGITS = ("configs/digits.py", "runs/digits", 4000)
 DIGITS_MASK = ("configs/digits_mask.py", "runs/digits_mask", 4000)
-COMMON = {"num_steps": 100}
+COMMON = {"num_steps": 100}  # and restore.sampler = 'ancestral', the default, unless a task names another
 # name -> (config, workdir, final step), restore overrides
 TASKS: dict[str, tuple[tuple[str, str, int], dict]] = {
   "fields/blur/native": (FIELDS, {"operator": "gaussian_blur", "size": 1.5, "sigma_y": 0.05, "method": "native"}),
@@ -50,6 +50,11 @@ TASKS: dict[str, tuple[tuple[str, str, int], dict]] = {
   # σ_y = s_t* = 0.1 (the noise of the model at σ_B = 1.5 px): native loses nothing of y here
   "fields/blur_s0.1/native": (FIELDS, {"operator": "gaussian_blur", "size": 1.5, "sigma_y": 0.1, "method": "native"}),
   "fields/blur_s0.1/guided": (FIELDS, {"operator": "gaussian_blur", "size": 1.5, "sigma_y": 0.1, "method": "guided"}),
+  # the same with the Momentum Sampler: no noise while s_t is constant, so little spread from a fixed start
+  "fields/blur_s0.1/native_momentum": (
+    FIELDS,
+    {"operator": "gaussian_blur", "size": 1.5, "sigma_y": 0.1, "method": "native", "sampler": "momentum"},
+  ),
   "digits/blur/native": (DIGITS, {"operator": "gaussian_blur", "size": 1.0, "sigma_y": 0.02, "method": "native"}),
   "digits/blur/guided": (DIGITS, {"operator": "gaussian_blur", "size": 1.0, "sigma_y": 0.02, "method": "guided"}),
   "digits/mask/guided": (DIGITS, {"operator": "random_mask", "size": 0.5, "sigma_y": 0.02, "method": "guided"}),
