@@ -308,7 +308,9 @@ def test_ancestral_step_is_momentums_mean_with_ddpms_variance_for_ve_and_random_
   spread = samplers.ancestral_update(ve, x_t, x0_hat, t, u, noise) - samplers.ancestral_update(
     ve, x_t, x0_hat, t, u, zero
   )
-  np.testing.assert_allclose(np.asarray(spread), np.asarray(noise) * s_u * np.sqrt(s_t**2 - s_u**2) / s_t, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(spread), np.asarray(noise) * s_u * np.sqrt(s_t**2 - s_u**2) / s_t, rtol=1e-4, atol=1e-6
+  )
   # Blur under constant noise: the Momentum step ignores its noise, the ancestral one does not.
   blur = corruptions.Corruption(
     corruptions.BlurOperator(schedules.LogBlurSchedule(0.05, 3.0)), schedules.constant_noise(0.1)
