@@ -23,6 +23,8 @@ makes two calls per level and has its own loop.
 * `ancestral_sampler`: an EXTENSION for corruptions diagonal in a basis (blur, masks, identity):
   DDPM's ancestral step for the Markov chain with Soft Diffusion's marginals (`ancestral_update`);
   random at every step, so it samples p(x_0 | x_t) from a fixed x_t (restoration's native method).
+  For unconditional sampling from p_1 it measured worse than Momentum (exact fields, oracle
+  denoiser, the same NFE), so it is not the `sample.sampler` default.
 * `pc_sampler`: score_sde's predictor-corrector sampler (the VE baseline's): a Langevin
   corrector step and a Momentum (reverse-diffusion) predictor step per level, two network
   evaluations per level; the last step returns the denoised estimate (score_sde's noise
