@@ -10,13 +10,8 @@ Runtime and result: not measured yet; expected runtime as
 configs/celeba64.py (same network and steps).
 """
 
-from configs import celeba64
+from configs import celeba64, default
 
 
 def get_config():
-  config = celeba64.get_config()
-  config.corruption.name = "mask"
-  config.corruption.blur_schedule = "log"  # no blur here; 'selected' applies to blur only
-  config.corruption.mask_order = "center"
-  config.corruption.mask_ramp_width = 0.25
-  return config
+  return default.use_soft_masks(celeba64.get_config())

@@ -202,3 +202,13 @@ def get_config() -> ml_collections.ConfigDict:
   rs.seed = 0
   rs.mask_seed = 0  # the random mask's pixels
   return config
+
+
+def use_soft_masks(config):
+  """Switches `config` to the soft masking corruption (a central square growing with t, ramp
+  0.25) in place, as configs/celeba64_mask.py and configs/digits_mask.py do; returns it."""
+  config.corruption.name = "mask"
+  config.corruption.blur_schedule = "log"  # no blur here; 'selected' applies to blur only
+  config.corruption.mask_order = "center"
+  config.corruption.mask_ramp_width = 0.25
+  return config

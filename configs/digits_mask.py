@@ -9,15 +9,11 @@ Everything but the corruption is configs/digits.py (network, steps, optimiser, p
 as configs/digits.py (about 9 min on 2 CPU cores); benchmarks/restoration.py trains it when missing.
 """
 
-from configs import digits
+from configs import default, digits
 
 
 def get_config():
-  config = digits.get_config()
-  config.corruption.name = "mask"
-  config.corruption.blur_schedule = "log"  # no blur here; 'selected' applies to blur only
-  config.corruption.mask_order = "center"
-  config.corruption.mask_ramp_width = 0.25
+  config = default.use_soft_masks(digits.get_config())
   config.restore.operator = "model"
   config.restore.size = 0.5
   return config

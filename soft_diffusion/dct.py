@@ -58,6 +58,17 @@ def dct2(x: jax.Array, *, inverse: bool = False) -> jax.Array:
   return jnp.einsum(pattern, d_h, x, d_w, precision=jax.lax.Precision.HIGHEST)
 
 
+def to_basis(x: jax.Array, basis: str) -> jax.Array:
+  """Coefficients of images x [B, H, W, C] in an orthonormal `basis`: 'dct' (`dct2`) or 'pixel'
+  (x itself), the two bases the corruptions are diagonal in (`Corruption.diagonal`)."""
+  return dct2(x) if basis == "dct" else x
+
+
+def from_basis(coeffs: jax.Array, basis: str) -> jax.Array:
+  """Images from their coefficients in `basis` (inverse of `to_basis`)."""
+  return dct2(coeffs, inverse=True) if basis == "dct" else coeffs
+
+
 def frequency_exponent(n: int) -> np.ndarray:
   """(π²/2) · (k/n)² for k < n, float64: the per-axis exponent of the blur multiplier."""
   k = np.arange(n, dtype=np.float64)

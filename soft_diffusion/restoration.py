@@ -58,21 +58,12 @@ from soft_diffusion import dct
 from soft_diffusion.corruptions import base
 
 BASES = ("dct", "pixel")
+to_basis, from_basis = dct.to_basis, dct.from_basis
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 # ----------------------------------------------------------------------------------------------
 # Degradation operators, diagonal in a basis.
-
-
-def to_basis(x: jax.Array, basis: str) -> jax.Array:
-  """Coefficients of images x [B, H, W, C] in `basis` ('dct' or 'pixel')."""
-  return dct.dct2(x) if basis == "dct" else x
-
-
-def from_basis(coeffs: jax.Array, basis: str) -> jax.Array:
-  """Images from their coefficients in `basis` (inverse of `to_basis`)."""
-  return dct.dct2(coeffs, inverse=True) if basis == "dct" else coeffs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,7 +313,7 @@ def _condition(x0_b, var, b_var, a, b_a, residual, noise_var, cg_steps):
   return x0_b + sigma(a * u)
 
 
-def _check_sigma_y(sigma_y: float) -> float:
+def _noise_variance(sigma_y: float) -> float:
   if not (math.isfinite(sigma_y) and sigma_y > 0):
     raise ValueError(f"the guided method needs sigma_y > 0 (add the noise the observation has), got {sigma_y!r}")
   return float(sigma_y) ** 2
@@ -346,7 +337,7 @@ def guided_denoiser(
   (a pixel mask with a blur model) u = (A Σ_t Aᵀ + σ_y² I)⁻¹ (y - A x̂_0) is solved by `cg_steps`
   conjugate-gradient iterations (each: two basis changes, no network call) and x̂_0 + Σ_t Aᵀ u
   returned; exact for Gaussian data once CG has converged (tests/test_restoration.py)."""
-  noise_var = _check_sigma_y(sigma_y)
+  noise_var = _noise_variance(sigma_y)
   y = degradation.check(y, "y").astype(jnp.float32)
   height, width = degradation.shape
   a = jnp.asarray(degradation.multipliers, jnp.float32)[None, :, :, None]
@@ -387,7 +378,7 @@ def guided_init(
 
   Args: y [B, H, W, C]; mean [H, W, C] image; spectrum [H, W] or [H, W, C] DCT variances.
   """
-  noise_var = _check_sigma_y(sigma_y)
+  noise_var = _noise_variance(sigma_y)
   y = degradation.check(y, "y").astype(jnp.float32)
   batch, height, width, channels = y.shape
   v = np.asarray(spectrum, np.float64)

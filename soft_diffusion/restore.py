@@ -102,7 +102,9 @@ def load_observations(path: str, height: int, width: int, channels: int) -> np.n
     return y.astype(np.float32) / 127.5 - 1.0
   y = y.astype(np.float32)
   if not (np.all(np.isfinite(y)) and y.min() >= -1.5 and y.max() <= 1.5):
-    raise errors.ConfigError("config.restore.input: float images must be finite and in [-1, 1] (or give uint8)")
+    raise errors.ConfigError(
+      "config.restore.input: float images must be finite and in [-1, 1] (noise may reach ±1.5), or uint8"
+    )
   return y
 
 

@@ -108,12 +108,11 @@ def ancestral_update(
   s_u = _bcast(corruption.noise_std(t_next).astype(jnp.float32))
   d = jnp.where(c_u > 0, c_t / jnp.where(c_u > 0, c_u, 1.0), 0.0)
   sig2 = jnp.maximum(jnp.square(s_t) - jnp.square(d * s_u), 0.0)
-  to_b = (lambda z: dct.dct2(z)) if basis == "dct" else (lambda z: z)
-  from_b = (lambda z: dct.dct2(z, inverse=True)) if basis == "dct" else (lambda z: z)
+  to_b = functools.partial(dct.to_basis, basis=basis)
   mean = sig2 * c_u * to_b(x0_hat.astype(jnp.float32)) + d * jnp.square(s_u) * to_b(x_t.astype(jnp.float32))
   mean = mean / jnp.square(s_t)
   std = jnp.sqrt(jnp.square(s_u) * sig2) / s_t
-  return from_b(mean + std * to_b(noise.astype(jnp.float32))).astype(x_t.dtype)
+  return dct.from_basis(mean + std * to_b(noise.astype(jnp.float32)), basis).astype(x_t.dtype)
 
 
 def reverse_process(
