@@ -129,7 +129,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Sampling (SPEC §4).
   config.sample = ml_collections.ConfigDict()
   # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension) | 'ancestral' (extension,
-  # for diagonal corruptions: samplers.py) | 'pc' (score_sde's)
+  # for diagonal corruptions: samplers.py) | 'pc' (score_sde's) | 'multistep' (extension, for diagonal
+  # corruptions: the exponential integrator of multistep.py, for few steps)
   config.sample.sampler = "momentum"
   config.sample.num_steps = 300  # network evaluations per sample
   config.sample.num_images = 64  # images drawn by --mode sample
@@ -141,6 +142,12 @@ def get_config() -> ml_collections.ConfigDict:
   # WORKDIR/prior.npz)
   config.sample.prior = "forward"
   config.sample.snr = 0.17  # 'pc' only: the Langevin corrector's signal-to-noise ratio (score_sde's CelebA value)
+  # Levels the sampler visits: 'auto' (the sampler's default: 'uniform', and for 'multistep' its
+  # measured default) | 'uniform' (equal steps in t) | 'logsnr' (equal steps in the mid frequency's
+  # log-SNR) | 'edm' (EDM's rho-spacing of that frequency's noise-to-signal ratio): time_grids.py
+  config.sample.time_grid = "auto"
+  config.sample.rho = 7.0  # time_grid = 'edm' only: EDM's rho
+  config.sample.order = 2  # 'multistep' only: 1 (= the deterministic sampler), 2 or 3
 
   # Level selection, --mode schedule (SPEC §3): writes WORKDIR/schedule.json + schedule.png;
   # training and sampling use it when corruption.blur_schedule = 'selected'.

@@ -31,7 +31,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, priors, samplers
+from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, priors, samplers, time_grids
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
 from soft_diffusion.models import make_denoise_fn, wiener_skip
@@ -150,6 +150,11 @@ def prior_channels(prior: priors.GaussianPrior | priors.ForwardPrior) -> int:
 # Drawing.
 
 
+def sampler_of(cfg: SampleConfig) -> Any:
+  """The sampler of the sample block, with its options (snr, time_grid, rho, order) bound."""
+  return samplers.get(cfg.sampler, snr=cfg.snr, time_grid=cfg.time_grid, rho=cfg.rho, order=cfg.order)
+
+
 def make_draw_fn(
   model: Any,
   corruption: Any,
@@ -168,7 +173,7 @@ def make_draw_fn(
   h(x_t, t) instead of the network (e.g. `gaussian_field.oracle_denoiser`); params are unused.
   `skip`: the denoiser's skip S_t (`make_skip`), for model.skip = 'wiener'.
   """
-  sampler = samplers.get(cfg.sampler, snr=cfg.snr)
+  sampler = sampler_of(cfg)
   if mesh is not None:
     state_lib.check_batch_split("sample.batch_size", cfg.batch_size, mesh)
 
@@ -305,12 +310,17 @@ def trajectory_figure(run: Run, path: epath.Path, num_frames: int = 8) -> None:
   key = jax.random.fold_in(jax.random.key(cfg.seed), 10_000)  # apart from the sample batches' keys
   k_prior, k_sampler = jax.random.split(key)
   x_init = priors.sample_p1(run.prior, run.corruption, k_prior, 1)
-  sampler = samplers.get(cfg.sampler, snr=cfg.snr)
+  sampler = sampler_of(cfg)
   x0, (x_ts, x0_hats) = jax.jit(
     lambda x: sampler(denoise_fn, x, run.corruption, num_steps=cfg.num_steps, key=k_sampler, return_trajectory=True)
   )(x_init)
   frames = np.unique(np.linspace(0, cfg.num_steps - 1, num_frames).round().astype(int))
-  times = [(cfg.num_steps - i) / cfg.num_steps for i in frames]
+  if cfg.sampler == "pc":  # two calls per level
+    times = [(cfg.num_steps - i) / cfg.num_steps for i in frames]
+  else:
+    grid = samplers.default_time_grid(cfg.sampler) if cfg.time_grid == "auto" else cfg.time_grid
+    shape = x_init.shape[1:3]
+    times = time_grids.resolve(grid, run.corruption, cfg.num_steps, *shape, rho=cfg.rho)[frames].tolist()
   titles = [_level_title(run.corruption, t) for t in times] + ["t=0\nfinal"]
   rows = [
     ("x_t", [_to_display(x_ts[i, 0]) for i in frames] + [_to_display(x0[0])]),

@@ -43,7 +43,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from soft_diffusion import dct
+from soft_diffusion import dct, multistep, time_grids
 from soft_diffusion.corruptions import base
 
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -126,9 +126,11 @@ def reverse_process(
   return_x0_hat: bool = False,
   return_trajectory: bool = False,
   t_start: float = 1.0,
+  time_grid: Any = "auto",
+  rho: float = 7.0,
 ) -> Any:
-  """Runs `update` from t = t_start (default 1) to t = 0 in `num_steps` equal steps (one
-  denoise_fn call each).
+  """Runs `update` from t = t_start (default 1) to t = 0 in `num_steps` steps (one
+  denoise_fn call each), on the time grid `time_grid` (equal steps by default).
 
   Args:
     update: (corruption, x_t, x0_hat, t, t_next, noise) -> x_{t_next}.
@@ -142,21 +144,32 @@ def reverse_process(
       [N, B, H, W, C] (step i is at t = t_start (1 - i/N)); the same keys, so x_0 is unchanged.
     t_start: the level of x_init, in (0, 1]: x_init is a sample of p_{t_start} (restoration
       starts from an observation's level, `soft_diffusion.restoration`).
+    time_grid: 'auto' (= 'uniform' for these samplers), a family of `time_grids.FAMILIES`, or
+      num_steps + 1 explicit times (`time_grids.resolve`); with a grid other than 'uniform', step
+      i is at t_i of that grid.
+    rho: ρ of the 'edm' family.
   Returns:
     x_0 [B, H, W, C], then the final x̂_0 when return_x0_hat, then (x_ts, x̂_0s) when
     return_trajectory (a tuple whenever either flag is set).
   """
-  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-    raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}")
+  time_grids.check_num_steps(num_steps)
   if not 0 < t_start <= 1:
     raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
   x_init = base.check_images(x_init, "x_init")
-  batch = x_init.shape[0]
+  batch, height, width, _ = x_init.shape
   dtype = jnp.promote_types(x_init.dtype, jnp.float32)
+  if isinstance(time_grid, str) and time_grid in ("auto", "uniform"):
 
-  def level(j):  # t_start (N - j)/N: exactly 0 at the last step (and exactly 1 - j/N for t_start = 1)
-    frac = (num_steps - j) / num_steps
-    return jnp.full((batch,), frac if t_start == 1 else t_start * frac, dtype)
+    def level(j):  # t_start (N - j)/N: exactly 0 at the last step (and exactly 1 - j/N for t_start = 1)
+      frac = (num_steps - j) / num_steps
+      return jnp.full((batch,), frac if t_start == 1 else t_start * frac, dtype)
+
+  else:
+    times = time_grids.resolve(time_grid, corruption, num_steps, height, width, t_start=t_start, rho=rho)
+    table = jnp.asarray(times, dtype)
+
+    def level(j):
+      return jnp.full((batch,), table[j], dtype)
 
   def body(i, carry):
     x_t, _ = carry
@@ -189,11 +202,15 @@ def pc_sampler(
   snr: float = 0.17,
   return_x0_hat: bool = False,
   return_trajectory: bool = False,
+  time_grid: Any = "auto",
+  rho: float = 7.0,
 ) -> Any:
   """score_sde's predictor-corrector sampler (Song et al., 2021), for any corruption.
 
   `num_steps` network evaluations over L = ceil(N/2) levels t_l = 1 - l/(L-1), l = 0 … L-1
-  (score_sde's grid from T down to its smallest noise; here t = 0, s_0 = noise_std_min). At each
+  (score_sde's grid from T down to its smallest noise; here t = 0, s_0 = noise_std_min), or the
+  L levels of `time_grid` ('auto' = 'uniform', a `time_grids` family or L explicit times; rho:
+  the 'edm' family's ρ; needs L >= 2 unless uniform). At each
   level one Langevin corrector step, then one predictor step to t_{l+1} (the first level has no
   corrector when N is odd). Score: s_θ(x, t) = (C_t h_θ(x, t) - x)/s_t² (losses.py).
 
@@ -207,18 +224,26 @@ def pc_sampler(
 
   Signature and returns as `reverse_process`; the trajectory has one entry per network call.
   """
-  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-    raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}")
+  time_grids.check_num_steps(num_steps)
   if not snr > 0:
     raise ValueError(f"snr must be > 0, got {snr!r}")
   x_init = base.check_images(x_init, "x_init")
-  batch = x_init.shape[0]
+  batch, height, width, _ = x_init.shape
   dtype = jnp.promote_types(x_init.dtype, jnp.float32)
   levels = (num_steps + 1) // 2
+  if isinstance(time_grid, str) and time_grid in ("auto", "uniform"):
 
-  def level_time(l):
-    # t_l = (L-1-l)/(L-1), clamped at 0: the last level is t = 0 (and t = 1 when L = 1).
-    return jnp.full((batch,), jnp.maximum(levels - 1 - l, 0) / max(levels - 1, 1), dtype)
+    def level_time(l):
+      # t_l = (L-1-l)/(L-1), clamped at 0: the last level is t = 0 (and t = 1 when L = 1).
+      return jnp.full((batch,), jnp.maximum(levels - 1 - l, 0) / max(levels - 1, 1), dtype)
+
+  else:
+    if levels < 2:
+      raise ValueError(f"pc with time_grid {time_grid!r} needs num_steps >= 3 (two levels), got {num_steps}")
+    table = jnp.asarray(time_grids.resolve(time_grid, corruption, levels - 1, height, width, rho=rho), dtype)
+
+    def level_time(l):
+      return jnp.full((batch,), table[jnp.minimum(l, levels - 1)], dtype)
 
   def per_image_norm(v):
     return jnp.sqrt(jnp.sum(jnp.square(v), axis=(1, 2, 3)))
@@ -275,6 +300,8 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
     return_x0_hat: bool = False,
     return_trajectory: bool = False,
     t_start: float = 1.0,
+    time_grid: Any = "auto",
+    rho: float = 7.0,
   ) -> Any:
     return reverse_process(
       update,
@@ -286,6 +313,8 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
       return_x0_hat=return_x0_hat,
       return_trajectory=return_trajectory,
       t_start=t_start,
+      time_grid=time_grid,
+      rho=rho,
     )
 
   sampler.__name__ = sampler.__qualname__ = name
@@ -320,12 +349,20 @@ SAMPLERS: dict[str, Sampler] = {
   "deterministic": deterministic_sampler,
   "ancestral": ancestral_sampler,
   "pc": pc_sampler,
+  "multistep": multistep.multistep_sampler,
 }
+
+
+def default_time_grid(name: str) -> str:
+  """The grid time_grid='auto' means for sampler `name`: 'uniform', and for 'multistep' its
+  measured default (`multistep.DEFAULT_TIME_GRID`)."""
+  return multistep.DEFAULT_TIME_GRID if name == "multistep" else "uniform"
 
 
 def get(name: str, **options: Any) -> Sampler:
   """The sampler registered as `name` (one of SAMPLERS), with those of `options` it takes
-  (e.g. `snr` for 'pc') bound; options it does not take are left out."""
+  (e.g. `snr` for 'pc', `order` for 'multistep', `time_grid` and `rho` for all) bound; options
+  it does not take are left out."""
   if name not in SAMPLERS:
     raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {name!r}")
   sampler = SAMPLERS[name]

@@ -32,8 +32,10 @@ from soft_diffusion import (
   level_selection,
   losses,
   models,
+  multistep,
   samplers,
   select_levels,
+  time_grids,
   typed_config,
 )
 
@@ -148,9 +150,17 @@ class SampleConfig:
   batch_size: int = 256
   prior: str = "forward"
   snr: float = 0.17
+  time_grid: str = "auto"
+  rho: float = 7.0
+  order: int = 2
 
   def __post_init__(self):
     check(isinstance(self.snr, (int, float)) and self.snr > 0, "sample.snr", "> 0", self.snr)
+    grids = ("auto", *time_grids.FAMILIES)
+    check(self.time_grid in grids, "sample.time_grid", f"one of {grids}", self.time_grid)
+    check(isinstance(self.rho, (int, float)) and self.rho > 0, "sample.rho", "a number > 0", self.rho)
+    good_order = not isinstance(self.order, bool) and self.order in multistep.ORDERS
+    check(good_order, "sample.order", f"one of {multistep.ORDERS}", self.order)
     check(self.sampler in samplers.SAMPLERS, "sample.sampler", f"one of {sorted(samplers.SAMPLERS)}", self.sampler)
     _ints_at_least(self, "sample", ("num_steps", "num_images", "batch_size"), 1)
     check(at_least(self.seed, 0), "sample.seed", "an int >= 0", self.seed)

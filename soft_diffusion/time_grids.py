@@ -1,0 +1,118 @@
+"""Time grids for the samplers: the N+1 levels t_0 = t_start > t_1 > … > t_N = 0 that N network
+evaluations visit.
+
+A sampler with `num_steps = N` evaluates the denoiser at t_0 … t_{N-1} and steps from t_i to
+t_{i+1}. Every sampler takes the grid as its `time_grid` argument: a family name below, or an
+explicit sequence of N+1 strictly decreasing times in [0, 1] (t_0 in (0, 1], t_N = 0).
+
+* 'uniform': t_i = t_start (1 - i/N), equal steps in t. With the selected blur levels (a table
+  placed at t_k = k/(K-1)) this is uniform in the level index, so the name covers both.
+* 'logsnr': equal steps in the reference log-SNR λ(t) = log c_ref(t) - log s_t, where c_ref(t)
+  is the median of C_t's multipliers in its diagonal basis (for blur: the mid frequency; for
+  C_t = I it is 1, and λ = -log s_t). Each DCT coefficient of x_t = C_t x_0 + s_t η is a
+  scalar diffusion with its own log-SNR; this takes the middle one as the clock.
+* 'edm': EDM's ρ-spacing (Karras et al., 2022) in σ_ref(t) = exp(-λ(t)) = s_t / c_ref(t):
+  σ_i = (σ_max^(1/ρ) + i/N (σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ between σ_ref(t_start) and
+  σ_ref(0), ρ = `rho` (7 in EDM). For C_t = I with geometric s_t it is EDM's grid.
+
+'logsnr' and 'edm' need a corruption diagonal in a basis (`Corruption.diagonal`: blur, masks,
+identity). They invert λ(t) numerically on a dense grid of 4,097 points (float64 on the host,
+at trace time); c_ref is floored at 1e-6 (a mid frequency blurred away), and λ is tilted by
+1e-3 of its range so the inverse exists where λ is flat.
+
+Pure: numpy and jax only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FAMILIES = ("uniform", "logsnr", "edm")
+DENSE_POINTS = 4097
+C_REF_FLOOR = 1e-6
+TILT = 1e-3
+
+
+def check_num_steps(num_steps: Any) -> None:
+  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}")
+
+
+def reference_log_snr(corruption: Any, t: np.ndarray, height: int, width: int) -> np.ndarray:
+  """λ(t) = log max(median c_t, 1e-6) - log s_t for times t [M] (host, float64) -> [M]."""
+  t = np.asarray(t, np.float64)
+  with jax.ensure_compile_time_eval():
+    _, multipliers = corruption.diagonal(jnp.asarray(t, jnp.float32), height, width)
+    noise = corruption.noise_std(jnp.asarray(t, jnp.float32))
+    multipliers, noise = np.asarray(multipliers, np.float64), np.asarray(noise, np.float64)
+  c_ref = np.median(multipliers.reshape(len(t), -1), axis=1)
+  return np.log(np.maximum(c_ref, C_REF_FLOOR)) - np.log(noise)
+
+
+def _invert(corruption: Any, targets_of_range, num_steps: int, t_start: float, height: int, width: int) -> np.ndarray:
+  """t_i with λ̃(t_i) = targets[i], λ̃ the monotone, slightly tilted λ on a dense grid."""
+  dense = np.linspace(0.0, t_start, DENSE_POINTS)
+  lam = np.minimum.accumulate(reference_log_snr(corruption, dense, height, width))  # non-increasing in t
+  span = lam[0] - lam[-1]
+  if not np.isfinite(span):
+    raise ValueError("time_grid: the reference log-SNR is not finite on [0, t_start]")
+  lam = lam - TILT * max(span, 1.0) * dense / t_start  # strictly decreasing
+  targets = targets_of_range(lam[-1], lam[0])  # from λ(t_start) (lowest) to λ(0) (highest)
+  times = np.interp(targets, lam[::-1], dense[::-1])
+  times[0], times[-1] = t_start, 0.0
+  return times
+
+
+def make(
+  family: str, corruption: Any, num_steps: int, height: int, width: int, *, t_start: float = 1.0, rho: float = 7.0
+) -> np.ndarray:
+  """The grid `family` (one of FAMILIES): [num_steps + 1] float64, t_start … 0, strictly decreasing."""
+  check_num_steps(num_steps)
+  steps = np.arange(num_steps + 1) / num_steps
+  if family == "uniform":
+    return t_start * (1.0 - steps)
+  if family == "logsnr":
+    return _invert(corruption, lambda lo, hi: lo + steps * (hi - lo), num_steps, t_start, height, width)
+  if family == "edm":
+    if not (isinstance(rho, (int, float)) and rho > 0):
+      raise ValueError(f"rho must be a number > 0, got {rho!r}")
+
+    def edm_targets(lo, hi):
+      sig_max, sig_min = np.exp(-lo), np.exp(-hi)
+      sig = (sig_max ** (1 / rho) + steps * (sig_min ** (1 / rho) - sig_max ** (1 / rho))) ** rho
+      return -np.log(sig)
+
+    return _invert(corruption, edm_targets, num_steps, t_start, height, width)
+  raise ValueError(f"time_grid must be one of {FAMILIES} or a sequence of num_steps + 1 times, got {family!r}")
+
+
+def resolve(
+  time_grid: str | Sequence[float] | np.ndarray,
+  corruption: Any,
+  num_steps: int,
+  height: int,
+  width: int,
+  *,
+  t_start: float = 1.0,
+  rho: float = 7.0,
+) -> np.ndarray:
+  """`time_grid` as [num_steps + 1] float64 times: a family name (`make`) or an explicit grid,
+  checked (strictly decreasing, t_0 in (0, 1], t_N = 0, and t_0 = t_start when t_start < 1)."""
+  check_num_steps(num_steps)
+  if not 0 < t_start <= 1:
+    raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
+  if isinstance(time_grid, str):
+    return make(time_grid, corruption, num_steps, height, width, t_start=t_start, rho=rho)
+  times = np.asarray(time_grid, np.float64)
+  if times.shape != (num_steps + 1,):
+    raise ValueError(f"time_grid must have num_steps + 1 = {num_steps + 1} times, got shape {times.shape}")
+  if not (np.all(np.diff(times) < 0) and 0 < times[0] <= 1 and times[-1] == 0):
+    raise ValueError(f"time_grid must decrease strictly from a t_0 in (0, 1] to exactly 0, got {times.tolist()}")
+  if t_start != 1.0 and times[0] != t_start:
+    raise ValueError(f"time_grid starts at {times[0]}, but t_start = {t_start}")
+  return times
