@@ -42,6 +42,16 @@ the schedules' knots; ℓ_j' is a polynomial of degree ≤ q - 2). One network e
 The polynomial is in t rather than in each coefficient's own λ(k): a blurred-away coefficient has
 λ = -∞ and one whose c and s are both constant has a flat λ, while the grid's t always moves.
 Deterministic: `key` is unused (kept for the shared signature).
+
+Stochastic variant ('multistep_sde'). The reverse SDE dx = [f x - g² ∇log p_t] dt + g dw̄ has
+the same marginals. With y = x c/s², dy = x̂_0 d(ρ²) + (c/s²) g dw̄, so from a to b
+
+    x_b = (s_b/s_a)(ρ_a/ρ_b) x_a + (s_b²/c_b) ∫_a^b x̂_0(τ) d(ρ²)(τ) + s_b √(1 - (ρ_a/ρ_b)²) ξ,   (3)
+
+ξ ~ N(0, I) (the noise integral is exact: its variance is (s_b²/c_b)² (ρ_b² - ρ_a²)). x̂_0 is
+interpolated as in (2), with ρ² in place of ρ. Order 1 is the ancestral sampler
+(`samplers.ancestral_update`, tested); for C_t = I this is SDE-DPM-Solver++ (Lu et al., 2022).
+Where C_b removes a coefficient (c_b = 0) the step draws it as s_b ξ, as the ancestral step does.
 """
 
 from __future__ import annotations
@@ -84,9 +94,12 @@ def _lagrange(tau: jax.Array, points: list[jax.Array]) -> tuple[list[jax.Array],
   return values, derivs
 
 
-def step_weights(corruption: Any, a: jax.Array, b: jax.Array, points: list[jax.Array], height: int, width: int):
-  """The weights I_j [1, H, W] of (2) for a step a -> b with interpolation times `points`
-  (points[0] = a), and s_b/s_a; float32."""
+def step_weights(
+  corruption: Any, a: jax.Array, b: jax.Array, points: list[jax.Array], height: int, width: int, power: int = 1
+):
+  """The weights ∫_a^b ℓ_j d(ρ^power) [1, H, W] of (2) (power 1) or (3) (power 2) for a step a -> b,
+  for each order q = 1 … len(points) (Lagrange basis through points[:q]; points[0] = a), and
+  ρ_a, ρ_b [1, H, W], s_a, s_b; float32."""
   nodes, gauss_w = np.polynomial.legendre.leggauss(GAUSS_NODES)
   tau = (a + b) / 2 + (b - a) / 2 * jnp.asarray(nodes, jnp.float32)  # [G]
   quad_w = (b - a) / 2 * jnp.asarray(gauss_w, jnp.float32)  # oriented: b < a
@@ -97,14 +110,17 @@ def step_weights(corruption: Any, a: jax.Array, b: jax.Array, points: list[jax.A
 
   ends = jnp.stack([a, b])
   rho_a, rho_b = jnp.split(rho(ends), 2)  # [1, H, W] each
-  rho_tau = rho(tau)  # [G, H, W]
-  values_b, derivs = _lagrange(b, points)[0], _lagrange(tau, points)[1]
-  weights = []
-  for j in range(len(points)):
-    integral = jnp.einsum("g,ghw->hw", quad_w * derivs[j], rho_tau, precision=jax.lax.Precision.HIGHEST)
-    weights.append(values_b[j] * rho_b - (1.0 if j == 0 else 0.0) * rho_a - integral[None])
+  f_a, f_b, f_tau = rho_a**power, rho_b**power, rho(tau) ** power  # f = ρ^power; f_tau [G, H, W]
+  per_order = []
+  for q in range(1, len(points) + 1):
+    values_b, derivs = _lagrange(b, points[:q])[0], _lagrange(tau, points[:q])[1]
+    weights = []
+    for j in range(q):
+      integral = jnp.einsum("g,ghw->hw", quad_w * derivs[j], f_tau, precision=jax.lax.Precision.HIGHEST)
+      weights.append(values_b[j] * f_b - (1.0 if j == 0 else 0.0) * f_a - integral[None])
+    per_order.append(weights)
   s_a, s_b = corruption.noise_std(ends).astype(jnp.float32)
-  return weights, s_b / s_a
+  return per_order, rho_a, rho_b, s_a, s_b
 
 
 def multistep_sampler(
@@ -120,16 +136,17 @@ def multistep_sampler(
   return_x0_hat: bool = False,
   return_trajectory: bool = False,
   t_start: float = 1.0,
+  stochastic: bool = False,
 ) -> Any:
   """The multistep exponential integrator of order `order` (1, 2 or 3) in the corruption's
   diagonal basis (module docstring). EXTENSION, not in the paper.
 
   time_grid: a family of `time_grids.FAMILIES`, 'auto' (this sampler's measured default,
-  `DEFAULT_TIME_GRID`) or N+1 explicit times; rho: the 'edm' family's ρ. Other arguments and the
-  returns as `samplers.reverse_process`; one denoise_fn call per step, none at t = 0. Raises
-  ValueError (one line) for a corruption that is not diagonal in a known basis.
+  `DEFAULT_TIME_GRID`) or N+1 explicit times; rho: the 'edm' family's ρ. stochastic: integrate
+  the reverse SDE instead of the ODE ((3); step i's noise from fold_in(key, i)). Other arguments
+  and the returns as `samplers.reverse_process`; one denoise_fn call per step, none at t = 0.
+  Raises ValueError (one line) for a corruption that is not diagonal in a known basis.
   """
-  del key  # deterministic
   if order not in ORDERS:
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
   x_init = base.check_images(x_init, "x_init")
@@ -147,15 +164,24 @@ def multistep_sampler(
     t = jnp.full((batch,), a, jnp.float32)
     x0_hat = denoise_fn(x, t).astype(x.dtype)
     history = jnp.concatenate([dct.to_basis(x0_hat.astype(jnp.float32), basis)[None], history[:-1]])
+    points = [times[i + order - 1 - j] for j in range(order)]
+    per_order, rho_a, rho_b, s_a, s_b = step_weights(
+      corruption, a, b, points, height, width, power=2 if stochastic else 1
+    )
     update = jnp.zeros_like(history[0])
-    ratio = None
-    for q in range(1, order + 1):
-      points = [times[i + order - 1 - j] for j in range(q)]
-      weights, ratio = step_weights(corruption, a, b, points, height, width)
+    for q, weights in enumerate(per_order, start=1):
       candidate = sum(w[..., None] * history[j] for j, w in enumerate(weights))
       update = jnp.where(jnp.minimum(i + 1, order) == q, candidate, update)
-    s_b = corruption.noise_std(b[None]).astype(jnp.float32)[0]
-    x_next = ratio * x.astype(jnp.float32) + s_b * dct.from_basis(update, basis)
+    x32 = x.astype(jnp.float32)
+    if not stochastic:  # (2)
+      x_next = (s_b / s_a) * x32 + s_b * dct.from_basis(update, basis)
+    else:  # (3): ρ_a/ρ_b is 0 where C_b removes a coefficient (c_b = 0), as in the ancestral step
+      ok = rho_b > 0
+      r = jnp.where(ok, rho_a / jnp.where(ok, rho_b, 1.0), 0.0)[..., None]
+      gain = jnp.where(ok, jnp.square(s_b) / jnp.where(ok, rho_b * s_b, 1.0), 0.0)[..., None]  # s_b² / c_b
+      noise = dct.to_basis(jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32), basis)
+      coeffs = (s_b / s_a) * r * dct.to_basis(x32, basis) + gain * update
+      x_next = dct.from_basis(coeffs + s_b * jnp.sqrt(jnp.maximum(1.0 - jnp.square(r), 0.0)) * noise, basis)
     return (x_next.astype(x.dtype), history, x0_hat), ((x, x0_hat) if return_trajectory else None)
 
   init = (x_init, jnp.zeros((order, *x_init.shape), jnp.float32), jnp.zeros_like(x_init))
@@ -164,3 +190,35 @@ def multistep_sampler(
   if return_trajectory:
     outputs.append(trajectory)
   return tuple(outputs) if len(outputs) > 1 else x0
+
+
+def multistep_sde_sampler(
+  denoise_fn: Any,
+  x_init: jax.Array,
+  corruption: Any,
+  *,
+  num_steps: int,
+  key: jax.Array,
+  order: int = 2,
+  time_grid: Any = "auto",
+  rho: float = 7.0,
+  return_x0_hat: bool = False,
+  return_trajectory: bool = False,
+  t_start: float = 1.0,
+) -> Any:
+  """`multistep_sampler` with stochastic=True: the reverse-SDE integrator (3) (module docstring),
+  random at every step. EXTENSION, not in the paper. Same arguments (but `stochastic`)."""
+  return multistep_sampler(
+    denoise_fn,
+    x_init,
+    corruption,
+    num_steps=num_steps,
+    key=key,
+    order=order,
+    time_grid=time_grid,
+    rho=rho,
+    return_x0_hat=return_x0_hat,
+    return_trajectory=return_trajectory,
+    t_start=t_start,
+    stochastic=True,
+  )

@@ -350,13 +350,14 @@ SAMPLERS: dict[str, Sampler] = {
   "ancestral": ancestral_sampler,
   "pc": pc_sampler,
   "multistep": multistep.multistep_sampler,
+  "multistep_sde": multistep.multistep_sde_sampler,
 }
 
 
 def default_time_grid(name: str) -> str:
   """The grid time_grid='auto' means for sampler `name`: 'uniform', and for 'multistep' its
   measured default (`multistep.DEFAULT_TIME_GRID`)."""
-  return multistep.DEFAULT_TIME_GRID if name == "multistep" else "uniform"
+  return multistep.DEFAULT_TIME_GRID if name.startswith("multistep") else "uniform"
 
 
 def get(name: str, **options: Any) -> Sampler:

@@ -26,7 +26,15 @@ def test_design_md_calls():
   assert losses.soft_score_matching_loss(denoise_fn, x, t, noise, corruption).shape == ()
   for sampler in (samplers.momentum_sampler, samplers.naive_sampler):
     assert sampler(denoise_fn, x, corruption, num_steps=2, key=jax.random.key(1)).shape == x.shape
-  assert set(samplers.SAMPLERS) == {"momentum", "naive", "deterministic", "ancestral", "pc", "multistep"}
+  assert set(samplers.SAMPLERS) == {
+    "momentum",
+    "naive",
+    "deterministic",
+    "ancestral",
+    "pc",
+    "multistep",
+    "multistep_sde",
+  }
   assert set(corruptions.REGISTRY) == {"blur", "mask", "identity"}
   assert callable(level_selection.select_blur_levels) and callable(schedules.make_blur_schedule)
   assert soft_diffusion.__version__

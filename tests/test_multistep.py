@@ -152,3 +152,33 @@ def test_bad_grids_get_one_line(grid, match):
   with pytest.raises(ValueError, match=match) as err:
     time_grids.resolve(grid, BLUR, 3, 4, 4)
   assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["blur", "mask"])
+def test_stochastic_first_order_is_the_ancestral_sampler(name):
+  corruption = corruptions.make({"name": name})
+  x = jax.random.normal(jax.random.key(0), (2, H, W, 3))
+  denoise_fn = lambda x_t, t: jnp.tanh(x_t) * (1.0 - 0.5 * t[:, None, None, None])
+  a = _run(x, corruption, 5, denoise_fn=denoise_fn, name="multistep_sde", order=1)
+  b = _run(x, corruption, 5, denoise_fn=denoise_fn, name="ancestral")
+  np.testing.assert_allclose(a, b, atol=1e-4)  # measured 6e-5 (masks: c/c' against ρ/ρ' in float32)
+
+
+def test_stochastic_variant_is_exact_in_law_for_a_fixed_image():
+  # x̂_0 constant: (3) is exact, so x_0 ~ N((s_0/s_1)(ρ_1/ρ_0) x_1 + c_0 (1 - (ρ_1/ρ_0)²) x̂, s_0² (1 - (ρ_1/ρ_0)²))
+  # per coefficient, whatever the steps: check the mean and variance over 4,096 draws.
+  fixed = jax.random.normal(jax.random.key(3), (1, H, W, 1))
+  x1 = jnp.broadcast_to(jax.random.normal(jax.random.key(4), (1, H, W, 1)), (4096, H, W, 1))
+  out = _run(x1, BLUR, 3, denoise_fn=lambda x, t: jnp.broadcast_to(fixed, x.shape), name="multistep_sde", order=2)
+
+  def c_and_rho(t):
+    c = gaussian_field.dct_multipliers(BLUR, jnp.full((1,), t), H, W)[0]
+    return c, c / BLUR.noise_std(jnp.float32(t))
+
+  (c0, rho0), (_, rho1) = c_and_rho(0.0), c_and_rho(1.0)
+  s0, s1 = BLUR.noise_std(jnp.float32(0.0)), BLUR.noise_std(jnp.float32(1.0))
+  r = (rho1 / rho0)[None, :, :, None]
+  mean = (s0 / s1) * r * dct.dct2(x1[:1]) + c0[None, :, :, None] * (1 - r**2) * dct.dct2(fixed)
+  coeffs = dct.dct2(out)
+  np.testing.assert_allclose(coeffs.mean(0, keepdims=True), mean, atol=4 * s0 / 64 + 1e-5)
+  np.testing.assert_allclose(coeffs.var(0), (s0**2 * (1 - r**2))[0], rtol=0.1, atol=1e-7)
