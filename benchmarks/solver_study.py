@@ -129,9 +129,8 @@ def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), p
 def exact_floor(v: np.ndarray, settings) -> dict:
   """Spectral FD of FIELD_SAMPLES exact draws of the law, over 4 seeds: the finite-sample floor."""
   from soft_diffusion import gaussian_field
-  from soft_diffusion.evaluation import exact
-
   from soft_diffusion.data.gaussian_field import CHANNELS
+  from soft_diffusion.evaluation import exact
 
   del settings
   values = []
@@ -145,9 +144,8 @@ def exact_floor(v: np.ndarray, settings) -> dict:
 def digit_points(record: dict, path: pathlib.Path) -> None:
   import quality_study
 
-  from soft_diffusion import sample
-
   from configs import digits as digits_config
+  from soft_diffusion import sample
 
   want = [f"{s}/{n}/s{seed}" for seed in DIGIT_SEEDS for s in DIGIT_SPECS for n in NFES]
   want += [f"{p}/s{seed}" for seed in DIGIT_SEEDS for p in REFERENCE_POINTS]
