@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pathlib
 import sys
 
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
   parser.add_argument("--samplers", nargs="+", default=sorted(samplers.SAMPLERS))
   parser.add_argument("--inception_batch", type=int, default=64)
   parser.add_argument("--inception_repeats", type=int, default=3)
+  parser.add_argument("--no_inception", action="store_true", help="skip the Inception throughput")
+  parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the numbers to this JSON file")
   args = parser.parse_args(argv)
 
   config = importlib.import_module(f"configs.{args.config}").get_config()
@@ -77,6 +80,8 @@ def main(argv=None) -> int:
 
   bare_s = seconds_per_call(jax.jit(bare, out_shardings=sharded), params, x, repeats=args.repeats)
   print(f"{'bare forwards':16s} {bare_s:8.3f} s/batch  {batch / bare_s:9.1f} images/s  (baseline)")
+  record = {"device": device, "config": args.config, "batch": batch, "nfe": nfe, "repeats": args.repeats}
+  record["seconds_per_batch"] = {"bare forwards": bare_s}
   for name in args.samplers:
     sampler = samplers.get(name)
     fn = jax.jit(
@@ -87,6 +92,12 @@ def main(argv=None) -> int:
     )
     s = seconds_per_call(fn, params, x, repeats=args.repeats)
     print(f"{name:16s} {s:8.3f} s/batch  {batch / s:9.1f} images/s  overhead {100 * (s / bare_s - 1):+6.2f}%")
+    record["seconds_per_batch"][name] = s
+  record["overhead"] = {k: v / bare_s - 1 for k, v in record["seconds_per_batch"].items() if k != "bare forwards"}
+  if args.json:
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
+  if args.no_inception:
+    return 0
 
   inception_params = evaluation.load_inception_params()
   images = np.random.default_rng(0).integers(0, 256, (args.inception_batch, 64, 64, 3), dtype=np.uint8)

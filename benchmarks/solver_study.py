@@ -4,7 +4,7 @@ the Momentum, deterministic and naive samplers, and its time grids, measured exa
     python benchmarks/solver_study.py --part grids     # oracle fields: which grid and order
     python benchmarks/solver_study.py --part fields    # fields, oracle + trained; VE twin vs PC
     python benchmarks/solver_study.py --part digits    # the demo model (runs/digits), two seeds
-    python benchmarks/solver_study.py --tables         # print the tables of the JSON
+    python benchmarks/solver_study.py --tables         # print the tables of the JSON (and redraw the figure)
 
 * Fields (`--part grids`, `--part fields`): configs/gaussian_field.py (blur + noise, the levels
   of `--mode schedule`) and its VE twin configs/gaussian_field_ve.py, trained by
@@ -15,7 +15,7 @@ the Momentum, deterministic and naive samplers, and its time grids, measured exa
   1,024 exact draws of the law (finite-sample noise), averaged over 4 seeds.
 * Digits (`--part digits`): the `make demo` model in runs/digits (configs/digits.py, p_1 =
   forward), sample seeds 0 and 1, 256 samples per point; pixel KID against the train digits at
-  every point and, at NFE 10 and 20 (multistep) and 20 and 100 (Momentum), FID and KID with the
+  every point and, at NFE 10 and 20 (multistep), 20 (multistep_sde) and 20 and 100 (Momentum), FID and KID with the
   project's Inception (the statistics of `benchmarks/quality_study.py`'s runs/quality/reference).
 
 A sampler spec is 'name@grid' ('multistep2@logsnr': order 2 on the log-SNR grid). Points are
@@ -42,6 +42,8 @@ from soft_diffusion import multistep  # noqa: E402
 
 NFES = (5, 10, 15, 20, 35, 50)
 GRID_SPECS = [f"{s}@{g}" for s in ("multistep2", "multistep3", "momentum") for g in ("uniform", "logsnr", "edm")]
+GRID_SPECS += ["deterministic@uniform", "ancestral@uniform"]  # the other one-call samplers, for the sampler table
+GRID_EXTRA = ("deterministic@uniform/100", "ancestral@uniform/100")
 CHOSEN = multistep.DEFAULT_TIME_GRID  # the solver's default grid, chosen by --part grids
 BLUR_SPECS = (
   f"multistep2@{CHOSEN}",
@@ -55,7 +57,13 @@ VE_SPECS = (f"multistep2@{CHOSEN}", f"multistep_sde2@{CHOSEN}", "pc@uniform", "m
 REFERENCE_POINTS = ("momentum@uniform/100",)  # Momentum at 100 NFE: the target to beat at 20
 DIGIT_SPECS = (f"multistep2@{CHOSEN}", f"multistep_sde2@{CHOSEN}", "momentum@uniform")
 DIGIT_SEEDS = (0, 1)
-DIGIT_INCEPTION = (f"multistep2@{CHOSEN}/10", f"multistep2@{CHOSEN}/20", "momentum@uniform/20", "momentum@uniform/100")
+DIGIT_INCEPTION = (
+  f"multistep2@{CHOSEN}/10",
+  f"multistep2@{CHOSEN}/20",
+  f"multistep_sde2@{CHOSEN}/20",
+  "momentum@uniform/20",
+  "momentum@uniform/100",
+)
 DIGIT_SAMPLES = 256
 FIELD_SAMPLES = 1024
 BANDS = ("ratio_low", "ratio_mid", "ratio_high")
@@ -149,7 +157,11 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
 
   want = [f"{s}/{n}/s{seed}" for seed in DIGIT_SEEDS for s in DIGIT_SPECS for n in NFES]
   want += [f"{p}/s{seed}" for seed in DIGIT_SEEDS for p in REFERENCE_POINTS]
-  missing = [p for p in want if p not in record["points"]]
+
+  def inception_at(point):
+    return point.rsplit("/", 1)[0] in DIGIT_INCEPTION
+
+  missing = [p for p in want if p not in record["points"] or (inception_at(p) and "fid" not in record["points"][p])]
   if not missing:
     return
   ref = quality_study.Reference(REPO / "runs" / "quality", True, {})
@@ -160,7 +172,7 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
     t0 = time.perf_counter()
     images = run.draw(cfg, DIGIT_SAMPLES, progress=False)
     seconds = round(time.perf_counter() - t0, 1)
-    measured = ref.measure(images, f"{spec}/{nfe}" in DIGIT_INCEPTION)
+    measured = ref.measure(images, inception_at(point))
     measured.pop("ring_ratios", None)
     record["points"][point] = {**measured, "sampling_seconds": seconds}
     print(f"digits {point}: " + quality_study.short(measured), flush=True)
@@ -187,7 +199,7 @@ def field_table(record: dict, variant: str, denoiser: str, specs, nfes=NFES) -> 
         cell += f" ({p['spectral_fd'] / floor:.1f}×)"
       cells.append(cell)
     lines.append(f"| {spec} | " + " | ".join(cells) + " |")
-  for p in REFERENCE_POINTS:
+  for p in (*REFERENCE_POINTS, *GRID_EXTRA):
     q = record["points"].get(f"{variant}/{denoiser}/{p}")
     if q:
       lines.append(f"\n{p.replace('/', ' at ')} NFE: {fmt(q['spectral_fd'])}")
@@ -256,6 +268,7 @@ def figure(results: pathlib.Path, path: pathlib.Path) -> None:
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
   fields, digits = load(results / "solver_fields.json"), load(results / "solver_digits.json")
   fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -282,9 +295,13 @@ def figure(results: pathlib.Path, path: pathlib.Path) -> None:
         pts.append((n, float(np.mean(vals))))
     if pts:
       axes[2].plot(*zip(*pts, strict=True), "-o", color=f"C{i}", label=spec, ms=3)
-  axes[2].set(xscale="log", yscale="log", xlabel="NFE", ylabel="pixel KID ×10³ (mean of 2 seeds)")
+  axes[2].axhline(0.0, color="k", lw=0.8, ls=":")
+  axes[2].set(xscale="log", xlabel="NFE", ylabel="pixel KID ×10³ (mean of 2 seeds; unbiased, can be < 0)")
   axes[2].set_title("digits, demo model")
   axes[2].legend(fontsize=7)
+  for ax in axes:
+    ax.set_xticks([5, 10, 20, 50, 100])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -303,7 +320,7 @@ def main() -> None:
     record["description"] = __doc__.split("\n\n")[0]
     start = time.perf_counter()
     if args.part == "grids":
-      field_points(record, "candidate", ["oracle"], GRID_SPECS, NFES, path=path)
+      field_points(record, "candidate", ["oracle"], GRID_SPECS, NFES, GRID_EXTRA, path=path)
     elif args.part == "fields":
       field_points(record, "candidate", args.denoisers, BLUR_SPECS, NFES, REFERENCE_POINTS, path=path)
       field_points(record, "ve", args.denoisers, VE_SPECS, NFES, path=path)
@@ -311,7 +328,7 @@ def main() -> None:
       digit_points(record, path)
     record.setdefault("timings", {})[time.strftime("%Y-%m-%d %H:%M")] = round(time.perf_counter() - start, 1)
     save(path, record)
-    figure(args.results, args.results / "solver_vs_nfe.png")
+  figure(args.results, args.results / "solver_vs_nfe.png")
   print(tables(args.results))
 
 
