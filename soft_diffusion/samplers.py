@@ -4,13 +4,15 @@ Every sampler has the signature
 
     sampler(denoise_fn, x_init, corruption, *, num_steps, key, return_x0_hat=False, return_trajectory=False)
 
-(plus options with defaults, such as `snr` for 'pc'). The one-call-per-step samplers run from
-t = 1 to t = 0 in `num_steps` steps of Δt = 1/num_steps: step i evaluates
-x̂_0 = denoise_fn(x_t, t) at t = 1 - i/num_steps (never at t < 0) and moves to t - Δt with an
-update rule `update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process` (which
-can also start below t = 1, `t_start`, as restoration does from an observation's level); adding
-one is a new update function, `sampler_from_update`, and one `SAMPLERS` entry. `pc_sampler`
-makes two calls per level and has its own loop.
+(plus `time_grid` and `rho` for all, and options with defaults, such as `snr` for 'pc' and
+`order` for 'multistep'). The one-call-per-step samplers run from t = 1 to t = 0 in `num_steps`
+steps, by default of Δt = 1/num_steps: step i evaluates x̂_0 = denoise_fn(x_t, t) at
+t = 1 - i/num_steps (never at t < 0) and moves to t - Δt with an update rule
+`update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process` (which can also
+start below t = 1, `t_start`, as restoration does from an observation's level, and visit any
+grid of `time_grids.py`: `time_grid`); adding one is a new update function,
+`sampler_from_update`, and one `SAMPLERS` entry. `pc_sampler` makes two calls per level and
+`multistep.multistep_sampler` remembers earlier estimates: each has its own loop.
 
 * `momentum_sampler`: the paper's Algorithm 2 (Momentum Sampler):
       ŷ = C_t x̂_0,  ε̂ = ŷ - x_t,
@@ -25,6 +27,10 @@ makes two calls per level and has its own loop.
   random at every step, so it samples p(x_0 | x_t) from a fixed x_t (restoration's native method).
   For unconditional sampling from p_1 it measured worse than Momentum (exact fields, oracle
   denoiser, the same NFE), so it is not the `sample.sampler` default.
+* `multistep` / `multistep_sde` (multistep.py): an EXTENSION for corruptions diagonal in a basis:
+  a multistep exponential integrator of the probability-flow ODE / reverse SDE in that basis,
+  order 1–3; order 1 is `deterministic` / `ancestral`. Measured for few steps (README
+  "Few-step sampling").
 * `pc_sampler`: score_sde's predictor-corrector sampler (the VE baseline's): a Langevin
   corrector step and a Momentum (reverse-diffusion) predictor step per level, two network
   evaluations per level; the last step returns the denoised estimate (score_sde's noise
