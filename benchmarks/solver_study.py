@@ -113,7 +113,7 @@ def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), p
     settings, corruption, prior, params, net, skip = field_setup(variant, denoiser == "trained")
     v = evaluate.field_spectrum(settings)
     if "floor" not in record.setdefault("floors", {}).get(variant, {}):
-      record["floors"][variant] = exact_floor(v, settings)
+      record["floors"][variant] = exact_floor(v)
     oracle = gaussian_field.oracle_denoiser(corruption, v)
     for point in missing:
       _, _, spec, nfe = point.split("/")
@@ -134,13 +134,12 @@ def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), p
         save(path, record)
 
 
-def exact_floor(v: np.ndarray, settings) -> dict:
+def exact_floor(v: np.ndarray) -> dict:
   """Spectral FD of FIELD_SAMPLES exact draws of the law, over 4 seeds: the finite-sample floor."""
   from soft_diffusion import gaussian_field
   from soft_diffusion.data.gaussian_field import CHANNELS
   from soft_diffusion.evaluation import exact
 
-  del settings
   values = []
   for seed in range(4):
     rngs = [np.random.default_rng([seed, i]) for i in range(FIELD_SAMPLES)]

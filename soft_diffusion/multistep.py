@@ -56,6 +56,7 @@ Where C_b removes a coefficient (c_b = 0) the step draws it as s_b ξ, as the an
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -192,33 +193,6 @@ def multistep_sampler(
   return tuple(outputs) if len(outputs) > 1 else x0
 
 
-def multistep_sde_sampler(
-  denoise_fn: Any,
-  x_init: jax.Array,
-  corruption: Any,
-  *,
-  num_steps: int,
-  key: jax.Array,
-  order: int = 2,
-  time_grid: Any = "auto",
-  rho: float = 7.0,
-  return_x0_hat: bool = False,
-  return_trajectory: bool = False,
-  t_start: float = 1.0,
-) -> Any:
-  """`multistep_sampler` with stochastic=True: the reverse-SDE integrator (3) (module docstring),
-  random at every step. EXTENSION, not in the paper. Same arguments (but `stochastic`)."""
-  return multistep_sampler(
-    denoise_fn,
-    x_init,
-    corruption,
-    num_steps=num_steps,
-    key=key,
-    order=order,
-    time_grid=time_grid,
-    rho=rho,
-    return_x0_hat=return_x0_hat,
-    return_trajectory=return_trajectory,
-    t_start=t_start,
-    stochastic=True,
-  )
+multistep_sde_sampler = functools.partial(multistep_sampler, stochastic=True)
+multistep_sde_sampler.__doc__ = """`multistep_sampler` with stochastic=True: the reverse-SDE
+integrator (3) (module docstring), random at every step. EXTENSION, not in the paper."""

@@ -54,7 +54,7 @@ def reference_log_snr(corruption: Any, t: np.ndarray, height: int, width: int) -
   return np.log(np.maximum(c_ref, C_REF_FLOOR)) - np.log(noise)
 
 
-def _invert(corruption: Any, targets_of_range, num_steps: int, t_start: float, height: int, width: int) -> np.ndarray:
+def _invert(corruption: Any, targets_of_range, t_start: float, height: int, width: int) -> np.ndarray:
   """t_i with λ̃(t_i) = targets[i], λ̃ the monotone, slightly tilted λ on a dense grid."""
   dense = np.linspace(0.0, t_start, DENSE_POINTS)
   lam = np.minimum.accumulate(reference_log_snr(corruption, dense, height, width))  # non-increasing in t
@@ -77,7 +77,7 @@ def make(
   if family == "uniform":
     return t_start * (1.0 - steps)
   if family == "logsnr":
-    return _invert(corruption, lambda lo, hi: lo + steps * (hi - lo), num_steps, t_start, height, width)
+    return _invert(corruption, lambda lo, hi: lo + steps * (hi - lo), t_start, height, width)
   if family == "edm":
     if not (isinstance(rho, (int, float)) and rho > 0):
       raise ValueError(f"rho must be a number > 0, got {rho!r}")
@@ -87,7 +87,7 @@ def make(
       sig = (sig_max ** (1 / rho) + steps * (sig_min ** (1 / rho) - sig_max ** (1 / rho))) ** rho
       return -np.log(sig)
 
-    return _invert(corruption, edm_targets, num_steps, t_start, height, width)
+    return _invert(corruption, edm_targets, t_start, height, width)
   raise ValueError(f"time_grid must be one of {FAMILIES} or a sequence of num_steps + 1 times, got {family!r}")
 
 
