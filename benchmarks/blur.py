@@ -1,4 +1,4 @@
-"""Throughput of `gaussian_blur` (matmul form, SPEC §1.1) against the dctn formulation.
+"""Throughput of `gaussian_blur` (matmul form, docs/method.md §1.1) against the dctn formulation.
 
     python benchmarks/blur.py [--batch 128] [--size 64] [--repeats 20]
 

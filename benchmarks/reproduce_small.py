@@ -1,5 +1,5 @@
 """The small-scale study of the README's "Results at small scale": the paper's claims against exact
-ground truth (stationary Gaussian fields, SPEC §7).
+ground truth (stationary Gaussian fields, docs/method.md §7).
 
     python benchmarks/reproduce_small.py                 # everything; resumes where it stopped
     python benchmarks/reproduce_small.py --stages fields --out DIR --figures docs/results

@@ -1,12 +1,12 @@
-"""The paper's model: Soft Diffusion (VE SDE + Blur) on CelebA 64×64 (SPEC §5, §6).
+"""The paper's model: Soft Diffusion (VE SDE + Blur) on CelebA 64×64 (docs/method.md §5, §6).
 
     python -m soft_diffusion.data.prepare celeb_a --data_dir DATA [--manual_dir RAW]
     python -m soft_diffusion.main --config configs/celeba64.py --workdir runs/celeba64 --config.data.path=DATA
 
-Recipe: score_sde's NCSN++ CelebA recipe (SPEC §6): NCSN++ with 128 channels, multipliers
+Recipe: score_sde's NCSN++ CelebA recipe (docs/method.md §6): NCSN++ with 128 channels, multipliers
 (1,2,2,2), 4 res blocks, attention at 16×16, dropout 0.1 (62.69M parameters, 81.3 GFLOP per
 64×64 forward); Adam 2e-4, warm-up 5000, clip 1.0, EMA 0.999, batch 128, 1.3M steps. Blur levels
-selected on the data (SPEC §3) in σ_B ∈ [0.01, 23] px; clipped geometric noise 0.01 → 0.1.
+selected on the data (docs/method.md §3) in σ_B ∈ [0.01, 23] px; clipped geometric noise 0.01 → 0.1.
 Expected result (paper): FID 1.85 with the Momentum Sampler. Our FID: not measured yet.
 Expected runtime, estimated (not measured): one train step costs 246 GFLOP per image (XLA cost
 analysis, `python benchmarks/train_step.py`), so 1.3M steps at batch 128 are 4.1e19 FLOP. At 40%

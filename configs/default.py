@@ -1,6 +1,6 @@
 """Default configuration: the schema, with a comment per field. Variants import it and override.
 
-Every [choice] of SPEC.md is a field here, so it can be ablated from the command line. The values
+Every [choice] of docs/method.md is a field here, so it can be ablated from the command line. The values
 here are the defaults of the typed blocks in soft_diffusion (settings.py, data.DataConfig,
 corruptions.CorruptionConfig, models.UNetConfig); tests/test_settings.py keeps them equal.
 """
@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Input pipeline (soft_diffusion/data). Fields mirror soft_diffusion.data.DataConfig.
   config.data = d = ml_collections.ConfigDict()
   # 'digits' (embedded, 8×8 scikit-learn digits) | 'celeb_a' (TFDS) | 'folder' (your images) |
-  # 'gaussian_field' (generated stationary Gaussian fields with a known law: SPEC §7, exact metrics)
+  # 'gaussian_field' (generated stationary Gaussian fields with a known law: docs/method.md §7, exact metrics)
   d.name = "digits"
   d.path = ml_collections.config_dict.placeholder(str)  # folder for 'folder'; TFDS data_dir otherwise (None = default)
   # Digits are stored at 8×8; 16×16 leaves room for a U-Net with three resolutions (16, 8, 4) and
@@ -30,11 +30,11 @@ def get_config() -> ml_collections.ConfigDict:
   d.read_threads = 4  # grain threads reading records
   d.prefetch_buffer_size = 64  # elements grain reads ahead
   # 'gaussian_field' only: spectrum v(k, l) = a / (1 + (k² + l²)/k0²) in the DCT basis, a set so the
-  # pixel std is field_pixel_std (SPEC §7)
+  # pixel std is field_pixel_std (docs/method.md §7)
   d.field_k0 = 2.0
   d.field_pixel_std = 0.3
 
-  # x_t = C_t x_0 + s_t η (SPEC §1). Fields mirror soft_diffusion.corruptions.CorruptionConfig.
+  # x_t = C_t x_0 + s_t η (docs/method.md §1). Fields mirror soft_diffusion.corruptions.CorruptionConfig.
   config.corruption = c = ml_collections.ConfigDict()
   c.name = "blur"  # C_t: 'blur' (Gaussian, DCT-exact) | 'mask' (soft mask) | 'identity' (VE SDE)
   c.noise_schedule = "clipped_geometric"  # s_t: 'clipped_geometric' | 'geometric' (VE) | 'constant'
@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mask_fraction = 1.0  # share of pixels fully masked by t = 1, in (0, 1]
   c.mask_seed = 0  # permutation seed for mask_order = 'random'
 
-  # Soft Score Matching (SPEC §2).
+  # Soft Score Matching (docs/method.md §2).
   config.loss = ml_collections.ConfigDict()
   config.loss.weighting = "uniform"  # w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)
   # over an example's pixel values: 'mean' | 'sum' (score_sde: a loss H·W·C times larger, so its
@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   # the minimiser is unchanged (for blur); at least one sampler step (1/NFE); 0 with loss.floor > 0
   config.loss.lag = 0.0
 
-  # Network φ_θ (soft_diffusion/models/); defaults: SPEC §6, score_sde's NCSN++ CelebA-64 recipe.
+  # Network φ_θ (soft_diffusion/models/); defaults: docs/method.md §6, score_sde's NCSN++ CelebA-64 recipe.
   config.model = m = ml_collections.ConfigDict()
   m.name = "ncsnpp"  # 'ncsnpp' (NCSN++, the paper's comparison network) | 'unet' (DDPM-style U-Net)
   m.channels = 128  # base channel count (NCSN++'s nf)
@@ -87,7 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
   # (less memory for about one more forward pass; parameters and checkpoints are unchanged)
   m.remat = False
 
-  # Optimizer (SPEC §6).
+  # Optimizer (docs/method.md §6).
   config.optim = o = ml_collections.ConfigDict()
   o.lr = 2e-4  # Adam learning rate after warm-up
   o.beta1 = 0.9
@@ -97,7 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
   o.grad_clip = 1.0  # global-norm gradient clipping
   o.ema_decay = 0.999  # EMA of the parameters, used for sampling
   o.ema_warmup = True  # decay min(ema_decay, (1+step)/(10+step)): short runs are not dominated by the init
-  o.decay = "constant"  # learning rate after warm-up: 'constant' (SPEC §6) | 'cosine' (to 0 at decay_steps)
+  o.decay = "constant"  # learning rate after warm-up: 'constant' (docs/method.md §6) | 'cosine' (to 0 at decay_steps)
   o.decay_steps = 0  # end of the cosine decay (> warmup_steps); unused for 'constant'
 
   # Training loop.
@@ -126,7 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
   # best by FID: `--mode eval --steps all`); a multiple of every_steps
   config.checkpoint.keep_every_steps = 0
 
-  # Sampling (SPEC §4).
+  # Sampling (docs/method.md §4).
   config.sample = ml_collections.ConfigDict()
   # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension) | 'ancestral' (extension,
   # for diagonal corruptions: samplers.py) | 'pc' (score_sde's) | 'multistep' (extension, for diagonal
@@ -149,7 +149,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.rho = 7.0  # time_grid = 'edm' only: EDM's rho
   config.sample.order = 2  # 'multistep' only: 1 (= the deterministic sampler), 2 or 3
 
-  # Level selection, --mode schedule (SPEC §3): writes WORKDIR/schedule.json + schedule.png;
+  # Level selection, --mode schedule (docs/method.md §3): writes WORKDIR/schedule.json + schedule.png;
   # training and sampling use it when corruption.blur_schedule = 'selected'.
   config.levels = lv = ml_collections.ConfigDict()
   lv.num_candidates = 256  # log-spaced candidate blur levels in [blur_sigma_min, blur_sigma_max]

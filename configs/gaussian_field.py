@@ -1,4 +1,4 @@
-"""Soft Diffusion (blur + noise) on 16×16×3 stationary Gaussian fields, whose law is known (SPEC §7).
+"""Soft Diffusion (blur + noise) on 16×16×3 stationary Gaussian fields, whose law is known (docs/method.md §7).
 
     python -m soft_diffusion.main --config configs/gaussian_field.py --workdir runs/gaussian_field
     python -m soft_diffusion.main --config configs/gaussian_field.py --workdir runs/gaussian_field --mode eval
@@ -10,9 +10,9 @@ reaches). The VE twin is configs/gaussian_field_ve.py: same network, same steps 
 `benchmarks/reproduce_small.py` trains and evaluates both (the README's "Results at small scale").
 
 Size: 16×16×3 (D = 768), so that training (4,000 steps of 64, about 9 min) and the whole eval
-grid fit a 2-core CPU; `--config.data.image_size=32` is SPEC §7's default size.
+grid fit a 2-core CPU; `--config.data.image_size=32` is docs/method.md §7's default size.
 Corruption: the paper's blur + noise, σ_B ∈ [0.01, 5.75] px (the 64×64 range [0.01, 23] scaled to
-16×16), levels chosen by SPEC §3 level selection from the exact spectrum (training writes
+16×16), levels chosen by docs/method.md §3 level selection from the exact spectrum (training writes
 WORKDIR/schedule.json first; no data pass is needed), clipped geometric noise 0.01 → 0.1.
 """
 

@@ -3,8 +3,8 @@
 The functional core, importable on its own:
 
     from soft_diffusion import corruptions, schedules, losses, samplers
-    from soft_diffusion import level_selection  # SPEC §3, on a power spectrum
-    from soft_diffusion import gaussian_field   # SPEC §7: a law known exactly, its posterior mean
+    from soft_diffusion import level_selection  # docs/method.md §3, on a power spectrum
+    from soft_diffusion import gaussian_field   # docs/method.md §7: a law known exactly, its posterior mean
     from soft_diffusion import restoration      # posterior samples for y = A x_0 + σ_y n
 
 `import soft_diffusion` is cheap: the submodules (and JAX) load on first use, so that the command

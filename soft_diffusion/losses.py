@@ -1,4 +1,4 @@
-"""Soft Score Matching (SPEC §2) and plain denoising score matching for the C_t = I baseline.
+"""Soft Score Matching (docs/method.md §2) and plain denoising score matching for the C_t = I baseline.
 
 With the clean-image estimate h_θ(x_t, t) = `denoise_fn(x_t, t)`, the model score is
 s_θ = (C_t h_θ - x_t)/s_t², and matching it to the conditional score (C_t x_0 - x_t)/s_t²
@@ -102,7 +102,7 @@ def soft_score_matching_loss(
   floor: float = 0.0,
   lag: float = 0.0,
 ) -> jax.Array:
-  """Soft Score Matching loss (SPEC §2), a float32 scalar.
+  """Soft Score Matching loss (docs/method.md §2), a float32 scalar.
 
   Args:
     denoise_fn: (x_t [B,H,W,C], t [B]) -> x̂_0 [B,H,W,C], the clean-image estimate h_θ.

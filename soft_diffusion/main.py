@@ -41,7 +41,7 @@ _MODE = flags.DEFINE_enum(
   "mode",
   "train",
   MODES,
-  "train | sample (images + figures) | schedule (level selection, SPEC §3) | stats (FID reference "
+  "train | sample (images + figures) | schedule (level selection, docs/method.md §3) | stats (FID reference "
   "statistics) | eval (FID/KID vs network evaluations) | restore (posterior samples for degraded images).",
 )
 _STEP = flags.DEFINE_integer("step", None, "--mode sample/eval: checkpoint step to load (default: the latest).")

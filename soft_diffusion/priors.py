@@ -1,4 +1,4 @@
-"""The sampler's start distribution p_1 (SPEC §4): a Gaussian fitted to x_1 = C_1 x_0 + s_1 η
+"""The sampler's start distribution p_1 (docs/method.md §4): a Gaussian fitted to x_1 = C_1 x_0 + s_1 η
 (`GaussianPrior`, the default), or the exact forward marginal over real images (`ForwardPrior`).
 
 The fit lives in the orthonormal 2-D DCT basis (per channel) and has two parts:

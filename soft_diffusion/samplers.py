@@ -1,4 +1,4 @@
-"""Reverse samplers for x_t = C_t x_0 + s_t η (SPEC §4); `num_steps` network evaluations each.
+"""Reverse samplers for x_t = C_t x_0 + s_t η (docs/method.md §4); `num_steps` network evaluations each.
 
 Every sampler has the signature
 

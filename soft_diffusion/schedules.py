@@ -1,9 +1,9 @@
 """Noise schedules s_t and blur-level schedules σ_B(t).
 
-* Noise schedules (SPEC §1.3): the clipped geometric default
+* Noise schedules (docs/method.md §1.3): the clipped geometric default
   `s_t = s_min · (s_max/s_min)^min(t/t_c, 1)`, the plain geometric VE schedule (t_c = 1) and a
   constant level (s_min = s_max). Each is a small frozen dataclass, callable on t.
-* Blur-level schedules (SPEC §1.1, §3): log-spaced `σ_B(t) = σ_min (σ_max/σ_min)^t`, or a
+* Blur-level schedules (docs/method.md §1.1, §3): log-spaced `σ_B(t) = σ_min (σ_max/σ_min)^t`, or a
   piecewise-linear table of K levels placed at t_k = k/(K-1) (the output of level selection,
   `level_selection.py`).
 """
@@ -53,7 +53,7 @@ class GeometricNoiseSchedule:
 def clipped_geometric_noise(
   std_min: float = 0.01, std_max: float = 0.1, clip_t: float = 0.25
 ) -> GeometricNoiseSchedule:
-  """The default s_t of SPEC §1.3 [choice]: geometric from std_min to std_max over [0, clip_t]."""
+  """The default s_t of docs/method.md §1.3 [choice]: geometric from std_min to std_max over [0, clip_t]."""
   return GeometricNoiseSchedule(std_min, std_max, clip_t)
 
 
@@ -106,7 +106,7 @@ class LogBlurSchedule:
 
 @dataclasses.dataclass(frozen=True)
 class TableBlurSchedule:
-  """Piecewise-linear σ_B(t) through K levels placed at t_k = k/(K-1) (SPEC §3)."""
+  """Piecewise-linear σ_B(t) through K levels placed at t_k = k/(K-1) (docs/method.md §3)."""
 
   sigmas: tuple[float, ...]
 

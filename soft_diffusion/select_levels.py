@@ -3,7 +3,7 @@
 `select_schedule(settings, workdir)`: one pass over the training split accumulates the mean
 orthonormal-DCT power spectrum E[DCT2(x_0)²] per coefficient and channel (float64; for
 'gaussian_field' the generator's exact spectrum, no pass);
-`level_selection.select_blur_levels` then runs SPEC §3 on it: `levels.num_candidates`
+`level_selection.select_blur_levels` then runs docs/method.md §3 on it: `levels.num_candidates`
 log-spaced σ_B in [blur_sigma_min, blur_sigma_max] and `levels.num_levels` = K levels kept,
 level k with the noise s(t_k) it is trained with, t_k = k/(K-1); how the noise enters the
 distances is `levels.pairing` (level_selection.PAIRINGS; 'joint' selects the pairs jointly).

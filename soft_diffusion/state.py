@@ -3,7 +3,7 @@
 * `make_mesh()`: one ("data",) axis over every device of every process; `replicated(mesh)` and
   `batch_sharding(mesh)` are the two shardings used (state replicated, batches split).
 * `make_model(cfg)`, `make_optimizer(cfg)`: the network φ_θ and Adam with warm-up and clipping
-  (SPEC §6).
+  (docs/method.md §6).
 * `TrainState` and `create_state`: the state is created directly with its sharding
   (`jax.eval_shape` → shardings → `jax.jit(init, out_shardings=…)`), never first on one device;
   `abstract_state` is its shape, for restoring a checkpoint into.
@@ -67,7 +67,7 @@ def make_model(cfg: models.ModelConfig) -> nn.Module:
 
 
 def make_optimizer(cfg: OptimConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Adam with linear warm-up and global-norm clipping (SPEC §6); optionally cosine decay to 0."""
+  """Adam with linear warm-up and global-norm clipping (docs/method.md §6); optionally cosine decay to 0."""
   if cfg.decay == "cosine":
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, cfg.decay_steps, 0.0)
   elif cfg.warmup_steps:

@@ -1,4 +1,4 @@
-"""Properties of the corruption operators (SPEC §1.1, §1.2) and the Corruption object."""
+"""Properties of the corruption operators (docs/method.md §1.1, §1.2) and the Corruption object."""
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,7 @@ blur = jax.jit(corruptions.gaussian_blur)
 
 
 def reference_blur(x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-  """SPEC §1.1 in float64 with scipy's orthonormal DCT-II."""
+  """docs/method.md §1.1 in float64 with scipy's orthonormal DCT-II."""
   _, h, w, _ = x.shape
   k = np.arange(h)[:, None]
   l = np.arange(w)[None, :]

@@ -1,4 +1,4 @@
-"""The Gaussian-field testbed (SPEC §7): the spectrum, the generator, and the exact posterior mean."""
+"""The Gaussian-field testbed (docs/method.md §7): the spectrum, the generator, and the exact posterior mean."""
 
 import jax
 import jax.numpy as jnp
@@ -83,9 +83,9 @@ def test_oracle_refuses_masking():
     gaussian_field.oracle_denoiser(corruptions.make({"name": "mask"}), gaussian_field.spectrum(4, 4))
 
 
-def test_spec_section_7_momentum_keeps_the_spectrum_naive_loses_it():
-  """SPEC §7's experiment at half its sample count (for the suite's time): 1,024 samples of
-  32×32×3 fields, log blur up to 11.5 px, exact p_1, the oracle as denoiser, 100 NFE. SPEC
+def test_method_section_7_momentum_keeps_the_spectrum_naive_loses_it():
+  """docs/method.md §7's experiment at half its sample count (for the suite's time): 1,024 samples of
+  32×32×3 fields, log blur up to 11.5 px, exact p_1, the oracle as denoiser, 100 NFE. docs/method.md
   quotes, at 2,048 samples: Momentum spectral FD ≈ 0.8 (band ratios 0.91-0.99), naive ≈ 22
   (ratios ≈ 0.5), the truth ≈ 0.2; halving N doubles the finite-sample part (≈ 0.18 → 0.36).
   Measured here: Momentum 0.97, naive 22.2, the truth 0.36."""

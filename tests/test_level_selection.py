@@ -1,4 +1,4 @@
-"""Corruption-level selection (SPEC §3) on a power spectrum: `soft_diffusion.level_selection`."""
+"""Corruption-level selection (docs/method.md §3) on a power spectrum: `soft_diffusion.level_selection`."""
 
 import numpy as np
 import pytest

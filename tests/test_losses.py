@@ -1,4 +1,4 @@
-"""Soft Score Matching loss (SPEC §2)."""
+"""Soft Score Matching loss (docs/method.md §2)."""
 
 import dataclasses
 

@@ -118,7 +118,7 @@ def test_timestep_embedding():
 
 
 def test_spec_celeba64_architecture_size():
-  # SPEC §6: 128 channels, multipliers (1, 2, 2, 2), 4 res blocks per level, attention at 16×16:
+  # docs/method.md §6: 128 channels, multipliers (1, 2, 2, 2), 4 res blocks per level, attention at 16×16:
   # UNetConfig's defaults, which are configs/default.py's model block.
   model = UNet(UNetConfig())
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), jnp.zeros(1)))
@@ -202,7 +202,7 @@ def test_ncsnpp_output_shape_near_zero_start_and_bfloat16():
 
 
 def test_ncsnpp_celeba64_size_and_flops_are_score_sdes():
-  """SPEC §6 / score_sde's CelebA NCSN++ (nf 128, (1, 2, 2, 2), 4 blocks, attention at 16):
+  """docs/method.md §6 / score_sde's CelebA NCSN++ (nf 128, (1, 2, 2, 2), 4 blocks, attention at 16):
   62.69M parameters and 81.5 GFLOP per 64×64 image (XLA's count, 2 FLOP per multiply-add)."""
   cfg = models.model_config({"name": "ncsnpp"})  # the defaults: configs/default.py's model block
   model = models.make_network(cfg)

@@ -1,4 +1,4 @@
-"""The start distribution p_1 (SPEC §4): the Gaussian fit and the exact forward marginal."""
+"""The start distribution p_1 (docs/method.md §4): the Gaussian fit and the exact forward marginal."""
 
 import jax
 import jax.numpy as jnp

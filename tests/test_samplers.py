@@ -1,4 +1,4 @@
-"""Samplers (SPEC §4), checked against the exact posterior mean of Gaussian data.
+"""Samplers (docs/method.md §4), checked against the exact posterior mean of Gaussian data.
 
 If x_0 ~ N(0, Σ) and x_t = C_t x_0 + s_t η for any linear C_t, then
 E[x_0 | x_t] = Σ C_tᵀ (C_t Σ C_tᵀ + s_t² I)⁻¹ x_t exactly. With that oracle as `denoise_fn`, a

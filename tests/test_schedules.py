@@ -1,4 +1,4 @@
-"""Noise and blur-level schedules (SPEC §1.1, §1.3)."""
+"""Noise and blur-level schedules (docs/method.md §1.1, §1.3)."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -105,7 +105,7 @@ def test_one_train_step_against_golden_values_and_first_principles(tiny_config):
   step = jax.jit(train.make_train_step(model, corruption, optimizer, schedule, settings))
   new, metrics = step(state, jnp.asarray(batch))
 
-  # First principles: the step's loss is SPEC's loss at the documented keys; Adam's first step
+  # First principles: the step's loss is the loss of docs/method.md §2 at the documented keys; Adam's first step
   # moves every parameter by lr * g / (|g| + eps) against the clipped gradient; EMA warm-up
   # gives decay min(0.999, 1/10) after one step.
   k_t, k_noise, k_dropout = jax.random.split(jax.random.fold_in(jax.random.key(settings.seed), 0), 3)

@@ -1,4 +1,4 @@
-"""Corruption operators C_t and the `Corruption` object x_t = C_t x_0 + s_t η (SPEC §1).
+"""Corruption operators C_t and the `Corruption` object x_t = C_t x_0 + s_t η (docs/method.md §1).
 
     from soft_diffusion import corruptions
     y = corruptions.gaussian_blur(x, sigma)            # x [B,H,W,C], sigma [B] px

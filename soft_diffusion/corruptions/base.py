@@ -1,4 +1,4 @@
-"""The `Corruption` object (SPEC §1): x_t = C_t x_0 + s_t · η, and its typed config.
+"""The `Corruption` object (docs/method.md §1): x_t = C_t x_0 + s_t · η, and its typed config.
 
 A `Corruption` pairs a linear operator `C_t` (anything with `apply(x, t)`) with a noise
 schedule `s_t` (anything callable on t). The loss and the samplers only use its three methods

@@ -1,4 +1,4 @@
-"""Gaussian blur with reflecting boundaries, exact in the orthonormal DCT-II basis (SPEC §1.1).
+"""Gaussian blur with reflecting boundaries, exact in the orthonormal DCT-II basis (docs/method.md §1.1).
 
 Per channel, with X̂ = DCT2(x) (orthonormal, H×W),
 

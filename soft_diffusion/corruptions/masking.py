@@ -1,4 +1,4 @@
-"""Soft masking: C_t = diag(m_t), one mask shared by all channels (SPEC §1.2, a [choice]).
+"""Soft masking: C_t = diag(m_t), one mask shared by all channels (docs/method.md §1.2, a [choice]).
 
 Each pixel p has a removal order r(p) ∈ [0, 1] and fades out linearly over a ramp of width w
 in t instead of switching off at once (a binary mask would give the loss no signal on the

@@ -1,4 +1,4 @@
-"""The `gaussian_field` dataset: stationary Gaussian fields generated on the fly (SPEC §7).
+"""The `gaussian_field` dataset: stationary Gaussian fields generated on the fly (docs/method.md §7).
 
 Element i of a split is a pure function of (split, seed, i): a numpy generator seeded with
 SeedSequence([tag, seed, i]) draws z and the image is IDCT2(√v ⊙ z) (soft_diffusion.gaussian_field).

@@ -17,7 +17,7 @@
 * `spectral` (evaluation/spectral.py): cheap measures against real images, DCT ring variances
   and pixel-space KID (no Inception).
 * `exact` (evaluation/exact.py): distances to a known Gaussian law diagonal in the DCT basis
-  (the Gaussian-field testbed, SPEC §7): full and spectral Fréchet distance, variance ratios per
+  (the Gaussian-field testbed, docs/method.md §7): full and spectral Fréchet distance, variance ratios per
   frequency band and ring; `exact.exact_metrics(samples, v)`.
 
 The metrics are pure NumPy in float64: a few matrix products on [N, 2048] arrays. The only file

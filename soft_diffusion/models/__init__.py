@@ -5,7 +5,7 @@
     network = models.make_network(cfg)                               # a Flax Linen module
     denoise_fn = models.make_denoise_fn(network, params)             # (x_t, t) -> x̂_0
 
-`config.model.name` picks the network: 'ncsnpp' (NCSN++, the paper's comparison network, SPEC
+`config.model.name` picks the network: 'ncsnpp' (NCSN++, the paper's comparison network, docs/method.md
 §6; ncsnpp.py) or 'unet' (a smaller DDPM-style U-Net, the digits demo's; unet.py). The config
 block holds the fields of both; a field only the other network reads must keep its default.
 """

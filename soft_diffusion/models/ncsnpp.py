@@ -1,5 +1,5 @@
 """NCSN++ (Song et al., 2021, "Score-Based Generative Modeling through SDEs") in Flax Linen: the
-network the paper's CelebA-64 results are compared against (SPEC §6), as the raw network φ_θ.
+network the paper's CelebA-64 results are compared against (docs/method.md §6), as the raw network φ_θ.
 
 Written from the paper's description and the settings of score_sde's CelebA NCSN++ config
 (`configs/ve/celeba_ncsnpp.py`): nf = 128, channel multipliers (1, 2, 2, 2), 4 residual blocks

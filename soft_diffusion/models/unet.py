@@ -1,7 +1,7 @@
 """An NCSN++/DDPM++-style U-Net in Flax Linen: the raw network φ_θ(x_t, t).
 
 The network knows nothing about diffusion; `denoiser.py` turns it into the clean-image
-estimate h_θ = φ_θ + x_t (SPEC §2). Architecture (score_sde's DDPM++/NCSN++ family, simplified):
+estimate h_θ = φ_θ + x_t (docs/method.md §2). Architecture (score_sde's DDPM++/NCSN++ family, simplified):
 sinusoidal embedding of t → MLP; a 3×3 input conv; per resolution level `num_res_blocks`
 residual blocks (GroupNorm, swish, conv, + time embedding, GroupNorm, swish, dropout, conv;
 skip connections rescaled by 1/√2), self-attention at the resolutions in `attention_resolutions`,
@@ -10,7 +10,7 @@ skip concatenation and nearest-neighbour upsampling; GroupNorm, swish and a zero
 3×3 output conv (so φ = 0 and h = x_t at initialisation).
 
 The network's hyper-parameters are one frozen dataclass, `UNetConfig` (the typed form of the
-`model` config block; its defaults are those of configs/default.py, the SPEC §6 CelebA-64
+`model` config block; its defaults are those of configs/default.py, the docs/method.md §6 CelebA-64
 recipe). Computation runs in `config.dtype` (e.g. bfloat16) with float32 parameters; the output
 is float32.
 """
