@@ -14,7 +14,12 @@ flax itself pulls in optax, orbax-checkpoint and tensorstore, so those arrive wi
 install too; the functional API never imports them (tests/test_api.py checks the import graph).
 """
 
+import pathlib
+import re
+
 from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).resolve().parent
 
 JAX = "jax>=0.10.2,<0.11"
 
@@ -67,12 +72,16 @@ EXTRAS_REQUIRE = {
   "tpu": ["jax[tpu]>=0.10.2,<0.11"],
 }
 
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "soft_diffusion" / "__init__.py").read_text(), re.M)[1]
+
 setup(
   name="soft_diffusion",
-  version="0.1.0",
+  version=VERSION,  # one source: soft_diffusion.__version__ (CHANGELOG.md and CITATION.cff follow it)
   description="Soft Diffusion: Score Matching for General Corruptions, in JAX/Flax.",
   python_requires=">=3.11",
+  license="Apache-2.0",
   packages=find_packages(include=["soft_diffusion", "soft_diffusion.*"]),
+  package_data={"soft_diffusion": ["py.typed"]},
   install_requires=INSTALL_REQUIRES,
   extras_require=EXTRAS_REQUIRE,
 )

@@ -2,6 +2,7 @@
 configurations it must catch.
 
     python benchmarks/quality_guard.py [--configs default regressed] [--out runs/quality_guard]
+    python benchmarks/quality_guard.py --tables    # the table of docs/results/quality_guard.json
 
 Each configuration is configs/digits.py cut to the guard's GUARD_STEPS with a few overrides
 (CONFIGS), trained and measured by the guard's own code (tests/quality_guard.py: pixel KID,
@@ -42,12 +43,31 @@ CONFIGS = {
 }
 
 
+def table(record: dict) -> str:
+  """The guard's numbers per config and sampler, as a markdown table."""
+  lines = [
+    f"guard run: {record['guard_steps']} steps, {record['num_samples']} samples at {record['nfe']} NFE",
+    "",
+    "| config | sampler | pixel KID ×10³ | variance ratio, rings 12–19 | excess std, rings ≥ 20 |",
+    "|---|---|---:|---:|---:|",
+  ]
+  for name, r in record["configs"].items():
+    for sampler, m in r["metrics"].items():
+      numbers = f"{m['pixel_kid_e3']:.2f} | {m['ratio_high']:.2f} | {m['top_excess_std']:.4f}"
+      lines.append(f"| {name} | {sampler} | {numbers} |")
+  return "\n".join(lines)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
   parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "quality_guard")
   parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
+  parser.add_argument("--tables", action="store_true", help="only print the table of --results' JSON")
   args = parser.parse_args()
+  if args.tables:
+    print(table(json.loads((args.results / "quality_guard.json").read_text())))
+    return
   args.results.mkdir(parents=True, exist_ok=True)
   path = args.results / "quality_guard.json"
   record = {"guard_steps": GUARD_STEPS, "nfe": NFE, "num_samples": NUM_SAMPLES, "configs": {}}
@@ -63,12 +83,7 @@ def main() -> None:
     }
   # configs this run does not touch keep their earlier record; all in CONFIGS' order
   record["configs"] = study_records.merge_with_earlier(path, "configs", record["configs"], CONFIGS)
-  print(f"guard run: {GUARD_STEPS} steps, {NUM_SAMPLES} samples at {NFE} NFE\n")
-  print("| config | sampler | pixel KID ×10³ | variance ratio, rings 12–19 | excess std, rings ≥ 20 |")
-  print("|---|---|---:|---:|---:|")
-  for name, r in record["configs"].items():
-    for sampler, m in r["metrics"].items():
-      print(f"| {name} | {sampler} | {m['pixel_kid_e3']:.2f} | {m['ratio_high']:.2f} | {m['top_excess_std']:.4f} |")
+  print(table(record))
   path.write_text(json.dumps(record, indent=1) + "\n")
   print(f"\nwrote {path}")
 

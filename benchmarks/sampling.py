@@ -2,6 +2,7 @@
 
     python benchmarks/sampling.py                                   # CPU: digits config
     python benchmarks/sampling.py --config celeba64 --batch 128 --num_steps 100 --dtype bfloat16   # a GPU/TPU
+    python benchmarks/sampling.py --tables docs/results/sampling_overhead.json   # the table of a --json record
 
 For each sampler: images/s at a fixed NFE on a batch sharded over every local device, and, in
 the same run, the same number of bare network forwards chained in the same kind of loop
@@ -32,6 +33,21 @@ from soft_diffusion import state as state_lib  # noqa: E402
 from soft_diffusion.models import make_denoise_fn  # noqa: E402
 
 
+def table(record: dict) -> str:
+  """A --json record as a markdown table: seconds per batch, images/s, overhead over bare forwards."""
+  batch, bare = record["batch"], record["seconds_per_batch"]["bare forwards"]
+  lines = [
+    f"{record['device']}; config {record['config']}, batch {batch}, NFE {record['nfe']}, median of {record['repeats']}",
+    "",
+    "| what | s/batch | images/s | overhead over bare forwards |",
+    "|---|---:|---:|---:|",
+  ]
+  for name, s in record["seconds_per_batch"].items():
+    overhead = "—" if name == "bare forwards" else f"{100 * (s / bare - 1):+.1f}%"
+    lines.append(f"| {name} | {s:.2f} | {batch / s:.1f} | {overhead} |")
+  return "\n".join(lines)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--config", default="digits")
@@ -44,7 +60,11 @@ def main(argv=None) -> int:
   parser.add_argument("--inception_repeats", type=int, default=3)
   parser.add_argument("--no_inception", action="store_true", help="skip the Inception throughput")
   parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the numbers to this JSON file")
+  parser.add_argument("--tables", type=pathlib.Path, default=None, help="only print the table of this --json file")
   args = parser.parse_args(argv)
+  if args.tables:
+    print(table(json.loads(args.tables.read_text())))
+    return 0
 
   config = importlib.import_module(f"configs.{args.config}").get_config()
   if args.dtype:

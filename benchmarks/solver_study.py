@@ -4,7 +4,8 @@ the Momentum, deterministic and naive samplers, and its time grids, measured exa
     python benchmarks/solver_study.py --part grids     # oracle fields: which grid and order
     python benchmarks/solver_study.py --part fields    # fields, oracle + trained; VE twin vs PC
     python benchmarks/solver_study.py --part digits    # the demo model (runs/digits), two seeds
-    python benchmarks/solver_study.py --tables         # print the tables of the JSON (and redraw the figure)
+    python benchmarks/solver_study.py --tables         # print the tables of the JSON
+    python benchmarks/solver_study.py --figure         # redraw docs/results/solver_vs_nfe.png from the JSON
 
 * Fields (`--part grids`, `--part fields`): configs/gaussian_field.py (blur + noise, the levels
   of `--mode schedule`) and its VE twin configs/gaussian_field_ve.py, trained by
@@ -310,10 +311,11 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--part", choices=("grids", "fields", "digits"))
   parser.add_argument("--denoisers", nargs="+", default=["oracle", "trained"])
-  parser.add_argument("--tables", action="store_true")
+  parser.add_argument("--tables", action="store_true", help="only print the tables of the JSON")
+  parser.add_argument("--figure", action="store_true", help="only redraw the figure from the JSON")
   parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
   args = parser.parse_args()
-  if not args.tables:
+  if not (args.tables or args.figure):
     path = args.results / f"solver_{args.part}.json"
     record = load(path)
     record["description"] = __doc__.split("\n\n")[0]
@@ -327,8 +329,10 @@ def main() -> None:
       digit_points(record, path)
     record.setdefault("timings", {})[time.strftime("%Y-%m-%d %H:%M")] = round(time.perf_counter() - start, 1)
     save(path, record)
-  figure(args.results, args.results / "solver_vs_nfe.png")
-  print(tables(args.results))
+  if not args.tables:
+    figure(args.results, args.results / "solver_vs_nfe.png")
+  if not args.figure:
+    print(tables(args.results))
 
 
 if __name__ == "__main__":
