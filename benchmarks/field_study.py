@@ -98,15 +98,14 @@ def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> None:
 
 def oracle_setup(variant: str, seed: int, out: pathlib.Path):
   """(settings, corruption, prior) without a checkpoint: levels selected into OUT/oracle_<variant>."""
-  from soft_diffusion import corruptions, sample, select_levels
+  from soft_diffusion import corruptions, levels, sample
   from soft_diffusion import settings as settings_lib
 
   workdir = out / f"oracle_{variant}"
   workdir.mkdir(parents=True, exist_ok=True)
   config = make_config(variant, seed)
   settings = settings_lib.load(config, workdir, resolve_levels=False)
-  settings = select_levels.select_missing_levels(settings, workdir)
-  settings = settings_lib.load(settings, workdir)
+  settings = levels.select_missing_levels(settings, workdir)
   corruption = corruptions.make(settings.corruption)
   return settings, corruption, sample.make_prior(settings, corruption, workdir, fit_missing=True)
 
@@ -115,7 +114,8 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
   """Points 'denoiser/sampler/NFE' of a variant (trained ones only when its checkpoint exists)."""
   import jax
 
-  from soft_diffusion import evaluate, gaussian_field, sample
+  from soft_diffusion import data, gaussian_field, sample
+  from soft_diffusion import settings as settings_lib
   from soft_diffusion.evaluation import exact
 
   workdir = out / f"{variant}_s{seed}"
@@ -131,14 +131,14 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
   if missing:
     start = time.perf_counter()
     if trained:
-      run = sample.load_run(config, workdir)
+      run = sample.load_run(settings_lib.load(config, workdir), workdir)
       settings, corruption, prior, params = run.settings, run.corruption, run.prior, run.params
       net, skip = run.model, run.skip
     else:
       settings, corruption, prior = oracle_setup(variant, seed, out)
       params = net = skip = None
     prior = jax.device_put(prior)
-    v = evaluate.field_spectrum(settings)
+    v = data.exact_spectrum(settings.data)[..., 0]
     oracle = gaussian_field.oracle_denoiser(corruption, v)
     for point in missing:
       denoiser, sampler, nfe = point.split("/")

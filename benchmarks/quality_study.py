@@ -123,14 +123,14 @@ def make_config(overrides: dict, seed: int, variant: str = "candidate"):
 
 
 def select_table(variant: str, pairing: str, workdir: pathlib.Path) -> tuple[float, ...]:
-  """The levels of `pairing` on the digits, selected into WORKDIR (schedule.json and .png)."""
-  from soft_diffusion import select_levels
+  """The levels of `pairing` on the digits, selected into WORKDIR (levels.json and .png)."""
+  from soft_diffusion import levels
   from soft_diffusion import settings as settings_lib
 
-  path = workdir / "schedule.json"
+  path = settings_lib.levels_path(workdir)
   if not path.is_file():
     config = make_config({"levels.pairing": pairing}, 0)
-    select_levels.select_schedule(settings_lib.load(config), workdir)
+    path = levels.write_levels(settings_lib.load(config), workdir)
   sigmas = tuple(round(s, 4) for s in json.loads(path.read_text())["sigmas"])
   print(f"{variant}: levels {sigmas[:5]} ... {sigmas[-1]}", flush=True)
   return sigmas
@@ -158,7 +158,7 @@ class Reference:
   """The real digits, their Inception statistics (when asked for) and the held-out floor."""
 
   def __init__(self, out: pathlib.Path, inception: bool, timings: dict, inception_points: set[str] | None = None):
-    from soft_diffusion import artifacts, data, evaluate
+    from soft_diffusion import artifacts, data, evaluate_fid
     from soft_diffusion import settings as settings_lib
 
     self.settings = settings_lib.load(digits_config.get_config())
@@ -173,13 +173,13 @@ class Reference:
     self.inception_points = inception_points  # None: every point
     if inception:
       workdir = out / "reference"
-      path = evaluate.stats_path(workdir, self.settings)
+      path = evaluate_fid.stats_path(workdir, self.settings)
       if not path.is_file():
         start = time.perf_counter()
         workdir.mkdir(parents=True, exist_ok=True)
         run_cli(["--config", "configs/digits.py", "--workdir", str(workdir), "--mode", "stats"], workdir / "stats.log")
         timings["reference/stats"] = round(time.perf_counter() - start, 1)
-      self.inception = evaluate.load_reference(path, self.settings, "")[:2]
+      self.inception = evaluate_fid.load_reference(path, self.settings, "")[:2]
 
   def measure(self, images: np.ndarray, inception: bool = True) -> dict:
     from soft_diffusion import evaluation
@@ -252,6 +252,7 @@ def evaluate_run(
   import jax
 
   from soft_diffusion import sample
+  from soft_diffusion import settings as settings_lib
 
   workdir = out / f"{variant}_s{seed}"
   path = workdir / "quality.json"
@@ -263,7 +264,7 @@ def evaluate_run(
   if not missing:
     return record
   start = time.perf_counter()
-  run = sample.load_run(make_config(overrides, seed, variant), workdir)
+  run = sample.load_run(settings_lib.load(make_config(overrides, seed, variant), workdir), workdir)
   priors_of_points = {}
   for point in missing:
     sampler, nfe, *rest = point.split("/")

@@ -1,4 +1,4 @@
-"""The small-scale study of the README's "Results at small scale": the paper's claims against exact
+"""The small-scale study of docs/results.md's "Results at small scale": the paper's claims against exact
 ground truth (stationary Gaussian fields, docs/method.md §7).
 
     python benchmarks/reproduce_small.py                 # everything; resumes where it stopped
@@ -13,7 +13,7 @@ network, steps and batch), it runs the CLI a user would run:
 (training resumes from its last checkpoint; eval skips the points its JSON already holds), then
 writes OUT/study.json (every number, and the wall time of each stage that ran), the figures
 spectral_fd_vs_nfe.png, variance_ratio.png and samples.png (in OUT and in --figures), and prints
-the README's tables. With --figures DIR, the JSONs go there too, as DIR/small_fields.json,
+docs/results.md's tables. With --figures DIR, the JSONs go there too, as DIR/small_fields.json,
 small_digits.json and small_floor.json. The trained network and the exact posterior mean
 (oracle) are evaluated with the same samplers, priors, seeds and sample counts.
 
@@ -210,7 +210,7 @@ def digits_truth(out: pathlib.Path) -> dict:
 
   import numpy as np
 
-  from soft_diffusion import artifacts, data, evaluate, evaluation
+  from soft_diffusion import artifacts, data, evaluate_fid, evaluation
   from soft_diffusion import settings as settings_lib
 
   path = out / "digits_truth.json"
@@ -221,7 +221,7 @@ def digits_truth(out: pathlib.Path) -> dict:
   ds = data.make_dataset(settings.data, split="validation", batch_size=cfg.batch_size, seed=settings.seed, train=False)
   images = np.concatenate([np.asarray(artifacts.to_uint8(batch)) for batch in ds])
   feats = evaluation.inception_features(images, params=evaluation.load_inception_params(), batch_size=cfg.batch_size)
-  stats, kid_ref, _ = evaluate.load_reference(evaluate.stats_path(out / "digits", settings), settings, "")
+  stats, kid_ref, _ = evaluate_fid.load_reference(evaluate_fid.stats_path(out / "digits", settings), settings, "")
   subset = min(cfg.kid_subset_size, len(images))
   kid_mean, kid_std = evaluation.kid(feats, kid_ref, num_subsets=cfg.kid_num_subsets, subset_size=subset, seed=0)
   record = {"split": "validation", "num_images": len(images), "fid": evaluation.fid(feats, stats), "kid_mean": kid_mean}
@@ -263,7 +263,7 @@ def plot_digits(path: pathlib.Path, results: dict, floor: dict | None = None) ->
   digits eval record), its samplers too (sample seed 0, dotted)."""
   import numpy as np
 
-  from soft_diffusion import artifacts, evaluate
+  from soft_diffusion import artifacts, figures
 
   plt = artifacts.pyplot()
   fig, ax = plt.subplots(figsize=(9.0, 4.4))
@@ -288,7 +288,7 @@ def plot_digits(path: pathlib.Path, results: dict, floor: dict | None = None) ->
       points = sorted((p["num_steps"], p["fid"]) for p in floor["points"] if p["sampler"] == sampler)
       ax.plot(*zip(*points, strict=True), "^:", label=f"blur + noise, loss.floor = {FLOOR}, {sampler} (seed 0)")
   ax.set(yscale="log", xlabel="NFE (network evaluations per sample)", ylabel="FID (256 samples)")
-  evaluate._nfe_axis(ax, list(DIGITS_NFE))
+  figures.nfe_axis(ax, list(DIGITS_NFE))
   ax.set_title("digits 16×16: blur vs VE at equal training compute", fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -305,11 +305,14 @@ def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int 
 
   from soft_diffusion import artifacts, gaussian_field
   from soft_diffusion import sample as sample_lib
+  from soft_diffusion import settings as settings_lib
 
   columns = []
   truth_cfg = None
   for name, label in CONFIGS.items():
-    run = sample_lib.load_run(importlib.import_module(f"configs.{name}").get_config(), out / name)
+    run = sample_lib.load_run(
+      settings_lib.load(importlib.import_module(f"configs.{name}").get_config(), out / name), out / name
+    )
     truth_cfg = truth_cfg or run.settings.data
     for sampler in run.settings.eval.samplers:
       cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=nfe, batch_size=num)
@@ -355,11 +358,14 @@ def gap_analysis(out: pathlib.Path) -> dict:
 
   from soft_diffusion import dct, gaussian_field
   from soft_diffusion import sample as sample_lib
+  from soft_diffusion import settings as settings_lib
   from soft_diffusion.evaluation import exact
 
   result = {}
   for name in CONFIGS:
-    run = sample_lib.load_run(importlib.import_module(f"configs.{name}").get_config(), out / name)
+    run = sample_lib.load_run(
+      settings_lib.load(importlib.import_module(f"configs.{name}").get_config(), out / name), out / name
+    )
     d = run.settings.data
     v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
     net = run.denoise_fn()
@@ -447,7 +453,7 @@ RESULT_NAMES = {"study.json": "small_fields.json", "digits.json": "small_digits.
 
 def copy_figures(out: pathlib.Path, target: str | None, names: list[str]) -> None:
   """Copies the figures `names` and every study JSON written so far (as RESULT_NAMES' names, so
-  the README's tables trace to committed files) into `target`."""
+  docs/results.md's tables trace to committed files) into `target`."""
   if target:
     folder = pathlib.Path(target)
     folder.mkdir(parents=True, exist_ok=True)
@@ -501,12 +507,12 @@ def main() -> None:
     records[name] = run_stage(out, name, timings)
     timings_path.write_text(json.dumps(timings, indent=2))
 
-  from soft_diffusion import evaluate
+  from soft_diffusion import figures
 
   runs = [(CONFIGS[name], record["points"]) for name, record in records.items()]
-  evaluate.plot_spectral_fd(out / "spectral_fd_vs_nfe.png", runs)
+  figures.spectral_fd_vs_nfe(out / "spectral_fd_vs_nfe.png", runs)
   only = lambda pts: [p for p in pts if p["sampler"] in ("momentum", "naive")]  # noqa: E731
-  evaluate.plot_ring_ratios(out / "variance_ratio.png", [(label, only(points)) for label, points in runs], nfe=100)
+  figures.ring_ratios(out / "variance_ratio.png", [(label, only(points)) for label, points in runs], nfe=100)
   if "samples" not in timings:
     timed(timings, "samples", lambda: sample_grid(out, out / "samples.png"))
   else:

@@ -92,17 +92,19 @@ def field_setup(variant: str, trained: bool):
   import jax
 
   from soft_diffusion import sample
+  from soft_diffusion import settings as settings_lib
 
   out = REPO / "runs" / "fields"
   if trained:
-    run = sample.load_run(field_study.make_config(variant, 0), out / f"{variant}_s0")
+    workdir = out / f"{variant}_s0"
+    run = sample.load_run(settings_lib.load(field_study.make_config(variant, 0), workdir), workdir)
     return run.settings, run.corruption, jax.device_put(run.prior), run.params, run.model, run.skip
   settings, corruption, prior = field_study.oracle_setup(variant, 0, out)
   return settings, corruption, jax.device_put(prior), None, None, None
 
 
 def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), path=None) -> None:
-  from soft_diffusion import evaluate, gaussian_field, sample
+  from soft_diffusion import data, gaussian_field, sample
   from soft_diffusion.evaluation import exact
 
   for denoiser in denoisers:
@@ -112,7 +114,7 @@ def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), p
     if not missing:
       continue
     settings, corruption, prior, params, net, skip = field_setup(variant, denoiser == "trained")
-    v = evaluate.field_spectrum(settings)
+    v = data.exact_spectrum(settings.data)[..., 0]
     if "floor" not in record.setdefault("floors", {}).get(variant, {}):
       record["floors"][variant] = exact_floor(v)
     oracle = gaussian_field.oracle_denoiser(corruption, v)
@@ -154,6 +156,7 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
 
   from configs import digits as digits_config
   from soft_diffusion import sample
+  from soft_diffusion import settings as settings_lib
 
   want = [f"{s}/{n}/s{seed}" for seed in DIGIT_SEEDS for s in DIGIT_SPECS for n in NFES]
   want += [f"{p}/s{seed}" for seed in DIGIT_SEEDS for p in REFERENCE_POINTS]
@@ -165,7 +168,9 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
   if not missing:
     return
   ref = quality_study.Reference(REPO / "runs" / "quality", True, {})
-  run = sample.load_run(digits_config.get_config(), REPO / "runs" / "digits")
+  run = sample.load_run(
+    settings_lib.load(digits_config.get_config(), REPO / "runs" / "digits"), REPO / "runs" / "digits"
+  )
   for point in missing:
     spec, nfe, seed = point.split("/")
     cfg = sample_cfg(run.settings.sample, spec, int(nfe), int(seed[1:]))

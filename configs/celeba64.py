@@ -30,11 +30,11 @@ def get_config():
   config.data.cache = True
   config.data.num_workers = 8
   config.corruption.name = "blur"
-  # Level selection (README "Sampling, level selection and evaluation"): the levels are selected
+  # Level selection (docs/evaluation.md): the levels are selected
   # on the data (256 candidates in [0.01, 23] px, 32 levels, the default noise pairing
   # 'candidate', measured best on the digits; p_1 is the default forward marginal). Training
-  # selects them first when WORKDIR/schedule.json is missing (one pass over the training split);
-  # `--mode schedule` does the same on its own.
+  # selects them first when WORKDIR/levels.json is missing (one pass over the training split);
+  # `--mode levels` does the same on its own.
   config.corruption.blur_schedule = "selected"
   # score_sde sums the loss over the 12,288 pixel values; with the mean our gradient norms are
   # 12,288 times smaller and the clip at 1.0 would almost never act. Summing makes clipping (and

@@ -4,7 +4,7 @@
 
 The paper reports no number for masking; this config exists to run the corruption at scale.
 Level selection (docs/method.md §3) is not applied here: the soft mask's levels are set by its removal order
-and ramp width (`corruption.mask_*`), not by a table of levels, and `--mode schedule` selects blur
+and ramp width (`corruption.mask_*`), not by a table of levels, and `--mode levels` selects blur
 levels only.
 Runtime and result: not measured yet; expected runtime as
 configs/celeba64.py (same network and steps).

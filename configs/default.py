@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.noise_std_min = 0.01  # s_0 (> 0); images are in [-1, 1]
   c.noise_std_max = 0.1  # s_t for t >= noise_clip_t (VE baseline: up to 90)
   c.noise_clip_t = 0.25  # t_c of the clipped geometric schedule, in (0, 1]
-  # σ_B(t): 'log' (log-spaced) | 'table' (piecewise linear) | 'selected' (WORKDIR/schedule.json, --mode schedule)
+  # σ_B(t): 'log' (log-spaced) | 'table' (piecewise linear) | 'selected' (WORKDIR/levels.json, --mode levels)
   c.blur_schedule = "log"
   c.blur_sigma_min = 0.01  # σ_B(0), pixels (log schedule)
   c.blur_sigma_max = 23.0  # σ_B(1), pixels (log schedule); paper range on 64×64: [0.01, 23]
@@ -137,7 +137,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.seed = 0  # same checkpoint + same seed -> identical images
   config.sample.batch_size = 256  # images per sampler call
   # p_1: 'forward' (the exact forward marginal: train.prior_num_images real training images x_0,
-  # corrupted to t = 1 with fresh noise; the default, measured best on the digits: README "Sample
+  # corrupted to t = 1 with fresh noise; the default, measured best on the digits: docs/results.md "Sample
   # quality on the digits") | 'gaussian' (a Gaussian fit of C_1 x_0 plus s_1² I exactly, stored in
   # WORKDIR/prior.npz)
   config.sample.prior = "forward"
@@ -149,7 +149,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.rho = 7.0  # time_grid = 'edm' only: EDM's rho
   config.sample.order = 2  # 'multistep' only: 1 (= the deterministic sampler), 2 or 3
 
-  # Level selection, --mode schedule (docs/method.md §3): writes WORKDIR/schedule.json + schedule.png;
+  # Level selection, --mode levels (docs/method.md §3): writes WORKDIR/levels.json + levels.png;
   # training and sampling use it when corruption.blur_schedule = 'selected'.
   config.levels = lv = ml_collections.ConfigDict()
   lv.num_candidates = 256  # log-spaced candidate blur levels in [blur_sigma_min, blur_sigma_max]
@@ -158,10 +158,10 @@ def get_config() -> ml_collections.ConfigDict:
   # how the noise s(t) enters the distance (level_selection.py): 'joint' ((σ_B, s(t_k)) pairs) |
   # 'joint_min_blur' (joint, every hop at least min_blur_share blur) | 'candidate' (candidate i
   # carries s(i/(M-1))) | 'blur' (the blur term alone)
-  lv.pairing = "candidate"  # measured best on the digits (README "Sample quality on the digits")
+  lv.pairing = "candidate"  # measured best on the digits (docs/results.md "Sample quality on the digits")
   lv.min_blur_share = 0.5  # 'joint_min_blur' only: d_blur >= this share of each hop, in (0, 1)
 
-  # Evaluation, --mode stats and --mode eval (FID/KID with the JAX Inception-v3; see README).
+  # Evaluation, --mode stats and --mode eval (FID/KID with the JAX Inception-v3; see docs/evaluation.md).
   config.eval = ev = ml_collections.ConfigDict()
   ev.split = "train"  # reference split for --mode stats (the paper's CelebA FIDs use the train split)
   ev.ref_num_images = 0  # reference images; 0 = the whole split
@@ -182,7 +182,7 @@ def get_config() -> ml_collections.ConfigDict:
   ev.every_steps = 0
   ev.train_num_images = 1000
 
-  # Restoration, --mode restore (soft_diffusion/restoration.py; README "Restoration"): posterior
+  # Restoration, --mode restore (soft_diffusion/restoration.py; docs/restoration.md): posterior
   # samples for y = A x_0 + sigma_y n with this run's model.
   config.restore = rs = ml_collections.ConfigDict()
   # A: 'gaussian_blur' (size = sigma in px) | 'box_blur' (size = odd width in px) | 'random_mask'
@@ -203,7 +203,7 @@ def get_config() -> ml_collections.ConfigDict:
   rs.num_steps = 100  # network evaluations per sample (native: from t* to 0)
   # 'ancestral' (random at every step: from a fixed start it samples p(x_0 | x_t*); the Momentum
   # Sampler adds no noise while s_t is constant, so native restoration with it has almost no
-  # spread: README "Restoration") | 'momentum' | 'naive' | 'deterministic'
+  # spread: docs/restoration.md) | 'momentum' | 'naive' | 'deterministic'
   rs.sampler = "ancestral"
   rs.batch_size = 64  # images per sampler call
   rs.seed = 0

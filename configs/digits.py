@@ -7,17 +7,17 @@ Runtime (measured, 2 CPU cores, no accelerator): training about 8 min 40 s, samp
 16 s. Result: `python benchmarks/digits_quality.py runs/digits/samples/samples.npz` prints a
 nearest-neighbour share of 0.918 (target >= 0.80), 10/10 classes, a fine-detail variance ratio
 of 1.03 and 0.0114 of excess noise in the top rings; training is deterministic.
-Details: the README's main-job section and "Sample quality on the digits".
+Details: docs/results.md, "The digits demo" and "Sample quality on the digits".
 """
 
 from configs import default
 
-# The 32 levels of the level selection (`--mode schedule`, level_selection.select_blur_levels: mean
+# The 32 levels of the level selection (`--mode levels`, level_selection.select_blur_levels: mean
 # DCT power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75] px) with
 # levels.pairing = 'candidate' (candidate i carries the noise s(i/255) of its own index; ε = 0.447).
 # Its first four levels (0.01-0.045 px) barely blur while the noise ramps 0.01 -> 0.024: about a
 # tenth of training is plain fine-scale denoising, which the Momentum Sampler needs to remove
-# the noise from the finest frequencies at the end (README, "Sample quality on the digits").
+# the noise from the finest frequencies at the end (docs/results.md, "Sample quality on the digits").
 DIGITS_BLUR_LEVELS = (
   0.01, 0.0239, 0.0348, 0.0446, 0.3617, 0.539, 0.6915, 0.8233, 0.956, 1.0829, 1.2266, 1.3551, 1.4972, 1.6541,
   1.7825, 1.9208, 2.0699, 2.2306, 2.4038, 2.5903, 2.7914, 3.0081, 3.1618, 3.3234, 3.4932, 3.6717, 3.8593,

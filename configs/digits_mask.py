@@ -1,5 +1,5 @@
 """Soft Diffusion with soft masking (a growing central square, corruptions/masking.py) on the
-digits: the model that restores its own masks natively (README "Restoration").
+digits: the model that restores its own masks natively (docs/restoration.md).
 
     python -m soft_diffusion.main --config configs/digits_mask.py --workdir runs/digits_mask
     python -m soft_diffusion.main --config configs/digits_mask.py --workdir runs/digits_mask --mode restore \\

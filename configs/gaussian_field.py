@@ -7,13 +7,13 @@ The data are generated on the fly (`data.name = 'gaussian_field'`, nothing to do
 number `--mode eval` reports is an exact distance to the true law (evaluation/exact.py), next to
 the same sampler driven by the exact posterior mean (the oracle, the floor a perfect network
 reaches). The VE twin is configs/gaussian_field_ve.py: same network, same steps × batch.
-`benchmarks/reproduce_small.py` trains and evaluates both (the README's "Results at small scale").
+`benchmarks/reproduce_small.py` trains and evaluates both (docs/results.md, "Results at small scale").
 
 Size: 16×16×3 (D = 768), so that training (4,000 steps of 64, about 9 min) and the whole eval
 grid fit a 2-core CPU; `--config.data.image_size=32` is docs/method.md §7's default size.
 Corruption: the paper's blur + noise, σ_B ∈ [0.01, 5.75] px (the 64×64 range [0.01, 23] scaled to
 16×16), levels chosen by docs/method.md §3 level selection from the exact spectrum (training writes
-WORKDIR/schedule.json first; no data pass is needed), clipped geometric noise 0.01 → 0.1.
+WORKDIR/levels.json first; no data pass is needed), clipped geometric noise 0.01 → 0.1.
 """
 
 from configs import default
@@ -28,7 +28,7 @@ def get_config():
   config.corruption.blur_sigma_max = 5.75
   config.corruption.blur_schedule = "selected"
   # Level pairing: 'candidate', the digits' default, measured against 'joint' (the earlier choice),
-  # 'blur' and 'joint_min_blur' here (benchmarks/field_study.py; README "Results at small
+  # 'blur' and 'joint_min_blur' here (benchmarks/field_study.py; docs/results.md "Results at small
   # scale"): with the oracle it beats 'joint' at 20, 50 and 100 NFE (0.885 / 0.238 / 0.135
   # against 1.01 / 0.262 / 0.141 spectral FD); trained, the tables tie (1.03-1.06 at 100 NFE).
   # 'blur' is best with the oracle at 20 NFE, but on the digits it makes the same first hop as

@@ -13,7 +13,10 @@
   reads an .npz from either.
 * Metrics: `MetricsLog` (the train loop's JSON lines: appended on a local disk, uploaded in
   segments on an object store) and `read_metrics`, which reads either.
-* `barrier(name)`: all processes meet here (nothing with one process).
+* `barrier(name)`: all processes meet here (nothing with one process); `write_once(writer, path,
+  ...)`: results every process computed alike, written by process 0, then a barrier.
+* `run_points(path, header, grid, measure)`: a resumable grid of measurements (--mode eval):
+  the JSON is rewritten after every point, and a rerun keeps the points it already holds.
 * Images: `to_uint8` (the one rounding rule for samples and reference images), `image_grid`,
   `write_png`; `pyplot()` is matplotlib on the file-only Agg backend.
 * `Progress`: a log line with the count done, the rate and the ETA (days included), for
@@ -262,3 +265,47 @@ class Progress:
     rate = done / max(time.perf_counter() - self.start, 1e-9)
     eta = format_duration((self.total - done) / rate) if rate > 0 else "?"
     log.info("%s: %d/%d  %.1f %s/s%s  ETA %s", self.what, done, self.total, rate, self.unit, self.note, eta)
+
+
+# ----------------------------------------------------------------------------------------------
+# Results written by every process's computation, and resumable measurement grids.
+
+
+def write_once(writer: Callable[..., Any], path: epath.Path, *args: Any, **kwargs: Any) -> None:
+  """`writer(path, ...)` on process 0 only, then a barrier: under --distributed every process
+  computes the same results and none reads a file before it is complete."""
+  if jax.process_index() == 0:
+    writer(path, *args, **kwargs)
+  barrier(f"wrote {path}")
+
+
+def run_points(path: epath.Path, header: dict[str, Any], grid: list[dict[str, Any]], measure) -> dict[str, Any]:
+  """Measures every point of `grid` (dicts of what identifies a point) with `measure(point)` ->
+  dict of results, rewriting `path` (header + points so far) after each; points already in a
+  file with the same header are kept, not measured again. Returns the full record."""
+  header = json.loads(json.dumps(header))
+  done: dict[str, dict] = {}
+  if path.is_file():
+    try:
+      old = json.loads(path.read_text())
+      if {k: v for k, v in old.items() if k != "points"} == header:
+        done = {json.dumps({k: p[k] for k in grid[0]}, sort_keys=True): p for p in old["points"]}
+    except (ValueError, KeyError, TypeError, IndexError):
+      done = {}  # unreadable or from another layout: measure everything again
+  points: list[dict[str, Any]] = []
+  progress = Progress("eval", len(grid), unit="points")
+  kept = 0
+  for spec in grid:
+    key = json.dumps(spec, sort_keys=True)
+    if key in done:
+      points.append(done[key])
+      kept += 1
+    else:
+      points.append({**spec, **measure(spec)})
+      write_once(write_json, path, {**header, "points": points})
+    progress(len(points))
+  if kept:
+    log.info("%d of %d points were already in %s (kept)", kept, len(grid), path)
+  record = {**header, "points": points}
+  write_once(write_json, path, record)
+  return record

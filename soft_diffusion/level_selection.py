@@ -27,7 +27,7 @@ s(t_k). How the noise enters the selection is `select_blur_levels`' `pairing` (P
 * 'blur': the blur term alone (noise as configured, not part of the distance): every hop moves
   the blur by the same W2 bound.
 
-`--mode schedule` (select_levels.py) passes the configured noise schedule and `levels.pairing`.
+`--mode levels` (levels.py) passes the configured noise schedule and `levels.pairing`.
 """
 
 from __future__ import annotations

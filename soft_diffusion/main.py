@@ -2,7 +2,7 @@
 
     python -m soft_diffusion.main --config configs/digits.py --workdir runs/digits [--config.train.num_steps=100]
     python -m soft_diffusion.main --mode sample --config configs/digits.py --workdir runs/digits [--step N]
-    python -m soft_diffusion.main --mode schedule --config configs/digits.py --workdir runs/digits
+    python -m soft_diffusion.main --mode levels --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode stats --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode eval --config configs/digits.py --workdir runs/digits [--step N | --steps all]
     python -m soft_diffusion.main --mode restore --config configs/digits.py --workdir runs/digits [--config.restore.*]
@@ -33,15 +33,16 @@ from ml_collections import ConfigDict, config_flags
 
 from soft_diffusion import errors, preemption
 
-MODES = ("train", "sample", "schedule", "stats", "eval", "restore")
+MODES = ("train", "sample", "levels", "stats", "eval", "restore")
+DEPRECATED_MODES = {"schedule": "levels"}  # old name -> new name (a one-line warning)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs, samples and results (made if missing).")
 _MODE = flags.DEFINE_enum(
   "mode",
   "train",
-  MODES,
-  "train | sample (images + figures) | schedule (level selection, docs/method.md §3) | stats (FID reference "
+  (*MODES, *DEPRECATED_MODES),
+  "train | sample (images + figures) | levels (level selection, docs/method.md §3) | stats (FID reference "
   "statistics) | eval (FID/KID vs network evaluations) | restore (posterior samples for degraded images).",
 )
 _STEP = flags.DEFINE_integer("step", None, "--mode sample/eval: checkpoint step to load (default: the latest).")
@@ -237,11 +238,14 @@ def run(config: ConfigDict) -> Any:
   from soft_diffusion import settings as settings_lib
 
   mode, workdir = _MODE.value, _WORKDIR.value
+  if mode in DEPRECATED_MODES:
+    logging.warning("--mode %s is deprecated: it is now --mode %s", mode, DEPRECATED_MODES[mode])
+    mode = DEPRECATED_MODES[mode]
   if _COMPILATION_CACHE.value:  # before anything compiles
     jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
-  artifacts.resolve_workdir(workdir)
-  # --mode schedule writes the levels; training selects them first when they are missing.
-  settings = settings_lib.load(config, workdir, resolve_levels=mode not in ("schedule", "train"))
+  # --mode levels writes the levels; training selects them first when they are missing.
+  workdir = artifacts.resolve_workdir(workdir)
+  settings = settings_lib.load(config, workdir, resolve_levels=mode not in ("levels", "train"))
   if _DISTRIBUTED.value:
     ids = _LOCAL_DEVICE_IDS.value
     jax.distributed.initialize(
@@ -255,7 +259,7 @@ def run(config: ConfigDict) -> Any:
 
     if _DISTRIBUTED.value:
       preemption.forward_to_jax()
-    return train.train_and_evaluate(settings, workdir)
+    return train.run_training(settings, workdir)
   if mode == "sample":
     from soft_diffusion import sample
 
@@ -264,10 +268,10 @@ def run(config: ConfigDict) -> Any:
     from soft_diffusion import restore
 
     return restore.restore(settings, workdir)
-  if mode == "schedule":
-    from soft_diffusion import select_levels
+  if mode == "levels":
+    from soft_diffusion import levels
 
-    return select_levels.select_schedule(settings, workdir)
+    return levels.write_levels(settings, workdir)
   from soft_diffusion import evaluate
 
   if mode == "stats":

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from soft_diffusion import artifacts, dct, errors, gaussian_field, restoration, samplers
+from soft_diffusion import artifacts, data, dct, errors, figures, gaussian_field, restoration, samplers
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
@@ -109,11 +109,12 @@ def load_observations(path: str, height: int, width: int, channels: int) -> np.n
 
 
 def data_statistics(settings: settings_lib.Settings, channels: int) -> tuple[np.ndarray, np.ndarray]:
-  """(mean image [H, W, C], DCT power spectrum [H, W, C]) of the data: exact for the fields,
-  else from the first SPECTRUM_IMAGES training images (variance of each DCT coefficient)."""
-  d = settings.data
-  if d.name == "gaussian_field":
-    v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
+  """(mean image [H, W, C], DCT power spectrum [H, W, C]) of the data: exact for a dataset whose
+  law is known (`data.exact_spectrum`: zero mean), else from the first SPECTRUM_IMAGES training
+  images (variance of each DCT coefficient)."""
+  exact = data.exact_spectrum(settings.data)
+  if exact is not None:
+    v = exact[..., 0]  # channels are alike
     return np.zeros((*v.shape, channels)), np.repeat(v[:, :, None], channels, axis=-1)
   images = sample_lib.load_training_images(settings, SPECTRUM_IMAGES).astype(np.float64)
   mean = images.mean(axis=0)
@@ -182,24 +183,10 @@ def _image_scores(images: np.ndarray, truth: np.ndarray) -> dict[str, float]:
   }
 
 
-def figure(path: epath.Path, y, samples, estimate, std, truth, title: str) -> None:
-  n = min(FIGURE_IMAGES, len(y))
-  titles = ["observation", *[f"sample {i + 1}" for i in range(min(3, len(samples)))], "estimate", "spread ×4"]
-  titles += ["truth"] if truth is not None else []
-  rows = []
-  for i in range(n):
-    row = [sample_lib._to_display(y[i])]
-    row += [sample_lib._to_display(samples[j, i]) for j in range(min(3, len(samples)))]
-    row += [sample_lib._to_display(estimate[i]), sample_lib._to_display(np.clip(8 * std[i] - 1, -1, 1))]
-    row += [sample_lib._to_display(truth[i])] if truth is not None else []
-    rows.append((f"#{i}", row))
-  sample_lib._figure_grid(path, rows, titles, title)
-
-
-def restore(config: Any, workdir: str | epath.Path) -> epath.Path:
+def restore(settings: settings_lib.Settings, workdir: epath.Path) -> epath.Path:
   """--mode restore (module docstring); returns the output folder."""
-  workdir = artifacts.resolve_workdir(workdir)
-  settings = settings_lib.load(config, workdir)
+  settings = settings_lib.require(settings, "restore")
+  workdir = epath.Path(workdir)
   cfg = settings.restore
   if jax.process_count() > 1:
     raise errors.ConfigError("--mode restore runs on one process (start it without --distributed)")
@@ -229,7 +216,7 @@ def restore(config: Any, workdir: str | epath.Path) -> epath.Path:
     truth = load_split_images(settings, cfg.split, cfg.num_images)
     y = np.asarray(degradation.observe(jnp.asarray(truth), cfg.sigma_y, jax.random.key(cfg.seed)))
   mean, v = data_statistics(settings, channels)
-  fields = settings.data.name == "gaussian_field"
+  fields = data.has_exact_law(settings.data)  # every score is also exact against the true posterior
   denoisers = {"trained": run.denoise_fn()}
   if fields and settings.eval.oracle:
     denoisers["oracle"] = gaussian_field.oracle_denoiser(run.corruption, v[..., 0])
@@ -268,7 +255,7 @@ def restore(config: Any, workdir: str | epath.Path) -> epath.Path:
       entry["exact"] = posterior_metrics.restoration_metrics(samples, truth, post)
     record[name] = entry
     log.info("%s: %s", name, entry)
-    figure(
+    figures.restoration_figure(
       out / f"restore_{name}.png",
       y,
       samples,
@@ -276,6 +263,7 @@ def restore(config: Any, workdir: str | epath.Path) -> epath.Path:
       std,
       truth,
       f"{degradation.description}, σ_y={cfg.sigma_y:g}, {cfg.method}, {name}",
+      num_images=FIGURE_IMAGES,
     )
   artifacts.save_npz(out / "restorations.npz", **arrays)
   artifacts.write_json(out / "metrics.json", record)

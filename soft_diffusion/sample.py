@@ -31,7 +31,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, priors, samplers, time_grids
+from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, figures, priors, samplers, time_grids
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
 from soft_diffusion.models import make_denoise_fn, wiener_skip
@@ -48,17 +48,10 @@ SPECTRUM_FILE = "spectrum.npz"
 
 def load_training_images(settings: Settings, num: int) -> np.ndarray:
   """The first `num` training images (in order, no flip) as float32 [n, H, W, C] in [-1, 1]."""
+  d = settings.data
   with errors.user_input("config.data"):
-    ds = data.make_dataset(
-      settings.data, split=settings.data.train_split, batch_size=256, seed=settings.seed, train=False
-    )
-  chunks, count = [], 0
-  for batch in ds:
-    chunks.append(np.asarray(batch))
-    count += len(batch)
-    if count >= num:
-      break
-  return np.concatenate(chunks)[:num]
+    batches = data.first_batches(d, d.train_split, num, batch_size=256, seed=settings.seed)
+  return np.concatenate(list(batches))
 
 
 def fit_prior(images: np.ndarray, corruption: corruptions.Corruption) -> priors.GaussianPrior:
@@ -120,17 +113,17 @@ def make_skip(
 ):
   """The denoiser's skip S_t for `model.skip` (models/denoiser.py): None for 'identity'; for
   'wiener', `wiener_skip` over the data's mean DCT power spectrum, which training computes once
-  (one pass over the training split, `select_levels.power_spectrum`; the exact spectrum for
-  Gaussian fields) into WORKDIR/spectrum.npz (key `power`) and sampling reads back."""
+  (one pass over the training split, `levels.power_spectrum`; the exact spectrum for a dataset
+  whose law is known) into WORKDIR/spectrum.npz (key `power`) and sampling reads back."""
   if settings.model.skip == "identity":
     return None
-  from soft_diffusion import select_levels
+  from soft_diffusion import levels
 
   path = workdir / SPECTRUM_FILE
   fit = fit_missing and not path.exists()
   artifacts.barrier("spectrum checked")
   if fit:
-    power, _ = select_levels.power_spectrum(settings)
+    power, _ = levels.power_spectrum(settings)
     if jax.process_index() == 0:
       artifacts.save_npz(path, power=power)
   elif not path.exists():
@@ -248,11 +241,16 @@ class Run:
 
 
 def load_run(
-  config: Any, workdir: str | epath.Path, step: int | None = None, *, mesh: jax.sharding.Mesh | None = None
+  settings: Settings, workdir: epath.Path, step: int | None = None, *, mesh: jax.sharding.Mesh | None = None
 ) -> Run:
-  """Validates everything, then loads the checkpoint's EMA params and p_1 (one-line errors)."""
-  workdir = artifacts.resolve_workdir(workdir)
-  settings = settings_lib.load(config, workdir)
+  """Checks the run, then loads the checkpoint's EMA params and p_1 (one-line errors).
+
+  Args:
+    settings: from `settings.load(config, workdir)` (once per mode).
+    workdir: the run's folder (`artifacts.resolve_workdir`).
+  """
+  settings = settings_lib.require(settings, "load_run")
+  workdir = epath.Path(workdir)
   mesh = mesh or state_lib.make_mesh()
   state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
   step = checkpoints.resolve_step(workdir, step)
@@ -267,31 +265,6 @@ def load_run(
 
 # ----------------------------------------------------------------------------------------------
 # Figures.
-
-
-def _to_display(x) -> np.ndarray:
-  x = np.asarray(x, np.float32)
-  x = np.clip((x + 1.0) / 2.0, 0.0, 1.0)
-  return x[..., 0] if x.shape[-1] == 1 else x
-
-
-def _figure_grid(path: epath.Path, rows: list[tuple[str, list[np.ndarray]]], titles: list[str], suptitle: str):
-  plt = artifacts.pyplot()
-  cols = len(titles)
-  fig, axes = plt.subplots(len(rows), cols, figsize=(1.5 * cols, 1.6 * len(rows) + 0.6), squeeze=False)
-  for r, (label, images) in enumerate(rows):
-    for c, image in enumerate(images):
-      ax = axes[r, c]
-      ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if r == 0:
-        ax.set_title(titles[c], fontsize=7)
-      if c == 0:
-        ax.set_ylabel(label, fontsize=8)
-  fig.suptitle(suptitle, fontsize=9)
-  fig.tight_layout()
-  artifacts.save_figure(fig, path)
 
 
 def _level_title(corruption, t: float) -> str:
@@ -323,10 +296,10 @@ def trajectory_figure(run: Run, path: epath.Path, num_frames: int = 8) -> None:
     times = time_grids.resolve(grid, run.corruption, cfg.num_steps, *shape, rho=cfg.rho)[frames].tolist()
   titles = [_level_title(run.corruption, t) for t in times] + ["t=0\nfinal"]
   rows = [
-    ("x_t", [_to_display(x_ts[i, 0]) for i in frames] + [_to_display(x0[0])]),
-    ("x̂_0 = h(x_t, t)", [_to_display(x0_hats[i, 0]) for i in frames] + [_to_display(x0[0])]),
+    ("x_t", [figures.to_display(x_ts[i, 0]) for i in frames] + [figures.to_display(x0[0])]),
+    ("x̂_0 = h(x_t, t)", [figures.to_display(x0_hats[i, 0]) for i in frames] + [figures.to_display(x0[0])]),
   ]
-  _figure_grid(
+  figures.image_rows(
     path, rows, titles, f"reverse trajectory: {cfg.sampler} sampler, {cfg.num_steps} steps (step {run.step})"
   )
 
@@ -341,20 +314,20 @@ def forward_figure(run: Run, path: epath.Path, num_images: int = 3, num_levels: 
     tt = jnp.full((len(x0),), t, jnp.float32)
     clean = run.corruption.apply(x0, tt)
     noisy = run.corruption.corrupt(x0, tt, jax.random.normal(jax.random.fold_in(key, j), x0.shape))
-    rows[0][1].append(_to_display(clean[0]))
+    rows[0][1].append(figures.to_display(clean[0]))
     for i in range(len(x0)):
-      rows[1 + i][1].append(_to_display(noisy[i]))
+      rows[1 + i][1].append(figures.to_display(noisy[i]))
   titles = [_level_title(run.corruption, float(t)) for t in times]
-  _figure_grid(path, rows, titles, f"forward corruption ({run.settings.corruption.name})")
+  figures.image_rows(path, rows, titles, f"forward corruption ({run.settings.corruption.name})")
 
 
 # ----------------------------------------------------------------------------------------------
 # --mode sample.
 
 
-def write_samples(config: Any, workdir: str | epath.Path, step: int | None = None) -> epath.Path:
-  """Writes samples.npz, samples.png, trajectory.png and forward.png; returns the .npz path."""
-  run = load_run(config, workdir, step)
+def write_samples(settings: Settings, workdir: epath.Path, step: int | None = None) -> epath.Path:
+  """--mode sample: writes samples.npz, samples.png, trajectory.png and forward.png; returns the .npz path."""
+  run = load_run(settings, workdir, step)
   cfg = run.settings.sample
   start = time.perf_counter()
   images = run.draw(cfg, cfg.num_images)

@@ -29,7 +29,7 @@ grid of `time_grids.py`: `time_grid`); adding one is a new update function,
   denoiser, the same NFE), so it is not the `sample.sampler` default.
 * `multistep` / `multistep_sde` (multistep.py): an EXTENSION for corruptions diagonal in a basis:
   a multistep exponential integrator of the probability-flow ODE / reverse SDE in that basis,
-  order 1–3; order 1 is `deterministic` / `ancestral`. Measured for few steps (README
+  order 1–3; order 1 is `deterministic` / `ancestral`. Measured for few steps (docs/results.md,
   "Few-step sampling").
 * `pc_sampler`: score_sde's predictor-corrector sampler (the VE baseline's): a Langevin
   corrector step and a Momentum (reverse-diffusion) predictor step per level, two network

@@ -127,9 +127,7 @@ class TableBlurSchedule:
     return jnp.interp(t, knots, jnp.asarray(self.sigmas, t.dtype))
 
 
-# 'selected' is a table whose levels the drivers read from WORKDIR/schedule.json (--mode schedule)
-# before building the corruption (settings.load).
-BLUR_SCHEDULES = ("log", "table", "selected")
+BLUR_SCHEDULES = ("log", "table")
 
 
 def make_blur_schedule(
@@ -138,13 +136,8 @@ def make_blur_schedule(
   """Builds the blur-level schedule `name` (one of BLUR_SCHEDULES)."""
   if name == "log":
     return LogBlurSchedule(sigma_min, sigma_max)
-  if name in ("table", "selected"):
+  if name == "table":
     if sigma_table is None:
-      hint = (
-        " (the selected levels are read from WORKDIR/schedule.json; run --mode schedule)" if name == "selected" else ""
-      )
-      raise ValueError(
-        f"blur_sigma_table must be a sequence of >= 2 levels when blur_schedule={name!r}, got None{hint}"
-      )
+      raise ValueError(f"blur_sigma_table must be a sequence of >= 2 levels when blur_schedule={name!r}, got None")
     return TableBlurSchedule(tuple(sigma_table))
   raise ValueError(f"blur_schedule must be one of {BLUR_SCHEDULES}, got {name!r}")

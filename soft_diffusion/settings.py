@@ -12,15 +12,18 @@
   blocks and keys are errors too. Cross-block rules (the image size against the U-Net's
   downsamplings, the corruption's schedules) are checked here as well.
 * `corruption.blur_schedule = 'selected'`: a table in the config is ignored; with a workdir, the
-  levels are read from WORKDIR/schedule.json (`select_levels.read_levels`, which refuses a file selected for other
+  levels are read from WORKDIR/levels.json (`read_levels`, which refuses a file selected for other
   settings) and become `corruption.blur_sigma_table`, so the corruption is built from the real
   levels. Without a workdir (validating a config on its own) the range the levels are selected
-  from, [blur_sigma_min, blur_sigma_max], is checked instead.
+  from, [blur_sigma_min, blur_sigma_max], is checked instead. This module owns that file's name,
+  its fingerprint and its reader; `levels.py` (`--mode levels`) writes it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 from typing import Any
 
 from etils import epath
@@ -34,10 +37,11 @@ from soft_diffusion import (
   models,
   multistep,
   samplers,
-  select_levels,
   time_grids,
   typed_config,
 )
+
+log = logging.getLogger(__name__)
 
 check = typed_config.check
 at_least = typed_config.is_int_at_least
@@ -328,7 +332,7 @@ def _from_config(config: Any) -> Settings:
   check(at_least(blocks["seed"], 0), "seed", "an int >= 0", blocks["seed"])
   typed = {name: typed_config.from_block(cls, blocks[name], name) for name, cls in BLOCKS.items() if name in blocks}
   typed["model"] = models.model_config(blocks["model"])
-  if typed["corruption"].blur_schedule == "selected":  # the levels come from WORKDIR/schedule.json
+  if typed["corruption"].blur_schedule == "selected":  # the levels come from WORKDIR/levels.json
     typed["corruption"] = dataclasses.replace(typed["corruption"], blur_sigma_table=None)
   return Settings(seed=blocks["seed"], **typed)
 
@@ -352,28 +356,107 @@ def _check_corruption(cfg: corruptions.CorruptionConfig) -> None:
     raise errors.ConfigError(f"config.corruption: {errors.one_line(e)}") from None
 
 
+# ----------------------------------------------------------------------------------------------
+# The selected blur levels of a run: WORKDIR/levels.json, written by `--mode levels` (levels.py).
+
+LEVELS_FILE = "levels.json"
+LEGACY_LEVELS_FILE = "schedule.json"  # the same record under its name before version 0.2
+LEVELS_HINT = "run: python -m soft_diffusion.main --mode levels --config ... --workdir {workdir}"
+
+
+def pairing_label(pairing: str, min_blur_share: float) -> str:
+  """The fingerprint's name of a noise pairing ('joint' keeps the name that level files of
+  earlier versions carry, so they stay valid)."""
+  if pairing == "joint":
+    return "level k carries s(t_k)"
+  return f"{pairing} {min_blur_share}" if pairing == "joint_min_blur" else pairing
+
+
+def levels_fingerprint(settings: Settings) -> dict[str, Any]:
+  """What selected levels depend on; a levels file must match it to be used."""
+  c = settings.corruption
+  return {
+    "dataset": settings.data.name,
+    "train_split": settings.data.train_split,
+    "image_size": settings.data.image_size,
+    "crop_size": settings.data.crop_size,
+    **data.fingerprint_extra(settings.data),
+    "blur_sigma_min": c.blur_sigma_min,
+    "blur_sigma_max": c.blur_sigma_max,
+    "noise": [c.noise_schedule, c.noise_std_min, c.noise_std_max, c.noise_clip_t],
+    "noise_pairing": pairing_label(settings.levels.pairing, settings.levels.min_blur_share),
+    "num_candidates": settings.levels.num_candidates,
+    "num_levels": settings.levels.num_levels,
+  }
+
+
+def levels_path(workdir: str | epath.Path) -> epath.Path:
+  """WORKDIR/levels.json, or the legacy WORKDIR/schedule.json when only that exists (a one-line
+  warning: rename it, or run --mode levels again)."""
+  path = epath.Path(workdir) / LEVELS_FILE
+  legacy = epath.Path(workdir) / LEGACY_LEVELS_FILE
+  if not path.exists() and legacy.exists():
+    log.warning("%s is deprecated: reading it as %s (rename it, or run --mode levels again)", legacy, LEVELS_FILE)
+    return legacy
+  return path
+
+
+def read_levels(workdir: str | epath.Path, settings: Settings) -> tuple[float, ...]:
+  """The σ_B levels of WORKDIR/levels.json, checked against `levels_fingerprint(settings)`."""
+  path = levels_path(workdir)
+  hint = LEVELS_HINT.format(workdir=workdir)
+  if not path.is_file():
+    raise errors.MissingError(f"corruption.blur_schedule = 'selected' but {path} does not exist; {hint}")
+  try:
+    record = json.loads(path.read_text())
+    sigmas, made_for = tuple(float(s) for s in record["sigmas"]), record["fingerprint"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise errors.ConfigError(f"{path} is not a levels file written by --mode levels ({e}); delete it; {hint}") from None
+  expected = json.loads(json.dumps(levels_fingerprint(settings)))
+  differ = sorted(k for k in expected if made_for.get(k) != expected[k])
+  if differ:
+    raise errors.ConfigError(f"{path} was selected for other settings (differ: {', '.join(differ)}); {hint}")
+  return sigmas
+
+
+def needs_levels(settings: Settings) -> bool:
+  """True when the corruption's blur levels are 'selected' and not read yet."""
+  c = settings.corruption
+  return c.name == "blur" and c.blur_schedule == "selected" and c.blur_sigma_table is None
+
+
+def with_levels(settings: Settings, levels: tuple[float, ...]) -> Settings:
+  """`settings` with the selected levels as the corruption's table."""
+  return dataclasses.replace(settings, corruption=dataclasses.replace(settings.corruption, blur_sigma_table=levels))
+
+
+def require(settings: Any, who: str) -> Settings:
+  """`settings` if it is Settings; the drivers take the Settings that `load` made once per mode."""
+  if not isinstance(settings, Settings):
+    raise TypeError(f"{who} takes Settings (settings.load(config, workdir)), got {type(settings).__name__}")
+  return settings
+
+
 def load(config: Any, workdir: str | epath.Path | None = None, *, resolve_levels: bool = True) -> Settings:
   """Validates `config` (a ConfigDict, Mapping or Settings) into Settings.
 
   Args:
     config: the config, or Settings from an earlier `load` (checked again, levels resolved).
     workdir: the run's folder; with `resolve_levels`, 'selected' blur levels are read from its
-      schedule.json (a missing or foreign file is a one-line error saying what to run).
-    resolve_levels: False for `--mode schedule`, which writes that file.
+      levels.json (a missing or foreign file is a one-line error saying what to run).
+    resolve_levels: False for `--mode levels`, which writes that file, and for training, which
+      writes it first when it is missing (`levels.select_missing_levels`).
   Raises:
     errors.ConfigError / errors.MissingError naming the field or file.
   """
   settings = config if isinstance(config, Settings) else _from_config(config)
-  c = settings.corruption
-  if resolve_levels and workdir is not None and c.blur_schedule == "selected" and c.blur_sigma_table is None:
-    if c.name == "blur":
-      levels = select_levels.read_levels(workdir, settings)
-      settings = dataclasses.replace(settings, corruption=dataclasses.replace(c, blur_sigma_table=levels))
+  if resolve_levels and workdir is not None and needs_levels(settings):
+    settings = with_levels(settings, read_levels(workdir, settings))
   _check_corruption(settings.corruption)
   check(
-    settings.eval.every_steps == 0 or settings.data.name != "gaussian_field",
+    settings.eval.every_steps == 0 or not data.has_exact_law(settings.data),
     "eval.every_steps",
-    "0 for data.name = 'gaussian_field' (its exact distances: --mode eval)",
+    f"0 for data.name = {settings.data.name!r} (its exact distances: --mode eval)",
     settings.eval.every_steps,
   )
   factor = 2**settings.model.downsamplings

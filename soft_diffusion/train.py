@@ -1,4 +1,4 @@
-"""Training: the train step and the loop, `train_and_evaluate(config, workdir)`.
+"""Training: the train step and the loop, `run_training(config, workdir)`.
 
 Sections, top to bottom: step (one jit over the mesh, donated state, non-finite guard) ·
 metrics · loop (checks before anything is written, input, state, resume, prior, the loop with
@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, losses, select_levels
+from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, levels, losses
 from soft_diffusion import preemption as preemption_lib
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
@@ -243,17 +244,17 @@ class InTrainingEval:
   recorded in WORKDIR/eval/best_in_training.json."""
 
   def __init__(self, settings: Settings, workdir, mesh):
-    from soft_diffusion import evaluate, evaluation
+    from soft_diffusion import evaluate_fid, evaluation
 
     self.settings, self.mesh = settings, mesh
     state_lib.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
     with errors.user_input("Inception weights"):  # missing weights fail here, before any compile
       self.params = evaluation.load_inception_params()
-    path = evaluate.stats_path(workdir, settings)
+    path = evaluate_fid.stats_path(workdir, settings)
     if not path.exists():
       log.info("eval.every_steps: no reference statistics in %s yet; computing them (as --mode stats)", path)
-      evaluate.reference_stats(settings, workdir)
-    self.ref_stats, self.ref_kid, _ = evaluate.load_reference(path, settings, f"--config ... --workdir {workdir}")
+      evaluate_fid.reference_stats(settings, workdir, mesh, self.params)
+    self.ref_stats, self.ref_kid, _ = evaluate_fid.load_reference(path, settings, f"--config ... --workdir {workdir}")
     self.best_path = workdir / "eval" / "best_in_training.json"
     self.best = json.loads(self.best_path.read_text())["fid"] if self.best_path.exists() else math.inf
 
@@ -285,12 +286,19 @@ class InTrainingEval:
     return measured
 
 
-def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) in `workdir`; returns the last logged metrics and the final step."""
+def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
+  """Trains (or resumes) in `workdir`, with in-training evaluation when `eval.every_steps` is set;
+  returns the last logged metrics and the final step.
+
+  Args:
+    settings: from `settings.load(config, workdir, resolve_levels=False)` (or with the levels
+      resolved): 'selected' blur levels are read here, and selected first when missing.
+    workdir: the run's folder (`artifacts.resolve_workdir`).
+  """
   # -- checks: everything is validated before anything is compiled or written
-  workdir = artifacts.resolve_workdir(workdir)
-  settings = settings_lib.load(config, workdir, resolve_levels=False)
-  settings = settings_lib.load(select_levels.select_missing_levels(settings, workdir), workdir)
+  given = settings_lib.require(settings, "run_training")  # recorded with the checkpoints as given
+  workdir = epath.Path(workdir)
+  settings = levels.select_missing_levels(given, workdir)
   corruption = corruptions.make(settings.corruption)
   preemption_lib.check_service()
   mesh = state_lib.make_mesh()
@@ -338,7 +346,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:
     log.info("resumed from step %d", int(state.step))
-  meta = checkpoints.run_metadata(config)
+  meta = checkpoints.run_metadata(given)
 
   # -- prior p_1 (written once per workdir, reused on resume and by --mode sample) and grids
   prior = sample_lib.make_prior(settings, corruption, workdir, fit_missing=True)

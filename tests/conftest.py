@@ -101,11 +101,12 @@ def trained_run(tfds_dir, tmp_path_factory):
   """The workdir of configs/tiny.py trained for TRAINED_STEPS steps (one checkpoint, step 2);
   sample from it with `tiny_config`."""
   from configs import tiny
+  from soft_diffusion import settings as settings_lib
   from soft_diffusion import train
 
   config = tiny.get_config()
   config.data.path = tfds_dir
   config.train.num_steps = TRAINED_STEPS
   workdir = tmp_path_factory.mktemp("trained")
-  train.train_and_evaluate(config, str(workdir))
+  train.run_training(settings_lib.load(config, str(workdir), resolve_levels=False), str(workdir))
   return workdir

@@ -51,11 +51,12 @@ def run_guard(workdir, tfds_dir: str | None, overrides: dict | None = None) -> d
   """Trains the guard config in `workdir` (resumes if it holds a run) and measures both samplers:
   {sampler: {"pixel_kid_e3", "ratio_high", "top_excess_std"}}."""
   from soft_diffusion import sample, train
+  from soft_diffusion import settings as settings_lib
   from soft_diffusion.evaluation import spectral
 
   config = guard_config(tfds_dir, overrides)
-  train.train_and_evaluate(config, str(workdir))
-  run = sample.load_run(config, workdir)
+  train.run_training(settings_lib.load(config, str(workdir), resolve_levels=False), str(workdir))
+  run = sample.load_run(settings_lib.load(config, workdir), workdir)
   real = sample.load_training_images(run.settings, 10_000)
   out = {}
   for sampler in ("momentum", "naive"):

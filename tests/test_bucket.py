@@ -43,7 +43,7 @@ def test_train_resume_sample_stats_eval_with_a_bucket_workdir(gcs, tiny_flags, t
   env, url = gcs
   monkeypatch.chdir(tmp_path)  # a relative "gs:" folder would appear here if a path were mangled
   workdir = f"gs://{BUCKET}/runs/tiny"
-  # 'selected' levels: training writes schedule.json first, and every later command reads it back
+  # 'selected' levels: training writes levels.json first, and every later command reads it back
   common = [*tiny_flags, "--config.train.tensorboard=False", "--config.train.num_steps=2"]
   common.append("--config.train.log_every_steps=1")
   common.append("--config.corruption.blur_schedule=selected")
@@ -67,8 +67,8 @@ def test_train_resume_sample_stats_eval_with_a_bucket_workdir(gcs, tiny_flags, t
   files = {n.removeprefix("runs/tiny/") for n in gcs_emulator.list_objects(url, BUCKET, "runs/tiny/")}
   for name in (
     "prior.npz",
-    "schedule.json",
-    "schedule.png",
+    "levels.json",
+    "levels.png",
     "samples/samples.npz",
     "samples/samples.png",
     "samples/trajectory.png",

@@ -90,7 +90,7 @@ def test_generated_tables_match_their_json():
 
 
 def test_readme_functional_api_block_runs_as_written():
-  (block,) = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+  (block,) = python_blocks("README.md")
   namespace: dict = {}
   exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 (the README's own example)
   assert namespace["images"].shape == (8, 16, 16, 1)
@@ -106,3 +106,26 @@ def test_one_version_everywhere():
   assert "version=VERSION" in (REPO / "setup.py").read_text()
   assert (REPO / "soft_diffusion" / "py.typed").exists()
   assert "Apache License" in (REPO / "LICENSE").read_text()[:200]
+
+
+def python_blocks(page: str) -> list[str]:
+  return re.findall(r"```python\n(.*?)```", (REPO / page).read_text(), re.S)
+
+
+def test_api_page_first_example_runs_as_written():
+  blocks = python_blocks("docs/api.md")
+  namespace: dict = {}
+  exec(compile(blocks[0], "docs/api.md", "exec"), namespace)  # noqa: S102
+  assert namespace["x_sampled"].shape == (8, 32, 32, 3)
+  assert namespace["loss"].shape == ()
+
+
+def test_api_page_gaussian_field_example_runs_as_written(capsys):
+  """The oracle example runs after the first one (it reuses its corruption and keys)."""
+  blocks = python_blocks("docs/api.md")
+  (example,) = [b for b in blocks if "oracle_denoiser" in b]
+  namespace: dict = {}
+  exec(compile(blocks[0], "docs/api.md", "exec"), namespace)  # noqa: S102
+  exec(compile(example, "docs/api.md", "exec"), namespace)  # noqa: S102
+  assert namespace["x"].shape == (256, 32, 32, 3)
+  assert "spectral_fd" in capsys.readouterr().out

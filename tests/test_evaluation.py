@@ -77,7 +77,7 @@ def test_fid_sanity_ladder(tfds_dir):
   """Train vs held-out digits is the smallest FID; blurring the held-out set raises it.
 
   With 24 images a set FID carries a large small-sample bias (n = 180 gives 31 for the first
-  row, see the README), so "small" is checked with the unbiased KID."""
+  row, see docs/evaluation.md), so "small" is checked with the unbiased KID."""
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
   import fid_ladder
 

@@ -21,7 +21,7 @@ from soft_diffusion import evaluation
 from soft_diffusion.evaluation import inception, weights
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "inception_golden.npz"
-TOLERANCE = 1e-4  # max |ours - theirs| per feature (features are O(1); see the README)
+TOLERANCE = 1e-4  # max |ours - theirs| per feature (features are O(1); see docs/evaluation.md)
 
 
 @pytest.fixture(scope="module")

@@ -90,9 +90,9 @@ CASES = {
   ),
   "unknown prior": (["--config.sample.prior=bogus"], "config.sample.prior must be one of"),
   "t_min of 1": (["--config.train.t_min=1.0"], "config.train.t_min must be in [0, 1)"),
-  "sampling selected levels without schedule.json": (
+  "sampling selected levels without levels.json": (
     ["--mode=sample", "--config.corruption.blur_schedule=selected"],
-    "schedule.json does not exist; run: python -m soft_diffusion.main --mode schedule",
+    "levels.json does not exist; run: python -m soft_diffusion.main --mode levels",
   ),
   # Paths, files and things that must exist first.
   "workdir is a file": (["--workdir={tmp}/a_file"], "is a file; give a folder"),
@@ -100,8 +100,8 @@ CASES = {
   "sampling before training": (["--mode=sample", "--workdir={tmp}/empty_run"], "no checkpoints in"),
   "evaluating without statistics": (["--mode=eval", "--workdir={tmp}/empty_run"], "no reference statistics"),
   "level selection for masks": (
-    ["--mode=schedule", "--config.corruption.name=mask"],
-    "config.corruption.name must be 'blur' for --mode schedule",
+    ["--mode=levels", "--config.corruption.name=mask"],
+    "config.corruption.name must be 'blur' for --mode levels",
   ),
   "folder dataset without a path": (
     ["--config.data.name=folder", "--config.data.path="],
@@ -220,7 +220,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, tfds_dir):
     "from soft_diffusion import main, train\n"
     "def bug(*args):\n"
     "  raise RuntimeError('a bug in the loop')\n"
-    "train.train_and_evaluate = bug\n"
+    "train.run_training = bug\n"
     "main.main(sys.argv)\n"
   )
   command = [

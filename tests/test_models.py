@@ -123,7 +123,7 @@ def test_spec_celeba64_architecture_size():
   model = UNet(UNetConfig())
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), jnp.zeros(1)))
   count = sum(v.size for v in jax.tree.leaves(shapes))
-  assert count == 57_354_883, f"celeba64 U-Net has {count:,} parameters, not the 57,354,883 recorded in README.md"
+  assert count == 57_354_883, f"celeba64 U-Net has {count:,} parameters, not the 57,354,883 recorded in docs/tests.md"
 
 
 @pytest.mark.parametrize(

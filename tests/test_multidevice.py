@@ -122,6 +122,7 @@ def evaluated(runs, tfds_dir):
 
   from configs import tiny
   from soft_diffusion import evaluate
+  from soft_diffusion import settings as settings_lib
 
   single = runs / "eval_single"
   shutil.copytree(runs / "two_processes", single)
@@ -132,8 +133,8 @@ def evaluated(runs, tfds_dir):
   for key, value in {**pinned(tfds_dir), **EVAL}.items():
     block, field = key.split(".")
     config[block][field] = value
-  evaluate.reference_stats(config, single)
-  evaluate.evaluate(config, single)
+  evaluate.reference_stats(settings_lib.load(config, single), single)
+  evaluate.evaluate(settings_lib.load(config, single), single)
   return runs / "two_processes", single
 
 

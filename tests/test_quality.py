@@ -29,10 +29,11 @@ So the guard fails when
 
 Not asserted, because it does not hold this early in training with the default (residual) form:
 Momentum's pixel KID at most naive's at 100 NFE (1,500 steps: 2.57 against 2.12; after the
-demo's 4,000 steps: 1.00 against 2.15, "Sample quality on the digits" in the README). With the
+demo's 4,000 steps: 1.00 against 2.15, "Sample quality on the digits" in docs/results.md). With the
 Wiener skip it holds at 1,500 steps (1.29 against 3.88), but the Wiener skip is not the default:
-the Inception KID ranks it below the residual form after 4,000 steps (README). The top-ring excess noise separates the
-two configs only after 4,000 steps (0.011 against 0.034), so it is printed, not asserted.
+the Inception KID ranks it below the residual form after 4,000 steps (docs/results.md). The
+top-ring excess noise separates the two configs only after 4,000 steps (0.011 against 0.034),
+so it is printed, not asserted.
 """
 
 import pytest

@@ -4,11 +4,12 @@ import numpy as np
 from support import TRAINED_STEPS, cli
 
 from soft_diffusion import sample
+from soft_diffusion import settings as settings_lib
 
 
 def test_sampling_twice_gives_identical_images(tiny_config, trained_run):
-  first = np.load(sample.write_samples(tiny_config, trained_run))["images"]
-  second = np.load(sample.write_samples(tiny_config, trained_run))["images"]
+  first = np.load(sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run))["images"]
+  second = np.load(sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run))["images"]
   size = tiny_config.data.image_size
   assert first.shape == (tiny_config.sample.num_images, size, size, 1) and first.dtype == np.uint8
   np.testing.assert_array_equal(first, second)
@@ -16,7 +17,7 @@ def test_sampling_twice_gives_identical_images(tiny_config, trained_run):
 
 def test_sample_writes_images_and_figures_with_the_forward_prior(tiny_config, trained_run):
   tiny_config.sample.prior = "forward"
-  path = sample.write_samples(tiny_config, trained_run, step=TRAINED_STEPS)
+  path = sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run, step=TRAINED_STEPS)
   assert np.load(path)["images"].shape[0] == tiny_config.sample.num_images
   for name, least in (("samples.png", 200), ("trajectory.png", 5_000), ("forward.png", 5_000)):
     assert (trained_run / "samples" / name).stat().st_size > least, name
@@ -27,5 +28,5 @@ def test_sampling_split_over_8_devices_gives_the_images_of_one(tiny_config, tiny
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "devices: 8 (cpu)" in proc.stderr
   eight = np.load(trained_run / "samples" / "samples.npz")["images"]
-  one = np.load(sample.write_samples(tiny_config, trained_run))["images"]
+  one = np.load(sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run))["images"]
   np.testing.assert_array_equal(eight, one)

@@ -14,7 +14,7 @@ import optax
 import pytest
 from support import REPO, checkpoint_steps, cli, cpu_env, flat, saved_state
 
-from soft_diffusion import corruptions, losses, train
+from soft_diffusion import artifacts, corruptions, losses, train
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
 from soft_diffusion.models import make_denoise_fn
@@ -31,7 +31,8 @@ def test_resume_gives_bitwise_the_same_state(tiny_config, tmp_path, monkeypatch)
     if workdir == "straight":
       config.checkpoint.every_steps, config.checkpoint.max_to_keep, config.checkpoint.keep_every_steps = 1, 1, 3
       config.train.profile_steps = 2
-    train.train_and_evaluate(config, workdir)
+    resolved = artifacts.resolve_workdir(workdir)  # absolute, as the command line makes it
+    train.run_training(settings_lib.load(config, resolved, resolve_levels=False), resolved)
   assert checkpoint_steps("straight") == [3, 4]  # 1 and 2 deleted, 3 kept as a multiple of 3
   traces = list(pathlib.Path("straight/logs/plugins/profile").glob("*/*.xplane.pb"))
   assert len(traces) == 1 and traces[0].stat().st_size > 0, "no profiler trace written"
@@ -175,7 +176,7 @@ def test_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tiny_
   workdir = tmp_path / "run"
   tiny_config.train.num_steps = 6
   with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step 3; last good checkpoint: 2"):
-    train.train_and_evaluate(tiny_config, str(workdir))
+    train.run_training(settings_lib.load(tiny_config, str(workdir), resolve_levels=False), str(workdir))
   assert checkpoint_steps(workdir) == [2], f"checkpoints after a non-finite step 3: {checkpoint_steps(workdir)}"
   assert all(np.isfinite(leaf).all() for leaf in flat(saved_state(workdir, 2)).values())
 

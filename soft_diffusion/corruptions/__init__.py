@@ -63,10 +63,20 @@ class CorruptionConfig:
     return typed_config.from_block(cls, cfg, "corruption")
 
 
+# corruption.blur_schedule: a schedules.BLUR_SCHEDULES name, or 'selected': a table of levels that
+# the drivers select on the data and fill in (settings.load) before the corruption is built.
+BLUR_SCHEDULES = (*schedules.BLUR_SCHEDULES, "selected")
+
+
 def _blur(cfg: CorruptionConfig) -> BlurOperator:
+  if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:
+    raise ValueError(
+      "blur_schedule = 'selected' needs its levels in blur_sigma_table: settings.load(config, workdir) reads them"
+      " from WORKDIR/levels.json (written by --mode levels)"
+    )
   return BlurOperator(
     schedules.make_blur_schedule(
-      cfg.blur_schedule,
+      "table" if cfg.blur_schedule == "selected" else cfg.blur_schedule,
       sigma_min=cfg.blur_sigma_min,
       sigma_max=cfg.blur_sigma_max,
       sigma_table=cfg.blur_sigma_table,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grain
@@ -35,7 +36,62 @@ from soft_diffusion.data import gaussian_field, preprocess, sources
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("digits", "celeb_a", "folder", "gaussian_field")
+FILE_DATASETS = ("digits", "celeb_a", "folder")  # encoded images, decoded and resized by the pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedDataset:
+  """A dataset generated on the fly: element i of a split is a pure function of (config, split,
+  seed, i), a float32 image [S, S, channels]; nothing is decoded, shuffled or stored.
+
+  make_source(cfg, split, seed): a random-access source (`__len__`, `__getitem__` -> the image).
+  fingerprint(cfg): the config fields its images depend on besides data.name and image_size
+    (selected levels are refused when they differ).
+  exact_spectrum(cfg): when the law is known to be Gaussian with independent DCT coefficients,
+    their variances [S, S, channels]; then level selection needs no data pass, --mode eval
+    measures exact distances (no Inception) and restoration scores against the exact posterior.
+  """
+
+  make_source: Callable[[Any, str, int], Any]
+  fingerprint: Callable[[Any], dict[str, Any]] = lambda cfg: {}
+  exact_spectrum: Callable[[Any], np.ndarray] | None = None
+
+
+GENERATED: dict[str, GeneratedDataset] = {
+  "gaussian_field": GeneratedDataset(
+    gaussian_field.from_config,
+    fingerprint=lambda cfg: {"field": [cfg.field_k0, cfg.field_pixel_std]},
+    exact_spectrum=lambda cfg: gaussian_field.from_config(cfg, "train", 0).spectrum(),
+  )
+}
+DATASETS = (*FILE_DATASETS, *GENERATED)  # the built-in names; `dataset_names()` includes registered ones
+
+
+def dataset_names() -> tuple[str, ...]:
+  """Every dataset name `data.name` accepts: the file-backed ones and every GENERATED entry."""
+  return (*FILE_DATASETS, *GENERATED)
+
+
+def is_generated(cfg: Any) -> bool:
+  return cfg.name in GENERATED
+
+
+def has_exact_law(cfg: Any) -> bool:
+  """True for a generated dataset whose law is known exactly (it has an `exact_spectrum`)."""
+  generated = GENERATED.get(cfg.name)
+  return generated is not None and generated.exact_spectrum is not None
+
+
+def exact_spectrum(cfg: Any) -> np.ndarray | None:
+  """The exact DCT variances [S, S, C] of a dataset whose law is known (see GeneratedDataset), else None."""
+  generated = GENERATED.get(cfg.name)
+  return None if generated is None or generated.exact_spectrum is None else generated.exact_spectrum(cfg)
+
+
+def fingerprint_extra(cfg: Any) -> dict[str, Any]:
+  """The fields a generated dataset's images depend on (see GeneratedDataset); {} for the others."""
+  generated = GENERATED.get(cfg.name)
+  return {} if generated is None else generated.fingerprint(cfg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +113,7 @@ class DataConfig:
   field_pixel_std: float = 0.3
 
   def __post_init__(self):
-    typed_config.check(self.name in DATASETS, "data.name", f"one of {DATASETS}", self.name)
+    typed_config.check(self.name in dataset_names(), "data.name", f"one of {dataset_names()}", self.name)
     typed_config.check(
       self.name != "folder" or bool(self.path), "data.path", "a folder of images when data.name = 'folder'", self.path
     )
@@ -73,10 +129,12 @@ class DataConfig:
     for field in ("field_k0", "field_pixel_std"):
       value = getattr(self, field)
       typed_config.check(typed_config.is_positive_number(value), f"data.{field}", "a number > 0", value)
-    if self.name == "gaussian_field":
-      typed_config.check(not self.cache, "data.cache", "False for 'gaussian_field' (an endless generated stream)", True)
+    if is_generated(self):
       typed_config.check(
-        self.crop_size is None, "data.crop_size", "None for 'gaussian_field' (generated at image_size)", self.crop_size
+        not self.cache, "data.cache", f"False for {self.name!r} (an endless generated stream)", self.cache
+      )
+      typed_config.check(
+        self.crop_size is None, "data.crop_size", f"None for {self.name!r} (generated at image_size)", self.crop_size
       )
     typed_config.check(
       self.crop_size is None or typed_config.is_int_at_least(self.crop_size, 1),
@@ -92,10 +150,10 @@ class DataConfig:
 
 
 def make_source(cfg: DataConfig, split: str, seed: int = 0):
-  """The random-access source for `split` of the configured dataset (`seed`: 'gaussian_field''s
-  training stream; the file-backed datasets do not use it)."""
-  if cfg.name == "gaussian_field":
-    return gaussian_field.from_config(cfg, split, seed)
+  """The random-access source for `split` of the configured dataset (`seed`: a generated
+  dataset's stream; the file-backed datasets do not use it)."""
+  if is_generated(cfg):
+    return GENERATED[cfg.name].make_source(cfg, split, seed)
   if cfg.name == "folder":
     return sources.FolderSource(cfg.path, split, cfg.folder_holdout_every)
   return sources.TfdsSource(cfg.name, split, cfg.path)
@@ -212,7 +270,7 @@ def make_dataset(
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   source = make_source(cfg, split, seed) if source is None else source
   ds = grain.MapDataset.source(source)
-  generated = cfg.name == "gaussian_field"  # records are the images already
+  generated = is_generated(cfg)  # records are the images already
   if train:
     global_batch = batch_size * process_count
     if len(ds) < global_batch:
@@ -243,6 +301,26 @@ def make_dataset(
   if cfg.num_workers and not (cfg.cache and train):  # a cached stream is only shuffled and batched
     iter_ds = _multiprocess(iter_ds, cfg.num_workers)
   return iter_ds
+
+
+def first_batches(cfg: DataConfig, split: str, num: int, *, batch_size: int, seed: int = 0, source: Any = None):
+  """Host batches (float32 numpy) of the first `num` images of `split`, in order and unflipped, the
+  last one cut so that exactly min(num, len(split)) images come out: the one loop behind the prior's
+  images, the reference statistics and the power spectrum."""
+  ds = make_dataset(cfg, split=split, batch_size=batch_size, seed=seed, train=False, source=source)
+  return _first(ds, num)
+
+
+def _first(ds: Any, num: int):
+  if num <= 0:
+    return
+  count = 0
+  for batch in ds:
+    batch = np.asarray(batch)[: num - count]
+    count += len(batch)
+    yield batch
+    if count >= num:
+      break
 
 
 def to_global_array(local_batch: np.ndarray, mesh: Any, axis: str = "data"):

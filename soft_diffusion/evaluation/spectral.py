@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from soft_diffusion import dct
+from soft_diffusion.evaluation.distances import kid
 
 HIGH_BAND = (0.75, 1.25)  # the `high` band: rings r with 0.75 H <= r < 1.25 H
 TOP_BAND_START = 1.25  # the `top` band: rings r >= 1.25 H
@@ -91,7 +92,6 @@ def ring_report(samples: Any, reference: Any) -> dict[str, Any]:
 
 def pixel_kid(samples: Any, reference: Any, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0):
   """KID on pixel values (module docstring): (mean, std) over subsets, as `evaluation.kid`."""
-  from soft_diffusion.evaluation import kid  # the package imports this module
 
   a, b = as_float(samples), as_float(reference)
   if a.shape[1:] != b.shape[1:]:

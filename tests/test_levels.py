@@ -1,28 +1,28 @@
-"""--mode schedule on the digits, and 'selected' levels read back through settings.load."""
+"""--mode levels on the digits, and 'selected' levels read back through settings.load."""
 
 import json
 
 import numpy as np
 import pytest
 
-from soft_diffusion import corruptions, data, errors, select_levels
+from soft_diffusion import corruptions, data, errors, levels
 from soft_diffusion import settings as settings_lib
 
 
-def test_schedule_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
+def test_levels_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
   from configs import digits
 
   config = digits.get_config()
   config.data.path = tfds_dir
   settings = settings_lib.load(config)
-  path = select_levels.select_schedule(settings, tmp_path)
+  path = levels.write_levels(settings, tmp_path)
   record = json.loads(path.read_text())
   num_train = len(data.make_source(settings.data, settings.data.train_split))
   assert record["num_images"] == num_train and len(record["sigmas"]) == settings.levels.num_levels
   # configs/digits.py embeds the levels this procedure selected (rounded to 4 decimals).
   np.testing.assert_allclose(record["sigmas"], digits.DIGITS_BLUR_LEVELS, atol=5e-5)
   assert max(record["hop_distances"]) <= record["epsilon"] * (1 + 1e-12)
-  assert (tmp_path / "schedule.png").stat().st_size > 10_000
+  assert (tmp_path / "levels.png").stat().st_size > 10_000
 
 
 def test_joint_pairing_reproduces_the_earlier_digits_table(tfds_dir, tmp_path):
@@ -33,7 +33,7 @@ def test_joint_pairing_reproduces_the_earlier_digits_table(tfds_dir, tmp_path):
   config = digits.get_config()
   config.data.path = tfds_dir
   config.levels.pairing = "joint"
-  record = json.loads(select_levels.select_schedule(settings_lib.load(config), tmp_path).read_text())
+  record = json.loads(levels.write_levels(settings_lib.load(config), tmp_path).read_text())
   np.testing.assert_allclose(record["sigmas"], digits.DIGITS_BLUR_LEVELS_JOINT, atol=5e-5)
   assert record["fingerprint"]["noise_pairing"] == "level k carries s(t_k)"
 
@@ -41,33 +41,43 @@ def test_joint_pairing_reproduces_the_earlier_digits_table(tfds_dir, tmp_path):
 def test_selected_levels_are_read_and_must_match_the_settings(tiny_config, tmp_path):
   tiny_config.corruption.blur_schedule = "selected"
   settings_lib.load(tiny_config)  # without a workdir: the candidate range is checked, nothing read
-  with pytest.raises(errors.MissingError, match="schedule.json does not exist; run: .*--mode schedule"):
+  with pytest.raises(errors.MissingError, match="levels.json does not exist; run: .*--mode levels"):
     settings_lib.load(tiny_config, tmp_path)
-  select_levels.select_schedule(settings_lib.load(tiny_config, resolve_levels=False), tmp_path)
+  levels.write_levels(settings_lib.load(tiny_config, resolve_levels=False), tmp_path)
   chosen = settings_lib.load(tiny_config, tmp_path)
   assert len(chosen.corruption.blur_sigma_table) == tiny_config.levels.num_levels
   assert corruptions.make(chosen.corruption).operator.sigma_schedule.sigmas == chosen.corruption.blur_sigma_table
   tiny_config.data.image_size = 16
   with pytest.raises(errors.ConfigError, match=r"selected for other settings \(differ: image_size\)"):
     settings_lib.load(tiny_config, tmp_path)
-  (tmp_path / "schedule.json").write_text("{not json")
-  with pytest.raises(errors.ConfigError, match="is not a schedule written by --mode schedule"):
+  (tmp_path / "levels.json").write_text("{not json")
+  with pytest.raises(errors.ConfigError, match="is not a levels file written by --mode levels"):
     settings_lib.load(tiny_config, tmp_path)
 
 
-def test_schedule_mode_is_for_blur_only(tiny_config, tmp_path):
+def test_a_levels_file_under_its_old_name_is_read_with_a_warning(tiny_config, tmp_path, caplog):
+  tiny_config.corruption.blur_schedule = "selected"
+  path = levels.write_levels(settings_lib.load(tiny_config, resolve_levels=False), tmp_path)
+  path.rename(tmp_path / "schedule.json")
+  with caplog.at_level("WARNING"):
+    chosen = settings_lib.load(tiny_config, tmp_path)
+  assert len(chosen.corruption.blur_sigma_table) == tiny_config.levels.num_levels
+  assert any("schedule.json is deprecated" in r.getMessage() for r in caplog.records)
+
+
+def test_levels_mode_is_for_blur_only(tiny_config, tmp_path):
   tiny_config.corruption.name = "mask"
-  with pytest.raises(errors.ConfigError, match="config.corruption.name must be 'blur' for --mode schedule"):
-    select_levels.select_schedule(settings_lib.load(tiny_config), tmp_path)
+  with pytest.raises(errors.ConfigError, match="config.corruption.name must be 'blur' for --mode levels"):
+    levels.write_levels(settings_lib.load(tiny_config), tmp_path)
   assert not any(tmp_path.iterdir())
 
 
 def test_training_selects_missing_levels_first(tiny_config, tmp_path):
   tiny_config.corruption.blur_schedule = "selected"
   settings = settings_lib.load(tiny_config, tmp_path, resolve_levels=False)
-  chosen = select_levels.select_missing_levels(settings, tmp_path)
-  record = json.loads((tmp_path / "schedule.json").read_text())
+  chosen = levels.select_missing_levels(settings, tmp_path)
+  record = json.loads((tmp_path / "levels.json").read_text())
   assert chosen.corruption.blur_sigma_table == tuple(record["sigmas"])
   assert len(record["sigmas"]) == tiny_config.levels.num_levels
-  assert select_levels.select_missing_levels(settings, tmp_path) is settings  # present: left to settings.load
+  assert levels.select_missing_levels(settings, tmp_path) == chosen  # present: read back, not selected again
   assert settings_lib.load(settings, tmp_path).corruption == chosen.corruption
