@@ -11,34 +11,20 @@ import argparse
 import sys
 import time
 
-import jax.numpy as jnp
 import numpy as np
 
-from soft_diffusion import artifacts, corruptions, data, evaluation
+from soft_diffusion import data, evaluation
 
 
 def split_images(split: str, num: int, data_dir: str | None = None, image_size: int = 16) -> np.ndarray:
   """The first `num` digits of `split` at `image_size`, float32 in [-1, 1]."""
   cfg = data.DataConfig(name="digits", path=data_dir, image_size=image_size)
-  ds = data.make_dataset(cfg, split=split, batch_size=num, seed=0, train=False)
-  return np.asarray(next(iter(ds)))[:num]
+  return np.concatenate(list(data.first_batches(cfg, split, num, batch_size=num)))
 
 
 def ladder(num: int, sigmas: list[float], data_dir: str | None = None) -> list[tuple[str, float, float]]:
   """[(label, FID, KID)] of train vs held-out, then vs held-out blurred by each σ."""
-  params = evaluation.load_inception_params()
-  feats = lambda x: evaluation.inception_features(np.asarray(artifacts.to_uint8(x)), params=params, batch_size=32)
-  reference = feats(split_images("train", num, data_dir))
-  held_out = split_images("validation", num, data_dir)
-  rows = []
-  for sigma in [0.0, *sigmas]:
-    x = held_out if sigma == 0 else corruptions.gaussian_blur(jnp.asarray(held_out), jnp.full((len(held_out),), sigma))
-    f = feats(x)
-    kid_mean, _ = evaluation.kid(reference, f, num_subsets=20, subset_size=min(num, 100))
-    rows.append(
-      ("held-out" if sigma == 0 else f"held-out, blur σ={sigma:g} px", evaluation.fid(reference, f), kid_mean)
-    )
-  return rows
+  return evaluation.blur_ladder(split_images("train", num, data_dir), split_images("validation", num, data_dir), sigmas)
 
 
 def main(argv=None) -> int:

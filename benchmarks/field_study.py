@@ -133,7 +133,7 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
     if trained:
       run = sample.load_run(settings_lib.load(config, workdir), workdir)
       settings, corruption, prior, params = run.settings, run.corruption, run.prior, run.params
-      net, skip = run.model, run.skip
+      net, skip = run.network, run.skip
     else:
       settings, corruption, prior = oracle_setup(variant, seed, out)
       params = net = skip = None

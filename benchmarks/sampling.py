@@ -27,7 +27,7 @@ from timing import corruption_for_timing, seconds_per_call
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
-from soft_diffusion import evaluation, samplers  # noqa: E402
+from soft_diffusion import evaluation, models, samplers  # noqa: E402
 from soft_diffusion import settings as settings_lib  # noqa: E402
 from soft_diffusion import state as state_lib  # noqa: E402
 from soft_diffusion.models import make_denoise_fn  # noqa: E402
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
   channels = 1 if settings.data.name == "digits" else 3
   mesh = state_lib.make_mesh()
   replicated, sharded = state_lib.replicated(mesh), state_lib.batch_sharding(mesh)
-  model = state_lib.make_model(settings.model)
+  model = models.make_network(settings.model)
   corruption = corruption_for_timing(settings.corruption)
   params = jax.jit(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), jnp.zeros((1,)))["params"],

@@ -98,7 +98,7 @@ def field_setup(variant: str, trained: bool):
   if trained:
     workdir = out / f"{variant}_s0"
     run = sample.load_run(settings_lib.load(field_study.make_config(variant, 0), workdir), workdir)
-    return run.settings, run.corruption, jax.device_put(run.prior), run.params, run.model, run.skip
+    return run.settings, run.corruption, jax.device_put(run.prior), run.params, run.network, run.skip
   settings, corruption, prior = field_study.oracle_setup(variant, 0, out)
   return settings, corruption, jax.device_put(prior), None, None, None
 

@@ -33,9 +33,12 @@ from timing import compile_with_flops, corruption_for_timing, matmul_flops_per_s
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
+from soft_diffusion import (
+  models,  # noqa: E402
+  train,  # noqa: E402
+)
 from soft_diffusion import settings as settings_lib  # noqa: E402
 from soft_diffusion import state as state_lib  # noqa: E402
-from soft_diffusion import train  # noqa: E402
 
 
 def peak_bytes(compiled) -> int:
@@ -74,7 +77,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: 
   size = settings.data.image_size
   channels = 1 if settings.data.name == "digits" else 3
   mesh = state_lib.make_mesh()
-  model = state_lib.make_model(settings.model)
+  model = models.make_network(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruption_for_timing(settings.corruption)
   state = state_lib.create_state(model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh))

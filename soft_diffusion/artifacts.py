@@ -37,11 +37,11 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
 from soft_diffusion import errors
+from soft_diffusion.evaluation import to_uint8  # noqa: F401  (the drivers' rounding rule, re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +193,6 @@ def read_metrics(logdir: str | os.PathLike) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------------------------
 # Images and figures.
-
-
-def to_uint8(x) -> jnp.ndarray:
-  """Images in [-1, 1] -> uint8 [0, 255] (rounded), as samples and reference images are stored."""
-  return jnp.round((jnp.asarray(x) + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8)
 
 
 def image_grid(images: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@
 * Saves are asynchronous and atomic (Orbax writes a temporary folder and renames it when
   complete), so a half-written step is never read; `save` refuses a state that met a
   non-finite step.
-* A checkpoint that cannot be read into this config's state (another model or optimizer, or
+* A checkpoint that cannot be read into this config's state (another network or optimizer, or
   damaged files) is a one-line `errors.CheckpointError` saying what to do; a missing one is an
   `errors.MissingError` naming the available steps or the command to run first.
 * `load_ema_params`: what sampling and evaluation need, restored onto the mesh (replicated).
@@ -65,7 +65,7 @@ def training_manager(workdir: epath.Path, cfg: CheckpointConfig, keep_best: bool
 
 def restore(manager: ocp.CheckpointManager, step: int, args: ocp.args.Composite) -> Any:
   """`manager.restore`, with a one-line error saying what to do when the step cannot be read
-  into this config's state (another model or optimizer config, or damaged files)."""
+  into this config's state (another network or optimizer config, or damaged files)."""
   try:
     return manager.restore(step, args=args)
   except Exception as e:  # Orbax/TensorStore raise many types; all mean the same to the user
@@ -194,13 +194,13 @@ def resolve_step(workdir: epath.Path, step: int | None = None) -> int:
 
 
 def load_ema_params(
-  workdir: epath.Path, settings: Settings, model: Any, mesh: jax.sharding.Mesh, channels: int, step: int
+  workdir: epath.Path, settings: Settings, network: Any, mesh: jax.sharding.Mesh, channels: int, step: int
 ) -> Any:
   """The EMA parameters of `model` in checkpoint `step` (see `resolve_step`), replicated over `mesh`."""
   optimizer, _ = state_lib.make_optimizer(settings.optim)
   size = settings.data.image_size
   abstract = state_lib.abstract_state(
-    model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh)
+    network, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh)
   )
   restored = restore(_reader(workdir), step, ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
   return restored["state"].ema_params

@@ -31,7 +31,18 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, figures, priors, samplers, time_grids
+from soft_diffusion import (
+  artifacts,
+  checkpoints,
+  corruptions,
+  data,
+  errors,
+  figures,
+  models,
+  priors,
+  samplers,
+  time_grids,
+)
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
 from soft_diffusion.models import make_denoise_fn, wiener_skip
@@ -149,7 +160,7 @@ def sampler_of(cfg: SampleConfig) -> Any:
 
 
 def make_draw_fn(
-  model: Any,
+  network: Any,
   corruption: Any,
   cfg: SampleConfig,
   mesh: jax.sharding.Mesh | None = None,
@@ -175,7 +186,7 @@ def make_draw_fn(
     x_init = priors.sample_p1(prior, corruption, k_prior, cfg.batch_size)
     if mesh is not None:
       x_init = jax.lax.with_sharding_constraint(x_init, state_lib.batch_sharding(mesh))
-    h = denoise_fn or make_denoise_fn(model, params, noise_std=corruption.noise_std, skip=skip)
+    h = denoise_fn or make_denoise_fn(network, params, noise_std=corruption.noise_std, skip=skip)
     x0 = sampler(h, x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
     return x0 if raw else jnp.clip(x0, -1.0, 1.0)
 
@@ -211,7 +222,7 @@ class Run:
 
   settings: Settings
   workdir: epath.Path
-  model: Any
+  network: Any
   corruption: corruptions.Corruption
   params: Any  # EMA parameters, replicated over the mesh
   prior: Any  # priors.GaussianPrior or priors.ForwardPrior
@@ -221,7 +232,7 @@ class Run:
 
   def denoise_fn(self):
     """h_θ(x_t, t) of this checkpoint (EMA parameters, the run's skip and output scale)."""
-    return make_denoise_fn(self.model, self.params, noise_std=self.corruption.noise_std, skip=self.skip)
+    return make_denoise_fn(self.network, self.params, noise_std=self.corruption.noise_std, skip=self.skip)
 
   def draw(
     self,
@@ -236,7 +247,9 @@ class Run:
 
     `raw`: float32 images, unclipped; `denoise_fn`: sample with it in place of the network."""
     cfg = cfg or self.settings.sample
-    draw_fn = make_draw_fn(self.model, self.corruption, cfg, self.mesh, raw=raw, denoise_fn=denoise_fn, skip=self.skip)
+    draw_fn = make_draw_fn(
+      self.network, self.corruption, cfg, self.mesh, raw=raw, denoise_fn=denoise_fn, skip=self.skip
+    )
     return draw(draw_fn, self.params, self.prior, cfg, num_images or cfg.num_images, progress=progress, raw=raw)
 
 
@@ -257,10 +270,10 @@ def load_run(
   corruption = corruptions.make(settings.corruption)
   prior = make_prior(settings, corruption, workdir)
   skip = make_skip(settings, corruption, workdir)
-  model = state_lib.make_model(settings.model)
-  params = checkpoints.load_ema_params(workdir, settings, model, mesh, prior_channels(prior), step)
+  network = models.make_network(settings.model)
+  params = checkpoints.load_ema_params(workdir, settings, network, mesh, prior_channels(prior), step)
   state_lib.log_devices()
-  return Run(settings, workdir, model, corruption, params, prior, step, mesh, skip)
+  return Run(settings, workdir, network, corruption, params, prior, step, mesh, skip)
 
 
 # ----------------------------------------------------------------------------------------------

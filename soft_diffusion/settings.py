@@ -4,7 +4,7 @@
     s = settings.load(config, workdir)   # config: ml_collections ConfigDict, Mapping, or Settings
 
 * One dataclass per config block. Blocks the library owns keep their dataclass there
-  (`data.DataConfig`, `corruptions.CorruptionConfig`, and `models.model_config`, which types
+  (`data.DataConfig`, `corruptions.CorruptionConfig`, and `models.network_config`, which types
   the model block as the config of the network `model.name` names); the driver blocks
   are below. Every default is the value in configs/default.py, which documents each field
   (tests/test_settings.py keeps the two equal).
@@ -294,7 +294,7 @@ class Settings:
   data: data.DataConfig
   corruption: corruptions.CorruptionConfig
   loss: LossConfig
-  model: models.ModelConfig
+  model: models.NetworkConfig
   optim: OptimConfig
   train: TrainConfig
   checkpoint: CheckpointConfig
@@ -304,7 +304,7 @@ class Settings:
   restore: RestoreConfig = RestoreConfig()
 
 
-# Block name -> its dataclass (`seed` is a plain int; `model` is typed by models.model_config).
+# Block name -> its dataclass (`seed` is a plain int; `model` is typed by models.network_config).
 BLOCKS: dict[str, type] = {
   "data": data.DataConfig,
   "corruption": corruptions.CorruptionConfig,
@@ -331,7 +331,7 @@ def _from_config(config: Any) -> Settings:
     raise errors.ConfigError(f"config lacks block(s) {missing}; start from configs/default.py")
   check(at_least(blocks["seed"], 0), "seed", "an int >= 0", blocks["seed"])
   typed = {name: typed_config.from_block(cls, blocks[name], name) for name, cls in BLOCKS.items() if name in blocks}
-  typed["model"] = models.model_config(blocks["model"])
+  typed["model"] = models.network_config(blocks["model"])
   if typed["corruption"].blur_schedule == "selected":  # the levels come from WORKDIR/levels.json
     typed["corruption"] = dataclasses.replace(typed["corruption"], blur_sigma_table=None)
   return Settings(seed=blocks["seed"], **typed)

@@ -1,8 +1,9 @@
-"""The mesh, the model and optimizer built from settings, and the train state on its devices.
+"""The mesh, the optimizer built from settings, and the train state on its devices (the network
+itself comes from `models.make_network(settings.model)`).
 
 * `make_mesh()`: one ("data",) axis over every device of every process; `replicated(mesh)` and
   `batch_sharding(mesh)` are the two shardings used (state replicated, batches split).
-* `make_model(cfg)`, `make_optimizer(cfg)`: the network φ_θ and Adam with warm-up and clipping
+* `make_optimizer(cfg)`: Adam with warm-up and clipping
   (docs/method.md §6).
 * `TrainState` and `create_state`: the state is created directly with its sharding
   (`jax.eval_shape` → shardings → `jax.jit(init, out_shardings=…)`), never first on one device;
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from soft_diffusion import errors, models
+from soft_diffusion import errors
 
 if TYPE_CHECKING:
   from soft_diffusion.settings import OptimConfig
@@ -61,11 +62,6 @@ def check_batch_split(field: str, batch_size: int, mesh: jax.sharding.Mesh) -> N
 # Model and optimizer.
 
 
-def make_model(cfg: models.ModelConfig) -> nn.Module:
-  """The network φ_θ that `cfg` (its type: model.name) describes."""
-  return models.make_network(cfg)
-
-
 def make_optimizer(cfg: OptimConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Adam with linear warm-up and global-norm clipping (docs/method.md §6); optionally cosine decay to 0."""
   if cfg.decay == "cosine":
@@ -93,10 +89,10 @@ class TrainState:
   first_nonfinite_step: jax.Array  # -1 until step n (1-based, as logged) meets a non-finite loss or gradient
 
 
-def _init_fn(model: nn.Module, optimizer: optax.GradientTransformation, image_shape: tuple[int, ...], seed: int):
+def _init_fn(network: nn.Module, optimizer: optax.GradientTransformation, image_shape: tuple[int, ...], seed: int):
   def init() -> TrainState:
     x = jnp.zeros((1, *image_shape), jnp.float32)
-    params = model.init(jax.random.fold_in(jax.random.key(seed), -1 % 2**31), x, jnp.zeros((1,)))["params"]
+    params = network.init(jax.random.fold_in(jax.random.key(seed), -1 % 2**31), x, jnp.zeros((1,)))["params"]
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
@@ -108,14 +104,14 @@ def _init_fn(model: nn.Module, optimizer: optax.GradientTransformation, image_sh
   return init
 
 
-def create_state(model: nn.Module, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
+def create_state(network: nn.Module, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
   """Initial state, created directly with `sharding` (replicated) on every device."""
-  init = _init_fn(model, optimizer, image_shape, seed)
+  init = _init_fn(network, optimizer, image_shape, seed)
   shardings = jax.tree.map(lambda _: sharding, jax.eval_shape(init))
   return jax.jit(init, out_shardings=shardings)()
 
 
-def abstract_state(model: nn.Module, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
+def abstract_state(network: nn.Module, optimizer, image_shape: tuple[int, ...], seed: int, sharding) -> TrainState:
   """The state's shapes and dtypes with `sharding`, without computing it (a restore target)."""
-  abstract = jax.eval_shape(_init_fn(model, optimizer, image_shape, seed))
+  abstract = jax.eval_shape(_init_fn(network, optimizer, image_shape, seed))
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)

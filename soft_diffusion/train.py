@@ -6,7 +6,7 @@ progress, sample grids, checkpoints and SIGTERM).
 
 Randomness: step n uses fold_in(key(seed), n), split into t, noise and dropout keys, so a resumed
 run draws exactly what an uninterrupted one would, for any device count. Everything else lives
-in its own module: settings.py (config), state.py (mesh, model, optimizer, state),
+in its own module: settings.py (config), state.py (mesh, network, optimizer, state),
 checkpoints.py (Orbax), sample.py (p_1, sample grids), artifacts.py (files).
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from etils import epath
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, levels, losses
+from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, levels, losses, models
 from soft_diffusion import preemption as preemption_lib
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
@@ -41,7 +41,7 @@ GRID_IMAGES = 64  # images in the sample grids written during training
 # The train step.
 
 
-def make_train_step(model, corruption, optimizer, schedule, settings: Settings, skip=None):
+def make_train_step(network, corruption, optimizer, schedule, settings: Settings, skip=None):
   """(state, batch [B,H,W,C]) -> (state, metrics). A step with a non-finite loss or gradient
   leaves the state unchanged and records its number (1-based: the n-th step, the numbering of the
   log and of checkpoints) in `first_nonfinite_step`.
@@ -61,7 +61,7 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings, 
 
   def loss_fn(params, x0, t, noise, dropout_key):
     denoise_fn = make_denoise_fn(
-      model, params, noise_std=corruption.noise_std, skip=skip, train=True, dropout_key=dropout_key
+      network, params, noise_std=corruption.noise_std, skip=skip, train=True, dropout_key=dropout_key
     )
     per_example = losses.soft_score_matching_per_example(
       denoise_fn,
@@ -132,12 +132,12 @@ def make_train_step(model, corruption, optimizer, schedule, settings: Settings, 
   return train_step
 
 
-def jit_train_step(model, corruption, optimizer, schedule, settings: Settings, state: TrainState, mesh, skip=None):
+def jit_train_step(network, corruption, optimizer, schedule, settings: Settings, state: TrainState, mesh, skip=None):
   """`make_train_step`, jitted over `mesh`: state replicated and donated, batch split."""
   replicated = state_lib.replicated(mesh)
   state_shardings = jax.tree.map(lambda _: replicated, state)
   return jax.jit(
-    make_train_step(model, corruption, optimizer, schedule, settings, skip),
+    make_train_step(network, corruption, optimizer, schedule, settings, skip),
     in_shardings=(state_shardings, state_lib.batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated),
     donate_argnums=(0,),
@@ -334,15 +334,15 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   evaluator = InTrainingEval(settings, workdir, mesh) if settings.eval.every_steps else None
 
   # -- state, step, checkpoints (resume if there is one)
-  model = state_lib.make_model(settings.model)
+  network = models.make_network(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   manager = checkpoints.training_manager(workdir, settings.checkpoint, keep_best=evaluator is not None)
   # A resumed run never computes the initial state: its shapes are the restore target (no init
   # compile, which on a pod costs every process minutes at every restart).
   init = state_lib.abstract_state if manager.latest_step() is not None else state_lib.create_state
-  state = init(model, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
+  state = init(network, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
   skip = sample_lib.make_skip(settings, corruption, workdir, fit_missing=True)  # model.skip = 'wiener' only
-  train_step = jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, skip)
+  train_step = jit_train_step(network, corruption, optimizer, schedule, settings, state, mesh, skip)
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:
     log.info("resumed from step %d", int(state.step))
@@ -350,7 +350,7 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
 
   # -- prior p_1 (written once per workdir, reused on resume and by --mode sample) and grids
   prior = sample_lib.make_prior(settings, corruption, workdir, fit_missing=True)
-  draw_fn = sample_lib.make_draw_fn(model, corruption, settings.sample, mesh, skip=skip)
+  draw_fn = sample_lib.make_draw_fn(network, corruption, settings.sample, mesh, skip=skip)
 
   def stop_if_nonfinite() -> None:
     bad = int(state.first_nonfinite_step)

@@ -107,7 +107,7 @@ blur = corruptions.make(corruptions.CorruptionConfig(name="blur", blur_sigma_max
 x = jnp.zeros((2, 8, 8, 3))
 y = blur.apply(x, jnp.array([0.5, 1.0]))
 cfg = {"name": "unet", "channels": 4, "channel_mult": (1, 2), "attention_resolutions": ()}
-net = models.make_network(models.model_config(cfg))
+net = models.make_network(models.network_config(cfg))
 print("ok", y.shape, type(net).__name__, evaluation.fid.__name__, exact.frechet_distance.__name__)
 """
 

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from soft_diffusion import corruptions, samplers
+from soft_diffusion import corruptions, models, samplers
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
 
@@ -31,4 +31,4 @@ def test_config_validates_and_builds_its_parts(path):
     corruptions.make(settings.corruption)
   samplers.get(settings.sample.sampler)
   state_lib.make_optimizer(settings.optim)
-  state_lib.make_model(settings.model)
+  models.make_network(settings.model)

@@ -1,13 +1,12 @@
 """FID and KID on feature vectors: against float64 references and closed forms."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 import scipy.linalg
 
-from soft_diffusion import evaluation
+from soft_diffusion import data, evaluation
+
+SPLITS = ("train", "validation")
 
 
 def gaussian(rng, n, d, shift=0.0, scale=1.0):
@@ -78,10 +77,11 @@ def test_fid_sanity_ladder(tfds_dir):
 
   With 24 images a set FID carries a large small-sample bias (n = 180 gives 31 for the first
   row, see docs/evaluation.md), so "small" is checked with the unbiased KID."""
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-  import fid_ladder
-
-  rows = fid_ladder.ladder(24, [1.0, 3.0], tfds_dir)
+  cfg = data.DataConfig(name="digits", path=tfds_dir, image_size=16)
+  train, held_out = (
+    np.concatenate(list(data.first_batches(cfg, split, 24, batch_size=24))) for split in ("train", "validation")
+  )
+  rows = evaluation.blur_ladder(train, held_out, [1.0, 3.0])
   fids = [fid for _, fid, _ in rows]
   kids = [kid for _, _, kid in rows]
   assert fids[0] < fids[1] < fids[2] and kids[0] < kids[1] < kids[2], rows

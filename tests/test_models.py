@@ -204,7 +204,7 @@ def test_ncsnpp_output_shape_near_zero_start_and_bfloat16():
 def test_ncsnpp_celeba64_size_and_flops_are_score_sdes():
   """docs/method.md §6 / score_sde's CelebA NCSN++ (nf 128, (1, 2, 2, 2), 4 blocks, attention at 16):
   62.69M parameters and 81.5 GFLOP per 64×64 image (XLA's count, 2 FLOP per multiply-add)."""
-  cfg = models.model_config({"name": "ncsnpp"})  # the defaults: configs/default.py's model block
+  cfg = models.network_config({"name": "ncsnpp"})  # the defaults: configs/default.py's model block
   model = models.make_network(cfg)
   x, t = jnp.zeros((1, 64, 64, 3)), jnp.zeros(1)
   params = jax.eval_shape(model.init, jax.random.key(0), x, t)
@@ -215,12 +215,12 @@ def test_ncsnpp_celeba64_size_and_flops_are_score_sdes():
   assert abs(flops / 81.5e9 - 1) <= 0.03, f"NCSN++ forward is {flops / 1e9:.2f} GFLOP per image, score_sde's 81.5"
 
 
-def test_model_config_picks_the_network_and_guards_the_other_fields():
-  assert isinstance(models.model_config({"name": "unet", "num_heads": 2}), UNetConfig)
-  assert isinstance(models.model_config({"name": "ncsnpp", "num_heads": 1}), NCSNppConfig)  # at its default
+def test_network_config_picks_the_network_and_guards_the_other_fields():
+  assert isinstance(models.network_config({"name": "unet", "num_heads": 2}), UNetConfig)
+  assert isinstance(models.network_config({"name": "ncsnpp", "num_heads": 1}), NCSNppConfig)  # at its default
   with pytest.raises(ValueError, match="config.model.fir_kernel must be left at"):
-    models.model_config({"name": "unet", "fir_kernel": (1, 1)})
+    models.network_config({"name": "unet", "fir_kernel": (1, 1)})
   with pytest.raises(ValueError, match="config.model.name must be one of"):
-    models.model_config({"name": "resnet"})
+    models.network_config({"name": "resnet"})
   with pytest.raises(ValueError, match="config.model has unknown field"):
-    models.model_config({"name": "unet", "chanels": 3})
+    models.network_config({"name": "unet", "chanels": 3})

@@ -72,7 +72,7 @@ def test_bad_values_fail_with_the_field_name(block, key, value, match):
 
 def test_a_non_bool_remat_is_refused():  # a ConfigDict refuses it itself; a plain mapping reaches the check
   with pytest.raises(errors.ConfigError, match="config.model.remat must be True or False, got 1"):
-    models.model_config({"name": "unet", "remat": 1})
+    models.network_config({"name": "unet", "remat": 1})
 
 
 def test_unknown_blocks_and_keys_are_refused():

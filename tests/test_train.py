@@ -14,7 +14,7 @@ import optax
 import pytest
 from support import REPO, checkpoint_steps, cli, cpu_env, flat, saved_state
 
-from soft_diffusion import artifacts, corruptions, losses, train
+from soft_diffusion import artifacts, corruptions, losses, models, train
 from soft_diffusion import settings as settings_lib
 from soft_diffusion import state as state_lib
 from soft_diffusion.models import make_denoise_fn
@@ -93,7 +93,7 @@ def test_one_train_step_against_golden_values_and_first_principles(tiny_config):
   config.optim.warmup_steps = 0
   config.optim.decay = "constant"
   settings = settings_lib.load(config)
-  model = state_lib.make_model(settings.model)
+  model = models.make_network(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruptions.make(settings.corruption)
   state = state_lib.create_state(
@@ -206,7 +206,7 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_config):
     config = tiny_config.copy_and_resolve_references()
     config.train.grad_accum_steps, config.model.remat = accum, remat
     settings = settings_lib.load(config)
-    model = state_lib.make_model(settings.model)
+    model = models.make_network(settings.model)
     optimizer, schedule = state_lib.make_optimizer(settings.optim)
     state = state_lib.create_state(
       model, optimizer, (8, 8, 1), settings.seed, state_lib.replicated(state_lib.make_mesh())

@@ -31,6 +31,7 @@ import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -46,10 +47,17 @@ __all__ = [
   "inception_features",
   "load_inception_params",
   "spectral",
+  "to_uint8",
+  "blur_ladder",
   "INCEPTION_SOURCE",
 ]
 
 INCEPTION_SOURCE = weights.SOURCE
+
+
+def to_uint8(x) -> jax.Array:
+  """Images in [-1, 1] -> uint8 [0, 255] (rounded): the one rule for samples and reference images."""
+  return jnp.round((jnp.asarray(x) + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8)
 
 
 @functools.lru_cache(maxsize=2)
@@ -98,3 +106,26 @@ def inception_features(images, *, params: Any = None, batch_size: int = 64, mesh
       feats = fn(params, chunk)
     out.append(np.asarray(feats)[: batch_size - pad])
   return np.concatenate(out) if out else np.zeros((0, inception.FEATURES), np.float32)
+
+
+def blur_ladder(
+  reference, held_out, sigmas, *, params: Any = None, kid_subsets: int = 20
+) -> list[tuple[str, float, float]]:
+  """The FID sanity ladder: [(label, FID, KID)] of `reference` images against `held_out` images,
+  then against `held_out` blurred by each σ in `sigmas` (pixels). Images are float [N, H, W, C] in
+  [-1, 1]; a working FID is smallest for the first row and rises with the blur."""
+  from soft_diffusion import corruptions  # the metrics above do not need the operators
+
+  params = load_inception_params() if params is None else params
+
+  def features(x):
+    return inception_features(np.asarray(to_uint8(x)), params=params, batch_size=32)
+
+  ref = features(reference)
+  rows = []
+  for sigma in [0.0, *sigmas]:
+    x = held_out if sigma == 0 else corruptions.gaussian_blur(jnp.asarray(held_out), jnp.full((len(held_out),), sigma))
+    f = features(x)
+    kid_mean, _ = kid(ref, f, num_subsets=kid_subsets, subset_size=min(len(held_out), 100))
+    rows.append(("held-out" if sigma == 0 else f"held-out, blur σ={sigma:g} px", fid(ref, f), kid_mean))
+  return rows

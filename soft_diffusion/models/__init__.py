@@ -1,7 +1,7 @@
 """Networks φ_θ (each with its own config dataclass) and the denoiser wrapper h_θ = φ_θ + x_t.
 
     from soft_diffusion import models
-    cfg = models.model_config({"name": "ncsnpp", "channels": 64})   # or a UNetConfig / NCSNppConfig
+    cfg = models.network_config({"name": "ncsnpp", "channels": 64})   # or a UNetConfig / NCSNppConfig
     network = models.make_network(cfg)                               # a Flax Linen module
     denoise_fn = models.make_denoise_fn(network, params)             # (x_t, t) -> x̂_0
 
@@ -25,7 +25,7 @@ from soft_diffusion.models.unet import UNet, UNetConfig
 
 __all__ = [
   "NETWORKS",
-  "ModelConfig",
+  "NetworkConfig",
   "NCSNpp",
   "NCSNppConfig",
   "UNet",
@@ -33,12 +33,12 @@ __all__ = [
   "make_denoise_fn",
   "wiener_skip",
   "make_network",
-  "model_config",
+  "network_config",
   "resolve_dtype",
   "timestep_embedding",
 ]
 
-ModelConfig = UNetConfig | NCSNppConfig
+NetworkConfig = UNetConfig | NCSNppConfig
 
 # model.name -> (its config dataclass, its Linen module).
 NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
@@ -47,7 +47,7 @@ NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
 }
 
 
-def model_config(block: Any) -> ModelConfig:
+def network_config(block: Any) -> NetworkConfig:
   """The typed config of the network `block["name"]` names (default 'ncsnpp').
 
   Keys of the other networks must hold their defaults (they would be ignored otherwise); unknown
@@ -71,7 +71,7 @@ def model_config(block: Any) -> ModelConfig:
   return typed_config.from_block(cls, values, "model")
 
 
-def make_network(cfg: ModelConfig, backend: str | None = None) -> nn.Module:
+def make_network(cfg: NetworkConfig, backend: str | None = None) -> nn.Module:
   """The Linen module for a typed model config. model.dtype 'auto' computes in bfloat16 on a
   'gpu' or 'tpu' backend (`backend`, default: JAX's default backend when the network runs),
   else in float32; parameters are float32 either way."""

@@ -1,8 +1,12 @@
 """What the networks share: compute dtypes, the output-scale choice, the checks of the fields
-every network config has, and the sinusoidal time embedding."""
+every network config has, the sinusoidal time embedding, and the building blocks: `group_norm`,
+the residual block `ResBlock` and the self-attention block `AttnBlock`. Each network configures
+the blocks (initialisers, resampling, the attention's parameter layout); parameter names and
+shapes are those each network had before the blocks were shared, so checkpoints still load."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -81,3 +85,105 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> 
   freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
   args = 1000.0 * t.astype(jnp.float32)[:, None] * freqs[None, :]
   return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks.
+
+
+def num_groups(channels: int) -> int:
+  """GroupNorm groups for `channels`: a quarter of them, at most 32, at least 1."""
+  return min(32, max(1, channels // 4))
+
+
+def group_norm(x: jax.Array, dtype: Any) -> jax.Array:
+  """GroupNorm over the last axis (`num_groups`), created in the calling module's scope."""
+  return nn.GroupNorm(num_groups(x.shape[-1]), dtype=dtype)(x)
+
+
+class ResBlock(nn.Module):
+  """The residual block of both networks: GroupNorm, swish, [resample], 3×3 conv, + a projection
+  of the time embedding, GroupNorm, swish, dropout, 3×3 conv initialised by `last_init` (zero or
+  near zero, so the block starts as the identity path), and a 1×1 conv on the skip when the
+  channels or the size change; output (skip + h)/√2.
+
+  resample: None, or a function applied to both the branch and the skip after the first norm
+    (NCSN++'s FIR up- and downsampling: BigGAN-type blocks).
+  kernel_init / last_init: the initialiser of every conv and dense / of the last conv.
+  """
+
+  out_channels: int
+  dropout: float
+  dtype: Any = jnp.float32
+  resample: Callable[[jax.Array], jax.Array] | None = None
+  kernel_init: Callable[..., Any] = nn.linear.default_kernel_init
+  last_init: Callable[..., Any] = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
+    def conv(h: jax.Array, kernel: int, init: Callable[..., Any]) -> jax.Array:
+      return nn.Conv(self.out_channels, (kernel, kernel), kernel_init=init, dtype=self.dtype)(h)
+
+    h = nn.swish(group_norm(x, self.dtype))
+    if self.resample is not None:
+      h, x = self.resample(h), self.resample(x)
+    h = conv(h, 3, self.kernel_init)
+    temb = nn.Dense(self.out_channels, kernel_init=self.kernel_init, dtype=self.dtype)(nn.swish(temb))
+    h = h + temb[:, None, None, :]
+    h = nn.swish(group_norm(h, self.dtype))
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = conv(h, 3, self.last_init)
+    if x.shape[-1] != self.out_channels or self.resample is not None:
+      x = conv(x, 1, self.kernel_init)
+    return (x + h) / math.sqrt(2.0)
+
+
+ATTENTION_LAYOUTS = ("heads", "single")
+
+
+class AttnBlock(nn.Module):
+  """Multi-head self-attention over the H·W positions, residual, (x + out)/√2.
+
+  The key and value projections have no bias: a key bias adds the same logit to every key of a
+  query (softmax cancels it) and a value bias passes through the attention weights (which sum
+  to 1) as a constant the output bias already provides. Such parameters get a gradient that is
+  zero up to rounding, which Adam would normalise into steps of full size in a random
+  direction. The softmax runs in float32 whatever `dtype` is.
+
+  layout: 'heads', projections of shape [C, heads, C/heads] (the U-Net's), or 'single', one head
+    with [C, C] projections (NCSN++'s, as score_sde's).
+  qkv_init / out_init: the initialisers of the query, key and value / of the output projection.
+  """
+
+  num_heads: int = 1
+  dtype: Any = jnp.float32
+  layout: str = "heads"
+  qkv_init: Callable[..., Any] = nn.linear.default_kernel_init
+  out_init: Callable[..., Any] = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, height, width, c = x.shape
+    if self.layout not in ATTENTION_LAYOUTS:
+      raise ValueError(f"layout must be one of {ATTENTION_LAYOUTS}, got {self.layout!r}")
+    heads = self.num_heads if self.layout == "heads" else 1
+    if c % heads:
+      raise ValueError(f"attention over {c} channels cannot be split into {heads} heads")
+    head_dim = c // heads
+    h = group_norm(x, self.dtype).reshape(b, height * width, c)
+    if self.layout == "heads":  # q, k, v: [B, N, heads, head_dim]
+      dense = functools.partial(nn.DenseGeneral, (heads, head_dim))
+      logits_spec, out_spec = "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd"
+      out = nn.DenseGeneral(c, axis=(-2, -1), kernel_init=self.out_init, dtype=self.dtype, name="out")
+    else:  # q, k, v: [B, N, C]
+      dense = functools.partial(nn.Dense, c)
+      logits_spec, out_spec = "bqc,bkc->bqk", "bqk,bkc->bqc"
+      out = nn.Dense(c, kernel_init=self.out_init, dtype=self.dtype, name="out")
+    q, k, v = (
+      dense(use_bias=bias, kernel_init=self.qkv_init, dtype=self.dtype, name=name)(h)
+      for name, bias in (("query", True), ("key", False), ("value", False))
+    )
+    logits = jnp.einsum(logits_spec, q, k, preferred_element_type=jnp.float32) / math.sqrt(head_dim)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    h = out(jnp.einsum(out_spec, weights, v))
+    return (x + h.reshape(b, height, width, c)) / math.sqrt(2.0)

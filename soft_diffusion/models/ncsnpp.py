@@ -31,6 +31,7 @@ Computation runs in `config.dtype` (e.g. bfloat16) with float32 parameters; the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -42,7 +43,10 @@ import numpy as np
 from soft_diffusion import typed_config
 from soft_diffusion.models.common import (
   DTYPES,
+  AttnBlock,
+  ResBlock,
   check_network_config,
+  group_norm,
   residual_blocks,
   resolve_dtype,
   timestep_embedding,
@@ -132,58 +136,11 @@ def _init(scale: float = 1.0) -> Any:
   return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, "fan_avg", "uniform")
 
 
-def _groups(channels: int) -> int:
-  return min(channels // 4, 32)
-
-
 def _conv(
   x: jax.Array, features: int, kernel: int, dtype: Any, *, scale: float = 1.0, strides: int = 1, padding="SAME"
 ):
   conv = nn.Conv(features, (kernel, kernel), strides=strides, padding=padding, kernel_init=_init(scale), dtype=dtype)
   return conv(x)
-
-
-class ResBlock(nn.Module):
-  """BigGAN-type residual block; `resample` is None, 'up' or 'down'."""
-
-  out_channels: int
-  dropout: float
-  fir_kernel: tuple[int, ...]
-  resample: str | None = None
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
-    h = nn.swish(nn.GroupNorm(_groups(x.shape[-1]), dtype=self.dtype)(x))
-    if self.resample == "up":
-      h, x = fir_upsample(h, self.fir_kernel), fir_upsample(x, self.fir_kernel)
-    elif self.resample == "down":
-      h, x = fir_downsample(h, self.fir_kernel), fir_downsample(x, self.fir_kernel)
-    h = _conv(h, self.out_channels, 3, self.dtype)
-    h = h + nn.Dense(self.out_channels, kernel_init=_init(), dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
-    h = nn.swish(nn.GroupNorm(_groups(self.out_channels), dtype=self.dtype)(h))
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = _conv(h, self.out_channels, 3, self.dtype, scale=0.0)
-    if x.shape[-1] != self.out_channels or self.resample is not None:
-      x = _conv(x, self.out_channels, 1, self.dtype)
-    return (x + h) / math.sqrt(2.0)
-
-
-class AttnBlock(nn.Module):
-  """Single-head self-attention over the H·W positions, (x + out)/√2 (no key/value bias)."""
-
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, height, width, c = x.shape
-    h = nn.GroupNorm(_groups(c), dtype=self.dtype)(x).reshape(b, height * width, c)
-    dense = lambda name, bias, scale: nn.Dense(c, use_bias=bias, kernel_init=_init(scale), dtype=self.dtype, name=name)
-    q, k, v = dense("query", True, 0.1)(h), dense("key", False, 0.1)(h), dense("value", False, 0.1)(h)
-    logits = jnp.einsum("bqc,bkc->bqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(c)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    h = dense("out", True, 0.0)(jnp.einsum("bqk,bkc->bqc", weights, v))
-    return (x + h.reshape(b, height, width, c)) / math.sqrt(2.0)
 
 
 class PyramidDownsample(nn.Module):
@@ -212,7 +169,15 @@ class NCSNpp(nn.Module):
     dtype = DTYPES[resolve_dtype(cfg.dtype, jax.default_backend())]
     out_channels = x.shape[-1]
     res_block = residual_blocks(ResBlock, cfg.remat)
-    block = lambda channels, resample=None: res_block(channels, cfg.dropout, cfg.fir_kernel, resample, dtype)
+    resamplers = {
+      None: None,
+      "up": functools.partial(fir_upsample, taps=cfg.fir_kernel),
+      "down": functools.partial(fir_downsample, taps=cfg.fir_kernel),
+    }
+    block = lambda channels, resample=None: res_block(  # BigGAN-type: resampling inside the block
+      channels, cfg.dropout, dtype, resamplers[resample], kernel_init=_init(), last_init=_init(0.0)
+    )
+    attention = lambda: AttnBlock(1, dtype, "single", qkv_init=_init(0.1), out_init=_init(0.0))
 
     temb = timestep_embedding(t, cfg.channels)
     temb = nn.Dense(4 * cfg.channels, kernel_init=_init(), dtype=dtype)(temb)
@@ -226,7 +191,7 @@ class NCSNpp(nn.Module):
       for _ in range(cfg.num_res_blocks):
         h = block(cfg.channels * mult)(skips[-1], temb, train)
         if h.shape[1] in cfg.attention_resolutions:
-          h = AttnBlock(dtype)(h)
+          h = attention()(h)
         skips.append(h)
       if level != last:
         h = block(skips[-1].shape[-1], "down")(skips[-1], temb, train)
@@ -236,18 +201,18 @@ class NCSNpp(nn.Module):
 
     h = skips[-1]
     h = block(h.shape[-1])(h, temb, train)
-    h = AttnBlock(dtype)(h)
+    h = attention()(h)
     h = block(h.shape[-1])(h, temb, train)
 
     for level, mult in reversed(list(enumerate(cfg.channel_mult))):
       for _ in range(cfg.num_res_blocks + 1):
         h = block(cfg.channels * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
       if h.shape[1] in cfg.attention_resolutions:
-        h = AttnBlock(dtype)(h)
+        h = attention()(h)
       if level != 0:
         h = block(h.shape[-1], "up")(h, temb, train)
     assert not skips
 
-    h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]), dtype=dtype)(h))
+    h = nn.swish(group_norm(h, dtype))
     h = _conv(h, out_channels, 3, dtype, scale=0.0)
     return h.astype(jnp.float32)

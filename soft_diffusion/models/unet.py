@@ -18,8 +18,6 @@ is float32.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -28,7 +26,10 @@ import jax.numpy as jnp
 from soft_diffusion import typed_config
 from soft_diffusion.models.common import (
   DTYPES,
+  AttnBlock,
+  ResBlock,
   check_network_config,
+  group_norm,
   residual_blocks,
   resolve_dtype,
   timestep_embedding,
@@ -61,57 +62,6 @@ class UNetConfig:
   def downsamplings(self) -> int:
     """Times the input is halved: H and W must be divisible by 2 to this power."""
     return len(self.channel_mult) - 1
-
-
-def _groups(channels: int) -> int:
-  return min(32, max(1, channels // 4))
-
-
-class ResBlock(nn.Module):
-  out_channels: int
-  dropout: float
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
-    h = nn.swish(nn.GroupNorm(_groups(x.shape[-1]), dtype=self.dtype)(x))
-    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype)(h)
-    h = h + nn.Dense(self.out_channels, dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
-    h = nn.swish(nn.GroupNorm(_groups(self.out_channels), dtype=self.dtype)(h))
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros)(h)
-    if x.shape[-1] != self.out_channels:
-      x = nn.Conv(self.out_channels, (1, 1), dtype=self.dtype)(x)
-    return (x + h) / math.sqrt(2.0)
-
-
-class AttnBlock(nn.Module):
-  """Multi-head self-attention over the H·W positions, residual, rescaled by 1/√2.
-
-  The key and value projections have no bias: a key bias adds the same logit to every key of a
-  query (softmax cancels it) and a value bias passes through the attention weights (which sum
-  to 1) as a constant the output bias already provides. Such parameters get a gradient that is
-  zero up to rounding, which Adam would normalise into steps of full size in a random
-  direction. The softmax runs in float32 whatever `dtype` is.
-  """
-
-  num_heads: int = 1
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, height, width, c = x.shape
-    if c % self.num_heads:
-      raise ValueError(f"attention over {c} channels cannot be split into {self.num_heads} heads")
-    head_dim = c // self.num_heads
-    h = nn.GroupNorm(_groups(c), dtype=self.dtype)(x).reshape(b, height * width, c)
-    proj = lambda name, bias: nn.DenseGeneral((self.num_heads, head_dim), use_bias=bias, dtype=self.dtype, name=name)
-    q, k, v = proj("query", True)(h), proj("key", False)(h), proj("value", False)(h)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(head_dim)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    h = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-    h = nn.DenseGeneral(c, axis=(-2, -1), dtype=self.dtype, kernel_init=nn.initializers.zeros, name="out")(h)
-    return (x + h.reshape(b, height, width, c)) / math.sqrt(2.0)
 
 
 class UNet(nn.Module):
@@ -157,6 +107,6 @@ class UNet(nn.Module):
         h = nn.Conv(c, (3, 3), dtype=dtype)(h)
     assert not skips
 
-    h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]), dtype=dtype)(h))
+    h = nn.swish(group_norm(h, dtype))
     h = nn.Conv(out_channels, (3, 3), dtype=dtype, kernel_init=nn.initializers.zeros)(h)
     return h.astype(jnp.float32)
