@@ -1,13 +1,15 @@
 """The command line answers every input error a user can make in one line.
 
-Each case runs the real CLI (`python -m soft_diffusion.main`) in a subprocess and must end with
-exit status 2, exactly one line on stderr (`error: ...` naming the field, path or flag and what is
-allowed or what to run), no traceback, and nothing written to the workdir. The cases run
-concurrently (they are independent processes); each is then checked by its own test.
+Each case runs the real command line (`soft_diffusion.main.main(argv)`, what `python -m
+soft_diffusion.main` runs) in a process of its own and must end with exit status 2, exactly one
+line on stderr (`error: ...` naming the field, path or flag and what is allowed or what to run),
+no traceback, and nothing written to the workdir. The processes are forked from two runners
+(tests/cli_runner.py) that import the package once, instead of starting an interpreter per case;
+a few tests below start the real `python -m soft_diffusion.main` as users do.
 """
 
 import concurrent.futures
-import os
+import json
 import pathlib
 import subprocess
 import sys
@@ -167,27 +169,47 @@ def tree(path: pathlib.Path):
 def results(tmp_path_factory, tfds_dir):
   tmp = tmp_path_factory.mktemp("bad_input")
   make_scratch(tmp)
-
-  def run(case):
-    name, (flags, _) = case
-    flags = [f.format(tmp=tmp, tfds=tfds_dir) for f in flags]
+  names, cases, workdirs = list(CASES), [], []
+  for name in names:
+    flags = [f.format(tmp=tmp, tfds=tfds_dir) for f in CASES[name][0]]
     if not any(f.startswith("--config.data.path") for f in flags):
       flags.append(f"--config.data.path={tfds_dir}")
     given = [f.split("=", 1)[1] for f in flags if f.startswith("--workdir=")]
     workdir = given[0] if given else str(tmp / "runs" / name.replace(" ", "_").replace("/", "_"))
     config = next((f.split("=", 1)[1] for f in flags if f.startswith("--config=")), "configs/tiny.py")
     flags = [f for f in flags if not f.startswith(("--workdir=", "--config="))]
-    env = {"SOFT_DIFFUSION_CACHE": str(tmp / "no_weights")} if name in NO_WEIGHTS else None
-    before = tree(pathlib.Path(workdir)) if workdir else None
-    proc = cli(workdir, *flags, config=config, env=env, timeout=300)
-    return name, (proc, before, tree(pathlib.Path(workdir)) if workdir else None)
+    env = {"SOFT_DIFFUSION_CACHE": str(tmp / "no_weights")} if name in NO_WEIGHTS else {}
+    cases.append({"argv": [f"--config={config}", f"--workdir={workdir}", *flags], "env": env})
+    workdirs.append(pathlib.Path(workdir))
+  before = [tree(w) for w in workdirs]
 
-  # The digits are prepared once, before the concurrent runs read them.
+  # The digits are prepared once, before the runs read them.
   from soft_diffusion import data
 
   data.make_source(data.DataConfig(name="digits", path=tfds_dir), "train")
-  with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-    return dict(pool.map(run, CASES.items()))
+
+  def runner(part):
+    proc = subprocess.run(
+      [sys.executable, "tests/cli_runner.py"],
+      input=json.dumps(part),
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env=cpu_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+  halves = [cases[0::2], cases[1::2]]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    first, second = pool.map(runner, halves)
+  ran = [None] * len(cases)
+  ran[0::2], ran[1::2] = first, second
+  return {
+    name: (subprocess.CompletedProcess([], r["returncode"], "", r["stderr"]), b, tree(w))
+    for name, r, b, w in zip(names, ran, before, workdirs, strict=True)
+  }
 
 
 def test_there_are_at_least_30_distinct_bad_inputs():
