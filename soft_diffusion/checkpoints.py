@@ -155,15 +155,15 @@ class SaveWatcher:
       self.poll()
 
 
-def run_metadata(config: Any) -> dict[str, Any]:
-  """The config (as plain JSON) and the versions of the packages that computed the run."""
+def run_metadata(settings: Any) -> dict[str, Any]:
+  """The settings (as plain JSON) and the versions of the packages that computed the run."""
   versions = {}
   for pkg in ("soft_diffusion", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy"):
     try:
       versions[pkg] = importlib.metadata.version(pkg)
     except importlib.metadata.PackageNotFoundError:
       versions[pkg] = None
-  return {"config": json.loads(json.dumps(typed_config.as_dict(config), default=str)), "versions": versions}
+  return {"config": json.loads(json.dumps(typed_config.as_dict(settings), default=str)), "versions": versions}
 
 
 def _reader(workdir: epath.Path) -> ocp.CheckpointManager:
