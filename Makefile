@@ -14,7 +14,7 @@ DEMO_DIR ?= runs/digits
 demo: $(STAMP)
 	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR)
 	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR) --mode sample
-	$(BIN)/python benchmarks/digits_quality.py $(DEMO_DIR)/samples/samples.npz
+	$(BIN)/python benchmarks/digits_quality.py $(DEMO_DIR)/samples/samples.npz --json $(DEMO_DIR)/samples/quality.json
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -72,8 +72,8 @@ def test_gaussian_field_trains_and_evaluates_exactly_and_eval_resumes(tmp_path, 
   config.eval.num_steps = (2,)
   config.eval.samplers = ("momentum",)
   train.run_training(settings_lib.load(config, str(tmp_path), resolve_levels=False), str(tmp_path))
-  schedule = json.loads((tmp_path / "levels.json").read_text())
-  assert schedule["num_images"] == 0 and schedule["fingerprint"]["field"] == [2.0, 0.3]
+  selected = json.loads((tmp_path / "levels.json").read_text())
+  assert selected["num_images"] == 0 and selected["fingerprint"]["field"] == [2.0, 0.3]
 
   with pytest.raises(errors.ConfigError, match="'gaussian_field' needs no reference statistics"):
     evaluate.reference_stats(settings_lib.load(config, tmp_path), tmp_path)
