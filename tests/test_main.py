@@ -256,3 +256,11 @@ def test_a_bug_keeps_its_traceback(tmp_path, tfds_dir):
   proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=cpu_env())
   assert proc.returncode not in (0, 2) and "Traceback" in proc.stderr
   assert "RuntimeError: a bug in the loop" in proc.stderr
+
+
+def test_the_old_mode_name_still_selects_levels_with_a_one_line_warning(tmp_path, tiny_flags):
+  proc = cli(tmp_path / "run", *tiny_flags, "--mode=schedule")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  warnings = [line for line in proc.stderr.splitlines() if "deprecated" in line]
+  assert len(warnings) == 1 and "--mode schedule is deprecated: it is now --mode levels" in warnings[0]
+  assert (tmp_path / "run" / "levels.json").is_file() and not (tmp_path / "run" / "schedule.json").exists()
