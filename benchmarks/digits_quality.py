@@ -26,6 +26,7 @@ import json
 import pathlib
 
 import numpy as np
+import study_records  # benchmarks/, beside this script
 
 
 def to_native(images: np.ndarray) -> np.ndarray:
@@ -66,13 +67,8 @@ def table(record: dict) -> str:
       "1 / ≤ 0.012",
     ),
   ]
-  lines = [
-    f"{record['num_samples']} samples ({record['samples']})",
-    "",
-    "| what | measured | target |",
-    "|---|---|---|",
-  ]
-  return "\n".join([*lines, *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
+  caption = f"{record['num_samples']} samples ({record['samples']})"
+  return study_records.markdown_table(caption, ("what", "measured", "target"), rows, "|---|---|---|")
 
 
 def main() -> None:

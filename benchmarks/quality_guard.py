@@ -45,17 +45,16 @@ CONFIGS = {
 
 def table(record: dict) -> str:
   """The guard's numbers per config and sampler, as a markdown table."""
-  lines = [
+  return study_records.markdown_table(
     f"guard run: {record['guard_steps']} steps, {record['num_samples']} samples at {record['nfe']} NFE",
-    "",
-    "| config | sampler | pixel KID ×10³ | variance ratio, rings 12–19 | excess std, rings ≥ 20 |",
+    ("config", "sampler", "pixel KID ×10³", "variance ratio, rings 12–19", "excess std, rings ≥ 20"),
+    [
+      (name, sampler, f"{m['pixel_kid_e3']:.2f}", f"{m['ratio_high']:.2f}", f"{m['top_excess_std']:.4f}")
+      for name, r in record["configs"].items()
+      for sampler, m in r["metrics"].items()
+    ],
     "|---|---|---:|---:|---:|",
-  ]
-  for name, r in record["configs"].items():
-    for sampler, m in r["metrics"].items():
-      numbers = f"{m['pixel_kid_e3']:.2f} | {m['ratio_high']:.2f} | {m['top_excess_std']:.4f}"
-      lines.append(f"| {name} | {sampler} | {numbers} |")
-  return "\n".join(lines)
+  )
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import study_records
 from timing import corruption_for_timing, seconds_per_call
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
@@ -36,16 +37,15 @@ from soft_diffusion.models import make_denoise_fn  # noqa: E402
 def table(record: dict) -> str:
   """A --json record as a markdown table: seconds per batch, images/s, overhead over bare forwards."""
   batch, bare = record["batch"], record["seconds_per_batch"]["bare forwards"]
-  lines = [
+  return study_records.markdown_table(
     f"{record['device']}; config {record['config']}, batch {batch}, NFE {record['nfe']}, median of {record['repeats']}",
-    "",
-    "| what | s/batch | images/s | overhead over bare forwards |",
+    ("what", "s/batch", "images/s", "overhead over bare forwards"),
+    [
+      (name, f"{s:.2f}", f"{batch / s:.1f}", "—" if name == "bare forwards" else f"{100 * (s / bare - 1):+.1f}%")
+      for name, s in record["seconds_per_batch"].items()
+    ],
     "|---|---:|---:|---:|",
-  ]
-  for name, s in record["seconds_per_batch"].items():
-    overhead = "—" if name == "bare forwards" else f"{100 * (s / bare - 1):+.1f}%"
-    lines.append(f"| {name} | {s:.2f} | {batch / s:.1f} | {overhead} |")
-  return "\n".join(lines)
+  )
 
 
 def main(argv=None) -> int:

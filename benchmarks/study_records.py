@@ -14,3 +14,10 @@ def merge_with_earlier(path: pathlib.Path, key: str, fresh: dict, order: Iterabl
   earlier = json.loads(path.read_text())[key] if path.is_file() else {}
   merged = {**earlier, **fresh}
   return {name: merged[name] for name in order if name in merged}
+
+
+def markdown_table(caption: str, header: Iterable[str], rows: Iterable[Iterable[object]], align: str) -> str:
+  """`caption`, a blank line, then a markdown table; `align` is one '|---|' cell spec per column,
+  e.g. "|---|---:|" ('---' left, '---:' right)."""
+  lines = [caption, "", "| " + " | ".join(header) + " |", align]
+  return "\n".join([*lines, *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)])

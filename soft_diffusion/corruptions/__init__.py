@@ -69,6 +69,8 @@ BLUR_SCHEDULES = (*schedules.BLUR_SCHEDULES, "selected")
 
 
 def _blur(cfg: CorruptionConfig) -> BlurOperator:
+  if cfg.blur_schedule not in BLUR_SCHEDULES:
+    raise ValueError(f"blur_schedule must be one of {BLUR_SCHEDULES}, got {cfg.blur_schedule!r}")
   if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:
     raise ValueError(
       "blur_schedule = 'selected' needs its levels in blur_sigma_table: settings.load(config, workdir) reads them"
