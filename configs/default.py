@@ -80,6 +80,15 @@ def get_config() -> ml_collections.ConfigDict:
   # h = S_t x_t + c·φ with S_t = I ('identity', the paper's residual form) or the linear MMSE
   # (Wiener) estimate per DCT frequency ('wiener', extension: blur/identity; see models/denoiser.py)
   m.skip = "identity"
+  # 'none': the residual form above with the loss of config.loss (the paper's) | 'spectral'
+  # (extension, blur/identity): EDM's preconditioning per DCT coefficient, x̂_0 = c_skip x_t +
+  # c_out F(c_in x_t) with the data's power spectrum, and its loss (weight 1/c_out² per
+  # coefficient; loss.weighting 'uniform', no floor or lag): docs/method.md §2.4
+  m.precond = "none"
+  m.precond_c_in = "scalar"  # 'spectral' only: c_in = 1/√(total power of x_t) | 'coefficient' (x_t whitened)
+  # 'spectral' only: the v it uses: 'data' | 'flat' (its mean everywhere) | 'tilted' (× the
+  # frequency radius: ×2 per octave); the last two are deliberately wrong, for the field study
+  m.precond_spectrum = "data"
   # compute dtype: 'auto' (bfloat16 on GPU/TPU, float32 on CPU) | 'float32' | 'bfloat16'; the
   # parameters, optimizer state, corruption and loss stay float32 either way
   m.dtype = "auto"
@@ -104,7 +113,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = tr = ml_collections.ConfigDict()
   tr.batch_size = 128  # global batch (all devices, all hosts)
   tr.num_steps = 1_300_000  # optimizer steps
-  tr.t_min = 0.0  # t ~ U(t_min, 1)
+  tr.t_min = 0.0  # t ~ U(t_min, 1), or the density below on [t_min, 1]
+  # training-time density: 'uniform' (t ~ U(t_min, 1), the paper's) | 'lognormal' (extension,
+  # blur/identity: EDM's, ln r ~ N(mean, std²) for the noise-to-signal ratio r(t) of x_t,
+  # truncated to the levels t covers; docs/method.md §2.5)
+  tr.t_density = "uniform"
+  tr.t_lognormal_mean = -0.5  # EDM's P_mean = -1.2 for σ, with σ_data = 0.5: -1.2 - ln 0.5
+  tr.t_lognormal_std = 1.2  # EDM's P_std
   tr.log_every_steps = 100  # metrics + progress line
   tr.sample_every_steps = 10_000  # sample grid from fixed seeds (EMA params) into WORKDIR/samples
   tr.loss_bins = 4  # loss is also reported in this many equal bins of t
@@ -148,6 +163,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.time_grid = "auto"
   config.sample.rho = 7.0  # time_grid = 'edm' only: EDM's rho
   config.sample.order = 2  # 'multistep' only: 1 (= the deterministic sampler), 2 or 3
+  # the sampler's end: 'auto' (its own: 'denoise' for 'pc', 'noise' for the others) | 'noise' (x at
+  # t = 0, still holding about s_0 of noise: the paper's end) | 'denoise' (the last step's estimate
+  # x̂_0, score_sde's and EDM's end); the same number of network evaluations (samplers.py)
+  config.sample.final = "auto"
 
   # Level selection, --mode levels (docs/method.md §3): writes WORKDIR/levels.json + levels.png;
   # training and sampling use it when corruption.blur_schedule = 'selected'.

@@ -12,6 +12,11 @@ i.e. the estimate is compared with the clean image *after corruption*. w(t) = 1 
 `reduce_mean=False`): the same minimiser, a loss and gradient n = H·W·C times larger, which is
 what a gradient clip at 1.0 was tuned for in score_sde.
 The functions here only use `corruption.apply`, `.noise_std` and `.corrupt`.
+
+`preconditioned_loss` is the loss of the per-coefficient preconditioning
+(`soft_diffusion.preconditioning`, docs/method.md §2.4, an extension): the same minimiser
+E[x_0 | x_t], with coefficient k of the estimate's error weighted by 1/c_out² instead of the
+paper's c_t(k)².
 """
 
 from __future__ import annotations
@@ -152,3 +157,52 @@ def denoising_score_matching_loss(
   target = -noise / std
   lam = jnp.square(noise_std) * jnp.square(noise_std) if weighting == "uniform" else jnp.square(noise_std)
   return jnp.mean(lam * jnp.mean(jnp.square(score - target), axis=(1, 2, 3)))
+
+
+def preconditioned_loss_per_example(
+  network_fn: Callable[[jax.Array, jax.Array], jax.Array],
+  x0: jax.Array,
+  t: jax.Array,
+  noise: jax.Array,
+  precond: Any,
+  *,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Per-example loss of the preconditioned parameterisation, [B] float32 (see `preconditioned_loss`)."""
+  if reduction not in REDUCTIONS:
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+  corruption = precond.corruption
+  x0, t, _ = _checked_inputs(x0, t, corruption.noise_std, "uniform")
+  x_t = corruption.corrupt(x0, t, noise)
+  output = network_fn(precond.network_input(x_t, t), t)
+  if output.shape != x0.shape:
+    raise ValueError(f"network_fn must return the shape of x0 {x0.shape}, got {output.shape}")
+  residual = output.astype(jnp.float32) - precond.target(x0, x_t, t)
+  reduce = jnp.mean if reduction == "mean" else jnp.sum
+  return reduce(jnp.square(residual), axis=(1, 2, 3))
+
+
+def preconditioned_loss(
+  network_fn: Callable[[jax.Array, jax.Array], jax.Array],
+  x0: jax.Array,
+  t: jax.Array,
+  noise: jax.Array,
+  precond: Any,
+  *,
+  reduction: str = "mean",
+) -> jax.Array:
+  """The loss of the per-coefficient preconditioning (docs/method.md §2.4), a float32 scalar.
+
+  With x_t = corrupt(x0, t, η) and F = network_fn(c_in · x_t, t), the batch mean of
+  mean_pixels((F - target)²), target = (B x0 - c_skip ⊙ B x_t)/c_out in pixels
+  (`Preconditioner.target`). The basis B is orthonormal, so this is
+  mean_k ((B x̂_0 - B x0)(k) / c_out(k))² with x̂_0 = `precond.denoised(x_t, t, F)`: the estimate's
+  error weighted by 1/c_out² per coefficient, computed without dividing by a small c_out.
+
+  Args:
+    network_fn: (network input [B,H,W,C], t [B]) -> F [B,H,W,C], the raw network.
+    x0: [B, H, W, C] clean images; t: [B] times in [0, 1]; noise: [B, H, W, C] standard normal.
+    precond: a `preconditioning.Preconditioner` (it holds the corruption).
+    reduction: "mean" (default) or "sum" over the pixel values of each example.
+  """
+  return jnp.mean(preconditioned_loss_per_example(network_fn, x0, t, noise, precond, reduction=reduction))

@@ -138,18 +138,22 @@ def multistep_sampler(
   return_trajectory: bool = False,
   t_start: float = 1.0,
   stochastic: bool = False,
+  final: str = "noise",
 ) -> Any:
   """The multistep exponential integrator of order `order` (1, 2 or 3) in the corruption's
   diagonal basis (module docstring). EXTENSION, not in the paper.
 
   time_grid: a family of `time_grids.FAMILIES`, 'auto' (this sampler's measured default,
   `DEFAULT_TIME_GRID`) or N+1 explicit times; rho: the 'edm' family's ρ. stochastic: integrate
-  the reverse SDE instead of the ODE ((3); step i's noise from fold_in(key, i)). Other arguments
+  the reverse SDE instead of the ODE ((3); step i's noise from fold_in(key, i)). final: 'noise'
+  (the last step's x at t = 0) or 'denoise' (its estimate x̂_0, at the last time before 0). Other arguments
   and the returns as `samplers.reverse_process`; one denoise_fn call per step, none at t = 0.
   Raises ValueError (one line) for a corruption that is not diagonal in a known basis.
   """
   if order not in ORDERS:
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+  if final not in ("noise", "denoise"):
+    raise ValueError(f"final must be one of ('noise', 'denoise'), got {final!r}")
   x_init = base.check_images(x_init, "x_init")
   batch, height, width, _ = x_init.shape
   basis, _ = corruption.diagonal(jnp.zeros((1,), jnp.float32), height, width)  # raises if not diagonal
@@ -183,6 +187,8 @@ def multistep_sampler(
       noise = dct.to_basis(jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32), basis)
       coeffs = (s_b / s_a) * r * dct.to_basis(x32, basis) + gain * update
       x_next = dct.from_basis(coeffs + s_b * jnp.sqrt(jnp.maximum(1.0 - jnp.square(r), 0.0)) * noise, basis)
+    if final == "denoise":
+      x_next = jnp.where(i == num_steps - 1, x0_hat.astype(jnp.float32), x_next)
     return (x_next.astype(x.dtype), history, x0_hat), ((x, x0_hat) if return_trajectory else None)
 
   init = (x_init, jnp.zeros((order, *x_init.shape), jnp.float32), jnp.zeros_like(x_init))

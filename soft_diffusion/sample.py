@@ -39,6 +39,7 @@ from soft_diffusion import (
   errors,
   figures,
   models,
+  preconditioning,
   priors,
   samplers,
   time_grids,
@@ -119,15 +120,11 @@ def make_prior(
   return gaussian if gaussian is not None else load_prior(path)
 
 
-def make_skip(
-  settings: Settings, corruption: corruptions.Corruption, workdir: epath.Path, *, fit_missing: bool = False
-):
-  """The denoiser's skip S_t for `model.skip` (models/denoiser.py): None for 'identity'; for
-  'wiener', `wiener_skip` over the data's mean DCT power spectrum, which training computes once
-  (one pass over the training split, `levels.power_spectrum`; the exact spectrum for a dataset
-  whose law is known) into WORKDIR/spectrum.npz (key `power`) and sampling reads back."""
-  if settings.model.skip == "identity":
-    return None
+def data_power(settings: Settings, workdir: epath.Path, *, fit_missing: bool = False, needed_by: str) -> np.ndarray:
+  """The data's mean DCT power [H, W, C] (one channel's [H, W] is broadcast to C = 1), which
+  training computes once (one pass over the training split, `levels.power_spectrum`; the exact
+  spectrum for a dataset whose law is known) into WORKDIR/spectrum.npz (key `power`) and
+  sampling reads back. `needed_by` names the setting that needs it, for the error."""
   from soft_diffusion import levels
 
   path = workdir / SPECTRUM_FILE
@@ -138,12 +135,36 @@ def make_skip(
     if jax.process_index() == 0:
       artifacts.save_npz(path, power=power)
   elif not path.exists():
-    raise errors.MissingError(f"no spectrum at {path}; model.skip = 'wiener' writes it when training starts")
+    raise errors.MissingError(f"no spectrum at {path}; {needed_by} writes it when training starts")
   else:
     power = artifacts.load_npz(path)["power"]
-  if power.ndim == 2:  # the Gaussian fields' exact spectrum is one channel's; channels are alike
-    power = power[:, :, None]
+  return power[:, :, None] if power.ndim == 2 else power  # the fields' exact spectrum: one channel's
+
+
+def make_skip(
+  settings: Settings, corruption: corruptions.Corruption, workdir: epath.Path, *, fit_missing: bool = False
+):
+  """The denoiser's skip S_t for `model.skip` (models/denoiser.py): None for 'identity'; for
+  'wiener', `wiener_skip` over the data's mean DCT power spectrum (`data_power`)."""
+  if settings.model.skip == "identity":
+    return None
+  power = data_power(settings, workdir, fit_missing=fit_missing, needed_by="model.skip = 'wiener'")
   return wiener_skip(corruption, power)
+
+
+def make_precond(
+  settings: Settings, corruption: corruptions.Corruption, workdir: epath.Path, *, fit_missing: bool = False
+) -> preconditioning.Preconditioner | None:
+  """The per-coefficient preconditioning for `model.precond` (preconditioning.py): None for
+  'none'; for 'spectral', over the data's mean DCT power (`data_power`), or the deliberately
+  wrong spectrum `model.precond_spectrum` names, with `model.precond_c_in`'s input scaling."""
+  cfg = settings.model
+  if cfg.precond == "none":
+    return None
+  power = data_power(settings, workdir, fit_missing=fit_missing, needed_by="model.precond = 'spectral'")
+  return preconditioning.Preconditioner(
+    corruption, preconditioning.spectrum_for(power, cfg.precond_spectrum), c_in=cfg.precond_c_in
+  )
 
 
 def prior_channels(prior: priors.GaussianPrior | priors.ForwardPrior) -> int:
@@ -155,8 +176,8 @@ def prior_channels(prior: priors.GaussianPrior | priors.ForwardPrior) -> int:
 
 
 def sampler_of(cfg: SampleConfig) -> Any:
-  """The sampler of the sample block, with its options (snr, time_grid, rho, order) bound."""
-  return samplers.get(cfg.sampler, snr=cfg.snr, time_grid=cfg.time_grid, rho=cfg.rho, order=cfg.order)
+  """The sampler of the sample block, with its options (snr, time_grid, rho, order, final) bound."""
+  return samplers.get(cfg.sampler, snr=cfg.snr, time_grid=cfg.time_grid, rho=cfg.rho, order=cfg.order, final=cfg.final)
 
 
 def make_draw_fn(
@@ -168,6 +189,7 @@ def make_draw_fn(
   raw: bool = False,
   denoise_fn: Any = None,
   skip: Any = None,
+  precond: Any = None,
 ):
   """jitted (params, prior, key) -> x_0 images [cfg.batch_size, H, W, C] in [-1, 1], drawn with
   `cfg.sampler` in `cfg.num_steps` network evaluations.
@@ -175,7 +197,8 @@ def make_draw_fn(
   With `mesh`, the batch is split over its "data" axis (cfg.batch_size must divide evenly).
   `raw`: the sampler's output unclipped (for exact metrics). `denoise_fn`: sample with this
   h(x_t, t) instead of the network (e.g. `gaussian_field.oracle_denoiser`); params are unused.
-  `skip`: the denoiser's skip S_t (`make_skip`), for model.skip = 'wiener'.
+  `skip`: the denoiser's skip S_t (`make_skip`), for model.skip = 'wiener'; `precond`: the
+  preconditioning (`make_precond`), for model.precond = 'spectral'.
   """
   sampler = sampler_of(cfg)
   if mesh is not None:
@@ -186,7 +209,7 @@ def make_draw_fn(
     x_init = priors.sample_p1(prior, corruption, k_prior, cfg.batch_size)
     if mesh is not None:
       x_init = jax.lax.with_sharding_constraint(x_init, state_lib.batch_sharding(mesh))
-    h = denoise_fn or make_denoise_fn(network, params, noise_std=corruption.noise_std, skip=skip)
+    h = denoise_fn or make_denoise_fn(network, params, noise_std=corruption.noise_std, skip=skip, precond=precond)
     x0 = sampler(h, x_init, corruption, num_steps=cfg.num_steps, key=k_sampler)
     return x0 if raw else jnp.clip(x0, -1.0, 1.0)
 
@@ -229,10 +252,13 @@ class Run:
   step: int
   mesh: jax.sharding.Mesh
   skip: Any = None  # the denoiser's skip S_t (make_skip); None for model.skip = 'identity'
+  precond: Any = None  # the preconditioning (make_precond); None for model.precond = 'none'
 
   def denoise_fn(self):
     """h_θ(x_t, t) of this checkpoint (EMA parameters, the run's skip and output scale)."""
-    return make_denoise_fn(self.network, self.params, noise_std=self.corruption.noise_std, skip=self.skip)
+    return make_denoise_fn(
+      self.network, self.params, noise_std=self.corruption.noise_std, skip=self.skip, precond=self.precond
+    )
 
   def draw(
     self,
@@ -248,7 +274,14 @@ class Run:
     `raw`: float32 images, unclipped; `denoise_fn`: sample with it in place of the network."""
     cfg = cfg or self.settings.sample
     draw_fn = make_draw_fn(
-      self.network, self.corruption, cfg, self.mesh, raw=raw, denoise_fn=denoise_fn, skip=self.skip
+      self.network,
+      self.corruption,
+      cfg,
+      self.mesh,
+      raw=raw,
+      denoise_fn=denoise_fn,
+      skip=self.skip,
+      precond=self.precond,
     )
     return draw(draw_fn, self.params, self.prior, cfg, num_images or cfg.num_images, progress=progress, raw=raw)
 
@@ -270,10 +303,11 @@ def load_run(
   corruption = corruptions.make(settings.corruption)
   prior = make_prior(settings, corruption, workdir)
   skip = make_skip(settings, corruption, workdir)
+  precond = make_precond(settings, corruption, workdir)
   network = models.make_network(settings.model)
   params = checkpoints.load_ema_params(workdir, settings, network, mesh, prior_channels(prior), step)
   state_lib.log_devices()
-  return Run(settings, workdir, network, corruption, params, prior, step, mesh, skip)
+  return Run(settings, workdir, network, corruption, params, prior, step, mesh, skip, precond)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -36,6 +36,11 @@ grid of `time_grids.py`: `time_grid`); adding one is a new update function,
   evaluations per level; the last step returns the denoised estimate (score_sde's noise
   removal). Not the paper's method for Soft Diffusion.
 
+The end (`final`, every sampler): 'noise' returns the last update's x at t = 0, which for
+s_0 > 0 still holds noise of about s_0 (the paper's end, the default of every sampler but 'pc');
+'denoise' returns the last step's estimate x̂_0 instead (score_sde's noise removal and EDM's last
+Euler step to σ = 0; 'pc''s default). The number of network evaluations is the same.
+
 All are `lax.fori_loop`s, jit-able, and work unchanged on a batch sharded over a mesh.
 """
 
@@ -57,8 +62,16 @@ UpdateFn = Callable[..., jax.Array]
 Sampler = Callable[..., Any]
 
 
+FINALS = ("noise", "denoise")  # how a sampler ends (module docstring)
+
+
 def _bcast(v: jax.Array) -> jax.Array:
   return v[:, None, None, None]
+
+
+def check_final(final: str) -> None:
+  if final not in FINALS:
+    raise ValueError(f"final must be one of {FINALS}, got {final!r}")
 
 
 def momentum_update(
@@ -134,6 +147,7 @@ def reverse_process(
   t_start: float = 1.0,
   time_grid: Any = "auto",
   rho: float = 7.0,
+  final: str = "noise",
 ) -> Any:
   """Runs `update` from t = t_start (default 1) to t = 0 in `num_steps` steps (one
   denoise_fn call each), on the time grid `time_grid` (equal steps by default).
@@ -154,11 +168,13 @@ def reverse_process(
       num_steps + 1 explicit times (`time_grids.resolve`); with a grid other than 'uniform', step
       i is at t_i of that grid.
     rho: ρ of the 'edm' family.
+    final: 'noise' (the last update's x_0, the paper's end) or 'denoise' (the last step's x̂_0).
   Returns:
     x_0 [B, H, W, C], then the final x̂_0 when return_x0_hat, then (x_ts, x̂_0s) when
     return_trajectory (a tuple whenever either flag is set).
   """
   time_grids.check_num_steps(num_steps)
+  check_final(final)
   if not 0 < t_start <= 1:
     raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
   x_init = base.check_images(x_init, "x_init")
@@ -183,6 +199,8 @@ def reverse_process(
     x0_hat = denoise_fn(x_t, t).astype(x_t.dtype)
     noise = jax.random.normal(jax.random.fold_in(key, i), x_t.shape, x_t.dtype)
     x_next = update(corruption, x_t, x0_hat, t, t_next, noise).astype(x_t.dtype)
+    if final == "denoise":
+      x_next = jnp.where(i == num_steps - 1, x0_hat, x_next)
     return x_next, x0_hat
 
   init = (x_init, jnp.zeros_like(x_init))
@@ -210,6 +228,7 @@ def pc_sampler(
   return_trajectory: bool = False,
   time_grid: Any = "auto",
   rho: float = 7.0,
+  final: str = "denoise",
 ) -> Any:
   """score_sde's predictor-corrector sampler (Song et al., 2021), for any corruption.
 
@@ -226,11 +245,13 @@ def pc_sampler(
   * Predictor: the Momentum update (= score_sde's reverse-diffusion predictor when C_t = I).
   * Noise removal: the last predictor step goes from s_0 to no noise and returns its mean, the
     denoised estimate x̂_0 = h_θ(x, 0) (score_sde's x + σ_min² s_θ when C_t = I), so the
-    samples do not keep noise of about s_0.
+    samples do not keep noise of about s_0 (`final = 'denoise'`, the default here; 'noise' returns
+    the last Momentum update's x instead, as the other samplers do by default).
 
   Signature and returns as `reverse_process`; the trajectory has one entry per network call.
   """
   time_grids.check_num_steps(num_steps)
+  check_final(final)
   if not snr > 0:
     raise ValueError(f"snr must be > 0, got {snr!r}")
   x_init = base.check_images(x_init, "x_init")
@@ -266,6 +287,8 @@ def pc_sampler(
     x0_hat = denoise_fn(x, t).astype(x.dtype)
     noise = jax.random.normal(k, x.shape, x.dtype)
     x_next = momentum_update(corruption, x, x0_hat, t, t_next, noise).astype(x.dtype)
+    if final == "noise":
+      return x_next, x0_hat
     return jnp.where(l == levels - 1, x0_hat, x_next), x0_hat  # noise removal at the end
 
   def level(carry, l):
@@ -308,6 +331,7 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
     t_start: float = 1.0,
     time_grid: Any = "auto",
     rho: float = 7.0,
+    final: str = "noise",
   ) -> Any:
     return reverse_process(
       update,
@@ -321,6 +345,7 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
       t_start=t_start,
       time_grid=time_grid,
       rho=rho,
+      final=final,
     )
 
   sampler.__name__ = sampler.__qualname__ = name
@@ -368,11 +393,13 @@ def default_time_grid(name: str) -> str:
 
 def get(name: str, **options: Any) -> Sampler:
   """The sampler registered as `name` (one of SAMPLERS), with those of `options` it takes
-  (e.g. `snr` for 'pc', `order` for 'multistep', `time_grid` and `rho` for all) bound; options
-  it does not take are left out."""
+  (e.g. `snr` for 'pc', `order` for 'multistep', `time_grid`, `rho` and `final` for all) bound;
+  options it does not take are left out, and `final = 'auto'` (or None) keeps the sampler's own end."""
   if name not in SAMPLERS:
     raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {name!r}")
   sampler = SAMPLERS[name]
+  if options.get("final") in ("auto", None):
+    options = {k: v for k, v in options.items() if k != "final"}
   accepted = inspect.signature(sampler).parameters
   bound = {k: v for k, v in options.items() if k in accepted}
   return functools.partial(sampler, **bound) if bound else sampler

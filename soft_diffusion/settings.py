@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from typing import Any
 
 from etils import epath
@@ -100,6 +101,9 @@ class OptimConfig:
     check(isinstance(self.ema_warmup, bool), "optim.ema_warmup", "True or False", self.ema_warmup)
 
 
+T_DENSITIES = ("uniform", "lognormal")  # train.t_density
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   batch_size: int = 128
@@ -112,6 +116,9 @@ class TrainConfig:
   grad_accum_steps: int = 1
   profile_steps: int = 0
   tensorboard: bool = True
+  t_density: str = "uniform"
+  t_lognormal_mean: float = -0.5
+  t_lognormal_std: float = 1.2
 
   def __post_init__(self):
     fields = ("batch_size", "num_steps", "log_every_steps", "sample_every_steps", "loss_bins", "prior_num_images")
@@ -126,6 +133,10 @@ class TrainConfig:
     )
     check(0.0 <= self.t_min < 1.0, "train.t_min", "in [0, 1)", self.t_min)
     check(isinstance(self.tensorboard, bool), "train.tensorboard", "True or False", self.tensorboard)
+    check(self.t_density in T_DENSITIES, "train.t_density", f"one of {T_DENSITIES}", self.t_density)
+    mean, std = self.t_lognormal_mean, self.t_lognormal_std
+    check(isinstance(mean, (int, float)) and math.isfinite(mean), "train.t_lognormal_mean", "a finite number", mean)
+    check(isinstance(std, (int, float)) and math.isfinite(std) and std > 0, "train.t_lognormal_std", "> 0", std)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,9 +168,12 @@ class SampleConfig:
   time_grid: str = "auto"
   rho: float = 7.0
   order: int = 2
+  final: str = "auto"
 
   def __post_init__(self):
     check(isinstance(self.snr, (int, float)) and self.snr > 0, "sample.snr", "> 0", self.snr)
+    finals = ("auto", *samplers.FINALS)
+    check(self.final in finals, "sample.final", f"one of {finals}", self.final)
     grids = ("auto", *time_grids.FAMILIES)
     check(self.time_grid in grids, "sample.time_grid", f"one of {grids}", self.time_grid)
     check(isinstance(self.rho, (int, float)) and self.rho > 0, "sample.rho", "a number > 0", self.rho)
@@ -472,4 +486,27 @@ def load(config: Any, workdir: str | epath.Path | None = None, *, resolve_levels
     "'identity' unless corruption.name is 'blur' or 'identity' ('wiener' needs C_t diagonal in the DCT basis)",
     settings.model.skip,
   )
+  check(
+    settings.train.t_density == "uniform" or settings.corruption.name in ("blur", "identity"),
+    "train.t_density",
+    "'uniform' unless corruption.name is 'blur' or 'identity' ('lognormal' uses the data's DCT power spectrum)",
+    settings.train.t_density,
+  )
+  if settings.model.precond != "none":
+    check(
+      settings.corruption.name in ("blur", "identity"),
+      "model.precond",
+      "'none' unless corruption.name is 'blur' or 'identity' ('spectral' uses the data's DCT power spectrum)",
+      settings.model.precond,
+    )
+    loss = settings.loss
+    check(
+      loss.weighting == "uniform",
+      "loss.weighting",
+      "'uniform' with model.precond = 'spectral' (its loss weighs each coefficient by 1/c_out²)",
+      loss.weighting,
+    )
+    why = "0 with model.precond = 'spectral' (its loss weighs every coefficient)"
+    check(loss.floor == 0.0, "loss.floor", why, loss.floor)
+    check(loss.lag == 0.0, "loss.lag", why, loss.lag)
   return settings

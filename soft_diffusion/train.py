@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from etils import epath
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, levels, losses, models
+from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, levels, losses, models, preconditioning
 from soft_diffusion import preemption as preemption_lib
 from soft_diffusion import sample as sample_lib
 from soft_diffusion import settings as settings_lib
@@ -41,7 +41,9 @@ GRID_IMAGES = 64  # images in the sample grids written during training
 # The train step.
 
 
-def make_train_step(network, corruption, optimizer, schedule, settings: Settings, skip=None):
+def make_train_step(
+  network, corruption, optimizer, schedule, settings: Settings, skip=None, precond=None, t_sampler=None
+):
   """(state, batch [B,H,W,C]) -> (state, metrics). A step with a non-finite loss or gradient
   leaves the state unchanged and records its number (1-based: the n-th step, the numbering of the
   log and of checkpoints) in `first_nonfinite_step`.
@@ -52,7 +54,10 @@ def make_train_step(network, corruption, optimizer, schedule, settings: Settings
   accumulation, so (without dropout) the step equals one over the whole batch up to float
   rounding. Micro-batch j holds rows j, k + j, 2k + j, ...: each device's rows stay on it.
   The learning rate, EMA, step counter and non-finite guard act once per optimizer step.
-  `skip`: the denoiser's skip S_t for model.skip = 'wiener' (sample.make_skip).
+  `skip`: the denoiser's skip S_t for model.skip = 'wiener' (sample.make_skip); `precond`: the
+  preconditioning for model.precond = 'spectral' (sample.make_precond), which brings its own loss
+  (`losses.preconditioned_loss`). `t_sampler`: (key, batch) -> t for train.t_density =
+  'lognormal' (`make_t_sampler`); None draws t ~ U(t_min, 1).
   """
   t_min = settings.train.t_min
   num_bins = settings.train.loss_bins
@@ -60,6 +65,12 @@ def make_train_step(network, corruption, optimizer, schedule, settings: Settings
   ema_decay, ema_warmup = settings.optim.ema_decay, settings.optim.ema_warmup
 
   def loss_fn(params, x0, t, noise, dropout_key):
+    if precond is not None:
+      network_fn = models.make_network_fn(network, params, train=True, dropout_key=dropout_key)
+      per_example = losses.preconditioned_loss_per_example(
+        network_fn, x0, t, noise, precond, reduction=settings.loss.reduction
+      )
+      return per_example.mean(), per_example
     denoise_fn = make_denoise_fn(
       network, params, noise_std=corruption.noise_std, skip=skip, train=True, dropout_key=dropout_key
     )
@@ -96,7 +107,10 @@ def make_train_step(network, corruption, optimizer, schedule, settings: Settings
   def train_step(state: TrainState, batch: jax.Array):
     key = jax.random.fold_in(jax.random.key(settings.seed), state.step)
     k_t, k_noise, k_dropout = jax.random.split(key, 3)
-    t = jax.random.uniform(k_t, (batch.shape[0],), minval=t_min, maxval=1.0)
+    if t_sampler is None:
+      t = jax.random.uniform(k_t, (batch.shape[0],), minval=t_min, maxval=1.0)
+    else:
+      t = t_sampler(k_t, batch.shape[0])
     noise = jax.random.normal(k_noise, batch.shape)
 
     if accum == 1:
@@ -132,15 +146,39 @@ def make_train_step(network, corruption, optimizer, schedule, settings: Settings
   return train_step
 
 
-def jit_train_step(network, corruption, optimizer, schedule, settings: Settings, state: TrainState, mesh, skip=None):
+def jit_train_step(
+  network,
+  corruption,
+  optimizer,
+  schedule,
+  settings: Settings,
+  state: TrainState,
+  mesh,
+  skip=None,
+  precond=None,
+  t_sampler=None,
+):
   """`make_train_step`, jitted over `mesh`: state replicated and donated, batch split."""
   replicated = state_lib.replicated(mesh)
   state_shardings = jax.tree.map(lambda _: replicated, state)
   return jax.jit(
-    make_train_step(network, corruption, optimizer, schedule, settings, skip),
+    make_train_step(network, corruption, optimizer, schedule, settings, skip, precond, t_sampler),
     in_shardings=(state_shardings, state_lib.batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated),
     donate_argnums=(0,),
+  )
+
+
+def make_t_sampler(settings: Settings, corruption, workdir):
+  """The training-time density's sampler for train.t_density = 'lognormal'
+  (`preconditioning.lognormal_time_sampler` over the data's DCT power, WORKDIR/spectrum.npz,
+  written first when missing); None for 'uniform'."""
+  cfg = settings.train
+  if cfg.t_density == "uniform":
+    return None
+  power = sample_lib.data_power(settings, workdir, fit_missing=True, needed_by="train.t_density = 'lognormal'")
+  return preconditioning.lognormal_time_sampler(
+    corruption, power, mean=cfg.t_lognormal_mean, std=cfg.t_lognormal_std, t_min=cfg.t_min
   )
 
 
@@ -342,7 +380,9 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   init = state_lib.abstract_state if manager.latest_step() is not None else state_lib.create_state
   state = init(network, optimizer, image_shape, settings.seed, state_lib.replicated(mesh))
   skip = sample_lib.make_skip(settings, corruption, workdir, fit_missing=True)  # model.skip = 'wiener' only
-  train_step = jit_train_step(network, corruption, optimizer, schedule, settings, state, mesh, skip)
+  precond = sample_lib.make_precond(settings, corruption, workdir, fit_missing=True)  # model.precond only
+  t_sampler = make_t_sampler(settings, corruption, workdir)
+  train_step = jit_train_step(network, corruption, optimizer, schedule, settings, state, mesh, skip, precond, t_sampler)
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:
     log.info("resumed from step %d", int(state.step))
@@ -350,7 +390,7 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
 
   # -- prior p_1 (written once per workdir, reused on resume and by --mode sample) and grids
   prior = sample_lib.make_prior(settings, corruption, workdir, fit_missing=True)
-  draw_fn = sample_lib.make_draw_fn(network, corruption, settings.sample, mesh, skip=skip)
+  draw_fn = sample_lib.make_draw_fn(network, corruption, settings.sample, mesh, skip=skip, precond=precond)
 
   def stop_if_nonfinite() -> None:
     bad = int(state.first_nonfinite_step)

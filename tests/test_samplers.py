@@ -293,3 +293,37 @@ def test_pc_removes_the_last_noise_where_the_data_has_no_power():
   print(f"variance at the empty frequencies / s_0²: PC {pc:.4f}, Momentum {momentum:.3f}")
   assert pc < 0.01, f"PC left variance {pc:.3f} × s_0² where the data has none"
   assert momentum > 0.8, f"the Momentum Sampler was expected to keep about s_0², got {momentum:.3f} × s_0²"
+
+
+# ---- the end of a sampler (final) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(samplers.SAMPLERS))
+def test_final_denoise_returns_the_last_estimate_and_noise_the_last_update(name):
+  """final = 'denoise' returns the last step's x̂_0 (the same network calls and keys, so the
+  trajectory is unchanged); 'noise' returns the last update's x, which still holds noise."""
+  corruption = corruptions.make({"name": "blur"})
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 1))
+  denoise_fn = lambda x_t, t: jnp.tanh(x_t) * (1.0 - 0.5 * t[:, None, None, None])  # noqa: E731
+  run = lambda final: samplers.get(name, final=final)(  # noqa: E731
+    denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3), return_x0_hat=True
+  )
+  x_noise, last_noise = run("noise")
+  x_denoise, last_denoise = run("denoise")
+  np.testing.assert_array_equal(last_noise, last_denoise)
+  np.testing.assert_array_equal(x_denoise, last_denoise)
+  assert float(jnp.max(jnp.abs(x_noise - last_noise))) > 1e-3
+  default_end = "denoise" if name == "pc" else "noise"
+  np.testing.assert_array_equal(
+    samplers.get(name, final="auto")(denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3)),
+    x_denoise if default_end == "denoise" else x_noise,
+  )
+
+
+def test_bad_final_is_one_line():
+  corruption = corruptions.make({"name": "blur"})
+  for name in ("momentum", "pc", "multistep"):
+    with pytest.raises(ValueError, match=r"final must be one of \('noise', 'denoise'\)"):
+      samplers.get(name, final="clean")(
+        lambda x, t: x, jnp.zeros((1, 4, 4, 1)), corruption, num_steps=2, key=jax.random.key(0)
+      )

@@ -19,7 +19,7 @@ import flax.linen as nn
 
 from soft_diffusion import typed_config
 from soft_diffusion.models.common import resolve_dtype, timestep_embedding
-from soft_diffusion.models.denoiser import make_denoise_fn, wiener_skip
+from soft_diffusion.models.denoiser import make_denoise_fn, make_network_fn, wiener_skip
 from soft_diffusion.models.ncsnpp import NCSNpp, NCSNppConfig
 from soft_diffusion.models.unet import UNet, UNetConfig
 
@@ -31,6 +31,7 @@ __all__ = [
   "UNet",
   "UNetConfig",
   "make_denoise_fn",
+  "make_network_fn",
   "wiener_skip",
   "make_network",
   "network_config",

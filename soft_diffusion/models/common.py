@@ -30,13 +30,16 @@ def resolve_dtype(dtype: str, backend: str) -> str:
 
 OUTPUT_SCALES = ("none", "noise_std")  # read by the denoiser wrapper (denoiser.py), not the network
 SKIPS = ("identity", "wiener")  # the same
+PRECONDS = ("none", "spectral")  # the same (preconditioning.py)
+PRECOND_C_INS = ("scalar", "coefficient")
+PRECOND_SPECTRA = ("data", "flat", "tilted")
 TUPLE_FIELDS = ("channel_mult", "attention_resolutions", "fir_kernel")
 
 
 def check_network_config(cfg: Any, name: str, min_channels: int) -> None:
   """Normalises list fields to tuples (hashable) and checks the fields all network configs have:
   name, channels, channel_mult, num_res_blocks, attention_resolutions, dropout, dtype,
-  output_scale, skip. One-line errors name `config.model.<field>`."""
+  output_scale, skip, precond, precond_c_in, precond_spectrum. One-line errors name `config.model.<field>`."""
   for field in TUPLE_FIELDS:
     if isinstance(getattr(cfg, field, None), list):  # lists (JSON, YAML, ConfigDict) become tuples
       object.__setattr__(cfg, field, tuple(getattr(cfg, field)))
@@ -63,6 +66,14 @@ def check_network_config(cfg: Any, name: str, min_channels: int) -> None:
   check(cfg.dtype in (*DTYPES, "auto"), "model.dtype", "'auto', 'float32' or 'bfloat16'", cfg.dtype)
   check(cfg.output_scale in OUTPUT_SCALES, "model.output_scale", f"one of {OUTPUT_SCALES}", cfg.output_scale)
   check(cfg.skip in SKIPS, "model.skip", f"one of {SKIPS}", cfg.skip)
+  check(cfg.precond in PRECONDS, "model.precond", f"one of {PRECONDS}", cfg.precond)
+  check(cfg.precond_c_in in PRECOND_C_INS, "model.precond_c_in", f"one of {PRECOND_C_INS}", cfg.precond_c_in)
+  check(
+    cfg.precond_spectrum in PRECOND_SPECTRA, "model.precond_spectrum", f"one of {PRECOND_SPECTRA}", cfg.precond_spectrum
+  )
+  if cfg.precond != "none":  # the preconditioning replaces the residual form's skip and output scale
+    check(cfg.skip == "identity", "model.skip", "'identity' with model.precond = 'spectral'", cfg.skip)
+    check(cfg.output_scale == "none", "model.output_scale", "'none' with model.precond = 'spectral'", cfg.output_scale)
   check(isinstance(cfg.remat, bool), "model.remat", "True or False", cfg.remat)
 
 

@@ -21,6 +21,11 @@ The skip S_t is the model config's `skip`:
   to that estimate; a frequency it has not learned falls back to the Wiener estimate (≈ 0 where
   the data has no power) instead of to x_t's noise. For Gaussian data with spectrum v, S_t x_t
   is already the exact posterior mean (φ = 0 is optimal).
+
+With `model.precond = 'spectral'` (an extension: docs/method.md §2.4) the residual form is
+replaced by the per-coefficient preconditioning of `soft_diffusion.preconditioning`:
+h = B⁻¹(c_skip ⊙ B x_t + c_out ⊙ B φ(c_in · x_t, t)), with its own loss
+(`losses.preconditioned_loss`); pass the `Preconditioner` as `precond`.
 """
 
 from __future__ import annotations
@@ -56,10 +61,12 @@ def make_denoise_fn(
   *,
   noise_std: Callable[[jax.Array], jax.Array] | None = None,
   skip: SkipFn | None = None,
+  precond: Any = None,
   train: bool = False,
   dropout_key: jax.Array | None = None,
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """denoise_fn(x_t [B,H,W,C], t [B]) = S_t x_t + c(t) · model(x_t, t), float32.
+  """denoise_fn(x_t [B,H,W,C], t [B]) = S_t x_t + c(t) · model(x_t, t), float32 (or, with
+  model.precond = 'spectral', `precond.denoise_fn` over the network).
 
   Args:
     model: a network whose `config.output_scale` (if any) chooses c ('none' or 'noise_std') and
@@ -67,12 +74,17 @@ def make_denoise_fn(
     params: its parameters.
     noise_std: t [B] -> s_t [B] (e.g. `corruption.noise_std`); needed for 'noise_std'.
     skip: (x_t, t) -> S_t x_t; needed for 'wiener' (e.g. `wiener_skip(corruption, power)`).
+    precond: a `preconditioning.Preconditioner`; needed for model.precond = 'spectral'.
     train: dropout on (needs `dropout_key`).
   """
-  rngs = {"dropout": dropout_key} if dropout_key is not None else None
-  if train and rngs is None:
-    raise ValueError("dropout_key is required when train=True")
+  network_fn = make_network_fn(model, params, train=train, dropout_key=dropout_key)
   config = getattr(model, "config", None)
+  if getattr(config, "precond", "none") != "none":
+    if precond is None:
+      raise ValueError("model.precond = 'spectral' needs precond (a preconditioning.Preconditioner)")
+    return precond.denoise_fn(network_fn)
+  if precond is not None:
+    raise ValueError("precond is given but model.precond is 'none'; set model.precond = 'spectral'")
   scaled = getattr(config, "output_scale", "none") == "noise_std"
   if scaled and noise_std is None:
     raise ValueError("model.output_scale = 'noise_std' needs noise_std (e.g. corruption.noise_std)")
@@ -83,10 +95,24 @@ def make_denoise_fn(
     raise ValueError("skip is given but model.skip is 'identity'; set model.skip = 'wiener'")
 
   def denoise_fn(x_t: jax.Array, t: jax.Array) -> jax.Array:
-    phi = model.apply({"params": params}, x_t, t, train=train, rngs=rngs)
+    phi = network_fn(x_t, t)
     if scaled:
       phi = phi * noise_std(t).astype(phi.dtype)[:, None, None, None]
     base = skip(x_t, t) if wiener else x_t
     return phi + base.astype(phi.dtype)
 
   return denoise_fn
+
+
+def make_network_fn(
+  model: nn.Module, params: Any, *, train: bool = False, dropout_key: jax.Array | None = None
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+  """The raw network as a function (input [B,H,W,C], t [B]) -> φ [B,H,W,C] (dropout on with `train`)."""
+  rngs = {"dropout": dropout_key} if dropout_key is not None else None
+  if train and rngs is None:
+    raise ValueError("dropout_key is required when train=True")
+
+  def network_fn(x: jax.Array, t: jax.Array) -> jax.Array:
+    return model.apply({"params": params}, x, t, train=train, rngs=rngs)
+
+  return network_fn

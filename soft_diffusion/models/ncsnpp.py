@@ -67,6 +67,9 @@ class NCSNppConfig:
   dtype: str = "auto"  # bfloat16 compute on GPU/TPU, float32 on CPU (models.resolve_dtype)
   output_scale: str = "none"
   skip: str = "identity"
+  precond: str = "none"
+  precond_c_in: str = "scalar"
+  precond_spectrum: str = "data"
   remat: bool = False
 
   def __post_init__(self):

@@ -1,0 +1,261 @@
+"""Training that learns what the samplers read, on the Gaussian fields (every number an exact
+distance to the true law): the paper's loss and residual form, `loss.floor`, and the
+per-coefficient preconditioning (`model.precond = 'spectral'`, both c_in forms, and with
+deliberately wrong spectra), with the sampler's end (`sample.final`) as a second factor; the VE
+twin with score_sde's recipe and with EDM's preconditioning.
+
+    python benchmarks/precond_study.py --train precond precond_coef paper   # trains what is missing, then measures
+    python benchmarks/precond_study.py --variants precond paper              # measures (oracle-only if untrained)
+    python benchmarks/precond_study.py --tables                              # docs/results/precond_fields.json
+
+Each variant is a config with a few overrides (VARIANTS), trained with the CLI a user would run
+
+    python -m soft_diffusion.main --config CONFIG --workdir OUT/<variant>_s<seed> --config.seed=<seed> ...
+
+(skipped when its last checkpoint exists; never start this beside another process training the
+same workdir), then sampled in this process with the trained network (EMA parameters of the last
+checkpoint) and with the exact posterior mean (the oracle: the floor a perfect network reaches)
+through the same sampler, prior, levels and sample seed (0), 1,024 samples per point. Points are
+'denoiser/sampler/NFE/end'. The oracle points depend on the corruption only, so they are
+measured once per corruption (OUT/oracle_blur, OUT/oracle_ve).
+
+Per point (`evaluation.exact.exact_metrics` against N(0, diag v)): the spectral Fréchet distance,
+the full FD, and the variance kept per band (low k+l < 8, mid, high k+l ≥ H; 1 is exact). Each
+run's points are kept in its folder (precond_quality.json; a rerun skips the points it holds);
+the study's go to --results/precond_fields.json with the wall time of each stage (a variant this
+run did not measure keeps its earlier record there), and the tables are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # configs/
+
+import field_study  # noqa: E402  (benchmarks/, beside this script)
+import study_records  # noqa: E402
+
+BLUR = "configs/gaussian_field.py"
+VE = "configs/gaussian_field_ve.py"
+# Every variant states its parameterisation and loss, so that a change of a config's default cannot
+# change what a variant's name stands for.
+PAPER = {"model.precond": "none", "loss.floor": 0.0, "loss.weighting": "uniform", "model.skip": "identity"}
+PRECOND = {"model.precond": "spectral", "loss.floor": 0.0, "loss.weighting": "uniform", "model.skip": "identity"}
+VE_RECIPE = {"model.precond": "none", "loss.weighting": "inverse_noise_var", "model.output_scale": "noise_std"}
+VE_EDM = {"model.precond": "spectral", "loss.weighting": "uniform", "model.output_scale": "none"}
+# variant -> (what it is, config file, overrides)
+VARIANTS: dict[str, tuple[str, str, dict]] = {
+  "paper": ("the paper's loss (weight c_t²) and residual form h = x_t + φ", BLUR, PAPER),
+  "floor": ("the paper's form with loss.floor = 0.3", BLUR, {**PAPER, "loss.floor": 0.3}),
+  "precond": ("model.precond = spectral, c_in scalar (EDM's form)", BLUR, {**PRECOND, "model.precond_c_in": "scalar"}),
+  "precond_coef": (
+    "model.precond = spectral, c_in per coefficient (x_t whitened)",
+    BLUR,
+    {**PRECOND, "model.precond_c_in": "coefficient"},
+  ),
+  "precond_flat": (
+    "model.precond = spectral with a wrong, flat spectrum (c_in scalar)",
+    BLUR,
+    {**PRECOND, "model.precond_c_in": "scalar", "model.precond_spectrum": "flat"},
+  ),
+  "precond_tilted": (
+    "model.precond = spectral with a wrong spectrum, tilted ×2 per octave (c_in scalar)",
+    BLUR,
+    {**PRECOND, "model.precond_c_in": "scalar", "model.precond_spectrum": "tilted"},
+  ),
+  "ve": ("VE twin, score_sde's recipe (σ² weighting, output × s_t)", VE, VE_RECIPE),
+  "ve_precond": ("VE twin with the preconditioning (C_t = I: EDM's, per-coefficient spectrum)", VE, VE_EDM),
+}
+FAMILY = {"ve": "ve", "ve_precond": "ve"}  # variant -> corruption family of its oracle; others: blur
+# (sampler, NFE, end) per family
+POINTS = {
+  "blur": [
+    ("momentum", 100, "noise"),
+    ("momentum", 100, "denoise"),
+    ("momentum", 20, "noise"),
+    ("momentum", 20, "denoise"),
+    ("multistep", 20, "noise"),
+    ("multistep", 20, "denoise"),
+    ("multistep", 10, "denoise"),
+    ("multistep_sde", 50, "noise"),
+    ("multistep_sde", 50, "denoise"),
+  ],
+  "ve": [
+    ("pc", 100, "denoise"),
+    ("momentum", 100, "noise"),
+    ("momentum", 100, "denoise"),
+    ("multistep", 20, "noise"),
+    ("multistep", 20, "denoise"),
+  ],
+}
+SAMPLE_SEED = 0
+BANDS = ("ratio_low", "ratio_mid", "ratio_high")
+
+
+def make_config(variant: str, seed: int):
+  _, path, overrides = VARIANTS[variant]
+  config = importlib.import_module(path.removesuffix(".py").replace("/", ".")).get_config()
+  config.seed = seed
+  for key, value in overrides.items():
+    block, leaf = key.split(".")
+    config[block][leaf] = value
+  return config
+
+
+def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> None:
+  _, path, overrides = VARIANTS[variant]
+  workdir = out / f"{variant}_s{seed}"
+  if (workdir / "checkpoints" / str(make_config(variant, seed).train.num_steps)).is_dir():
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  flags = [f"--config.seed={seed}", *(f"--config.{k}={v}" for k, v in overrides.items())]
+  start = time.perf_counter()
+  cmd = [sys.executable, "-m", "soft_diffusion.main", "--config", path, "--workdir", str(workdir), *flags]
+  print("+", " ".join(cmd[1:]), f"> {workdir / 'train.log'}", flush=True)
+  with (workdir / "train.log").open("a") as f:
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+  timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
+
+
+def point_names(family: str, denoiser: str) -> list[str]:
+  return [f"{denoiser}/{s}/{n}/{end}" for s, n, end in POINTS[family]]
+
+
+def measure(points: list[str], folder: pathlib.Path, setup, label: str) -> dict:
+  """The points of `points` missing from folder/precond_quality.json, measured and added."""
+  import jax
+
+  from soft_diffusion import data, gaussian_field, sample
+  from soft_diffusion.evaluation import exact
+
+  path = folder / "precond_quality.json"
+  record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
+  missing = [p for p in points if p not in record["points"]]
+  if not missing:
+    return record
+  settings, corruption, prior, params, net, precond, skip = setup()
+  prior = jax.device_put(prior)
+  v = data.exact_spectrum(settings.data)[..., 0]
+  oracle = gaussian_field.oracle_denoiser(corruption, v)
+  for point in missing:
+    denoiser, sampler, nfe, end = point.split("/")
+    cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED, final=end)
+    kwargs = {"denoise_fn": oracle} if denoiser == "oracle" else {"skip": skip, "precond": precond}
+    draw_fn = sample.make_draw_fn(net, corruption, cfg, raw=True, **kwargs)
+    t0 = time.perf_counter()
+    images = sample.draw(draw_fn, params, prior, cfg, settings.eval.num_images, raw=True)
+    metrics = exact.exact_metrics(images, v)
+    record["points"][point] = {**metrics, "num_images": len(images), "seconds": round(time.perf_counter() - t0, 1)}
+    print(f"{label} {point}: " + field_study.short(metrics), flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+  return record
+
+
+def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
+  """{'trained': points or None, 'oracle': the family's oracle points}."""
+  from soft_diffusion import corruptions, levels, sample
+  from soft_diffusion import settings as settings_lib
+
+  family = FAMILY.get(variant, "blur")
+  workdir = out / f"{variant}_s{seed}"
+  config = make_config(variant, seed)
+  start = time.perf_counter()
+
+  def oracle_setup():
+    folder = out / f"oracle_{family}"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = levels.select_missing_levels(settings_lib.load(config, folder, resolve_levels=False), folder)
+    corruption = corruptions.make(settings.corruption)
+    prior = sample.make_prior(settings, corruption, folder, fit_missing=True)
+    return settings, corruption, prior, None, None, None, None
+
+  result = {"oracle": measure(point_names(family, "oracle"), out / f"oracle_{family}", oracle_setup, family)["points"]}
+  if (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
+
+    def trained_setup():
+      run = sample.load_run(settings_lib.load(config, workdir), workdir)
+      return run.settings, run.corruption, run.prior, run.params, run.network, run.precond, run.skip
+
+    trained = measure(point_names(family, "trained"), workdir, trained_setup, f"{variant}_s{seed}")
+    result["trained"] = trained["points"]
+  timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
+  return result
+
+
+def fmt(x: float) -> str:
+  return f"{x:.3g}" if x < 1e3 else f"{x:.1e}"
+
+
+def tables(study: dict) -> str:
+  """Markdown: per variant and (sampler, NFE, end), spectral FD trained / oracle and their ratio,
+  and the variance kept per band (trained)."""
+  rows = []
+  for name, v in study["variants"].items():
+    trained, oracle = v.get("trained") or {}, v["oracle"]
+    for sampler, nfe, end in POINTS[FAMILY.get(name, "blur")]:
+      t, o = trained.get(f"trained/{sampler}/{nfe}/{end}"), oracle.get(f"oracle/{sampler}/{nfe}/{end}")
+      if t is None or o is None:
+        continue
+      bands = " / ".join(f"{t[b]:.2f}" for b in BANDS)
+      ratio = t["spectral_fd"] / o["spectral_fd"]
+      rows.append([name, sampler, nfe, end, fmt(t["spectral_fd"]), fmt(o["spectral_fd"]), f"{ratio:.2f}", bands])
+  header = ["variant", "sampler", "NFE", "end", "trained", "oracle", "ratio", "variance kept, low / mid / high"]
+  caption = (
+    "Spectral FD to the true law of the fields (lower is better; trained network and the exact "
+    "posterior mean through the same sampler), 1,024 samples, training seed "
+    f"{study['training_seed']}; the variance kept per band of the trained samples (1 is exact):"
+  )
+  return study_records.markdown_table(caption, header, rows, "|---|---|---:|---|---:|---:|---:|---|")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+  parser.add_argument("--train", nargs="*", default=[], choices=list(VARIANTS), help="variants to train")
+  parser.add_argument("--seed", type=int, default=0, help="training seed")
+  parser.add_argument("--tables", action="store_true", help="only print the tables of --results' JSON")
+  parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "precond" / "fields")
+  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
+  args = parser.parse_args()
+  path = args.results / "precond_fields.json"
+  if args.tables:
+    print(tables(json.loads(path.read_text())))
+    return
+  args.out.mkdir(parents=True, exist_ok=True)
+  timings: dict = {}
+  for variant in args.train:
+    train(variant, args.seed, args.out, timings)
+  study = {
+    "study": "precond_fields",
+    "point_names": "denoiser/sampler/NFE/end (trained: EMA network; oracle: exact posterior mean; end: sample.final)",
+    "num_images": 1024,
+    "sample_seed": SAMPLE_SEED,
+    "training_seed": args.seed,
+    "variants": {},
+    "timings": timings,
+  }
+  for variant in args.variants:
+    study["variants"][variant] = {
+      "description": VARIANTS[variant][0],
+      "config": VARIANTS[variant][1],
+      "overrides": VARIANTS[variant][2],
+      **evaluate(variant, args.seed, args.out, timings),
+    }
+  args.results.mkdir(parents=True, exist_ok=True)
+  study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
+  path.write_text(json.dumps(study, indent=1) + "\n")
+  print(tables(study))
+  print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+  main()
