@@ -47,10 +47,21 @@ BLUR = "configs/gaussian_field.py"
 VE = "configs/gaussian_field_ve.py"
 # Every variant states its parameterisation and loss, so that a change of a config's default cannot
 # change what a variant's name stands for.
-PAPER = {"model.precond": "none", "loss.floor": 0.0, "loss.weighting": "uniform", "model.skip": "identity"}
-PRECOND = {"model.precond": "spectral", "loss.floor": 0.0, "loss.weighting": "uniform", "model.skip": "identity"}
-VE_RECIPE = {"model.precond": "none", "loss.weighting": "inverse_noise_var", "model.output_scale": "noise_std"}
-VE_EDM = {"model.precond": "spectral", "loss.weighting": "uniform", "model.output_scale": "none"}
+COMMON = {"loss.floor": 0.0, "loss.weighting": "uniform", "model.skip": "identity", "train.t_density": "uniform"}
+PAPER = {**COMMON, "model.precond": "none"}
+PRECOND = {**COMMON, "model.precond": "spectral"}
+VE_RECIPE = {
+  "model.precond": "none",
+  "loss.weighting": "inverse_noise_var",
+  "model.output_scale": "noise_std",
+  "train.t_density": "uniform",
+}
+VE_EDM = {
+  "model.precond": "spectral",
+  "loss.weighting": "uniform",
+  "model.output_scale": "none",
+  "train.t_density": "lognormal",
+}
 # variant -> (what it is, config file, overrides)
 VARIANTS: dict[str, tuple[str, str, dict]] = {
   "paper": ("the paper's loss (weight c_t²) and residual form h = x_t + φ", BLUR, PAPER),
@@ -72,7 +83,16 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     {**PRECOND, "model.precond_c_in": "scalar", "model.precond_spectrum": "tilted"},
   ),
   "ve": ("VE twin, score_sde's recipe (σ² weighting, output × s_t)", VE, VE_RECIPE),
-  "ve_precond": ("VE twin with the preconditioning (C_t = I: EDM's, per-coefficient spectrum)", VE, VE_EDM),
+  "ve_precond": (
+    "VE twin, EDM's recipe (C_t = I): the preconditioning with the data's spectrum and the log-normal density",
+    VE,
+    VE_EDM,
+  ),
+  "precond_lognormal": (
+    "model.precond = spectral (c_in scalar) and train.t_density = lognormal",
+    BLUR,
+    {**PRECOND, "model.precond_c_in": "scalar", "train.t_density": "lognormal"},
+  ),
 }
 FAMILY = {"ve": "ve", "ve_precond": "ve"}  # variant -> corruption family of its oracle; others: blur
 # (sampler, NFE, end) per family

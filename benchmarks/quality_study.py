@@ -75,21 +75,69 @@ VARIANTS: dict[str, tuple[str, dict, str | None]] = {
   "lag": ("loss.lag = 0.02 (A_t = C_{t-0.02}: one sampler step at 50 NFE)", {"loss.lag": 0.02}, None),
   "wiener": ("model.skip = wiener (Wiener-gain skip per DCT frequency)", {"model.skip": "wiener"}, None),
   "wiener_lag": ("model.skip = wiener and loss.lag = 0.02", {"model.skip": "wiener", "loss.lag": 0.02}, None),
+  # the per-coefficient preconditioning (docs/method.md §2.4), on the default table:
+  "paper": (
+    "the paper's loss and residual form (model.precond = none)",
+    {"model.precond": "none", "loss.floor": 0.0},
+    None,
+  ),
+  "precond": (
+    "model.precond = spectral, c_in scalar",
+    {"model.precond": "spectral", "model.precond_c_in": "scalar"},
+    None,
+  ),
+  "precond_coef": (
+    "model.precond = spectral, c_in per coefficient",
+    {"model.precond": "spectral", "model.precond_c_in": "coefficient"},
+    None,
+  ),
   # the VE baseline (its own config):
-  "ve": ("configs/digits_ve.py (C_t = I, score_sde's VE recipe scaled to the digits)", {}, None),
+  "ve": (
+    "configs/digits_ve.py (C_t = I, score_sde's VE recipe scaled to the digits)",
+    {"model.precond": "none", "loss.weighting": "inverse_noise_var", "model.output_scale": "noise_std"},
+    None,
+  ),
+  "ve_precond": (
+    "configs/digits_ve.py with EDM's recipe (C_t = I): the preconditioning and the log-normal density",
+    {
+      "model.precond": "spectral",
+      "loss.weighting": "uniform",
+      "model.output_scale": "none",
+      "train.t_density": "lognormal",
+    },
+    None,
+  ),
 }
 # Every digits variant states its skip (the residual form unless it says otherwise), so that a
 # change of configs/digits.py's default cannot change what a variant's name stands for.
 BASE_OVERRIDES = {"model.skip": "identity"}
-CONFIG_MODULES = {"ve": ("configs/digits_ve.py", digits_ve_config)}  # variant -> config; others: digits
+VE_CONFIG = ("configs/digits_ve.py", digits_ve_config)
+CONFIG_MODULES = {"ve": VE_CONFIG, "ve_precond": VE_CONFIG}  # variant -> config; others: digits
 VARIANT_SAMPLERS = {"ve": ("pc", "momentum")}  # variant -> samplers; others: SAMPLERS
+# A sampler name may carry the sampler's end: 'momentum:denoise' is sample.final = 'denoise'.
+PRECOND_SAMPLERS = ("momentum:noise", "momentum:denoise", "multistep:denoise", "multistep_sde:denoise")
+  "momentum:noise",
+  "momentum:denoise",
+  "multistep:noise",
+  "multistep:denoise",
+  "multistep_sde:denoise",
+)
+STUDY_SAMPLERS = {"precond": {"ve": ("pc", "momentum:denoise"), "ve_precond": ("pc", "momentum:denoise")}}
 STUDIES = {
   "accounting": ("joint", "candidate"),
   "levels": ("joint", "candidate", "blur", "joint_min_blur"),
   "loss": ("candidate", "floor", "lag", "wiener", "wiener_lag"),
   "ve": ("candidate", "ve"),  # blur + Momentum against VE + PC (score_sde's noise removal at the end)
+  "precond": ("paper", "precond", "precond_coef", "ve", "ve_precond"),
 }
-STUDY_NFES = {"ve": (20, 50, 100)}  # study -> NFE; others: NFES
+STUDY_NFES = {"ve": (20, 50, 100), "precond": (20, 100)}  # study -> NFE; others: NFES
+STUDY_NUM_SAMPLES = {"precond": 1024}  # study -> samples per point; others: NUM_SAMPLES
+
+
+def samplers_of(study: str, variant: str) -> tuple[str, ...]:
+  if study == "precond":
+    return STUDY_SAMPLERS["precond"].get(variant, PRECOND_SAMPLERS)
+  return VARIANT_SAMPLERS.get(variant, SAMPLERS)
 
 
 def flag_value(value) -> str:
@@ -248,6 +296,8 @@ def evaluate_run(
   timings: dict,
   prior_names=("gaussian",),
   nfes=NFES,
+  samplers=None,
+  num_samples=NUM_SAMPLES,
 ) -> dict:
   import jax
 
@@ -257,7 +307,7 @@ def evaluate_run(
   workdir = out / f"{variant}_s{seed}"
   path = workdir / "quality.json"
   record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
-  want = point_names(prior_names, VARIANT_SAMPLERS.get(variant, SAMPLERS), nfes)
+  want = point_names(prior_names, samplers or VARIANT_SAMPLERS.get(variant, SAMPLERS), nfes)
   missing = [
     p for p in want if p not in record["points"] or ("fid" not in record["points"][p] and inception_at(p, ref))
   ]
@@ -268,12 +318,15 @@ def evaluate_run(
   priors_of_points = {}
   for point in missing:
     sampler, nfe, *rest = point.split("/")
+    sampler, _, end = sampler.partition(":")  # 'momentum:denoise': sample.final = 'denoise'
     prior_name = rest[0] if rest else "gaussian"
     if prior_name not in priors_of_points:
       priors_of_points[prior_name] = jax.device_put(point_prior(run, prior_name))
-    cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED)
+    cfg = dataclasses.replace(
+      run.settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED, final=end or "auto"
+    )
     t0 = time.perf_counter()
-    images = dataclasses.replace(run, prior=priors_of_points[prior_name]).draw(cfg, NUM_SAMPLES, progress=False)
+    images = dataclasses.replace(run, prior=priors_of_points[prior_name]).draw(cfg, num_samples, progress=False)
     sampled = round(time.perf_counter() - t0, 1)
     record["points"][point] = {**ref.measure(images, inception_at(point, ref)), "sampling_seconds": sampled}
     print(f"{variant}_s{seed} {point}: " + short(record["points"][point]), flush=True)
@@ -364,7 +417,8 @@ def main() -> None:
   prior_names = tuple(
     args.priors or (("gaussian", "noisy_fit", "forward") if args.study == "accounting" else ("gaussian",))
   )
-  known = {p for v in variants for p in point_names(prior_names, VARIANT_SAMPLERS.get(v, SAMPLERS), nfes)}
+  num_samples = STUDY_NUM_SAMPLES.get(args.study, NUM_SAMPLES)
+  known = {p for v in variants for p in point_names(prior_names, samplers_of(args.study, v), nfes)}
   unknown = sorted(set(args.inception or ()) - known)
   if unknown:
     parser.error(f"--inception: unknown points {unknown}; this study has {sorted(known)}")
@@ -376,7 +430,7 @@ def main() -> None:
     "study": args.study,
     "point_names": "sampler/NFE: p_1 = the Gaussian fit (noise added exactly); sampler/NFE/prior: that p_1",
     "config": "configs/digits.py",
-    "num_samples": NUM_SAMPLES,
+    "num_samples": num_samples,
     "nfes": list(nfes),
     "sample_seed": SAMPLE_SEED,
     "priors": list(prior_names),
@@ -389,9 +443,12 @@ def main() -> None:
   for v in variants:
     runs = {}
     for s in args.seeds:
-      runs[str(s)] = evaluate_run(v, s, overrides[v, s], args.out, ref, timings, prior_names, nfes)["points"]
+      record = evaluate_run(
+        v, s, overrides[v, s], args.out, ref, timings, prior_names, nfes, samplers_of(args.study, v), num_samples
+      )
+      runs[str(s)] = record["points"]
     levels = overrides[v, args.seeds[0]].get("corruption.blur_sigma_table", digits_config.DIGITS_BLUR_LEVELS)
-    samplers = VARIANT_SAMPLERS.get(v, SAMPLERS)
+    samplers = samplers_of(args.study, v)
     study["variants"][v] = {"description": VARIANTS[v][0], "samplers": list(samplers), "runs": runs}
     if config_of(v)[1] is digits_config:
       study["variants"][v]["levels"] = list(levels)

@@ -129,3 +129,21 @@ def test_api_page_gaussian_field_example_runs_as_written(capsys):
   exec(compile(example, "docs/api.md", "exec"), namespace)  # noqa: S102
   assert namespace["x"].shape == (256, 32, 32, 3)
   assert "spectral_fd" in capsys.readouterr().out
+
+
+def test_api_page_preconditioning_example_runs_as_written():
+  """The preconditioning example runs after the first one (its corruption, data and keys); with
+  F = 0 on Gaussian data its denoiser is the exact posterior mean, as the page says."""
+  import numpy as np
+
+  from soft_diffusion import gaussian_field
+
+  blocks = python_blocks("docs/api.md")
+  (example,) = [b for b in blocks if "Preconditioner" in b]
+  namespace: dict = {}
+  exec(compile(blocks[0], "docs/api.md", "exec"), namespace)  # noqa: S102
+  exec(compile(example, "docs/api.md", "exec"), namespace)  # noqa: S102
+  assert namespace["x"].shape == (8, 32, 32, 3) and namespace["loss"].shape == ()
+  x_t, t = namespace["x_t"], namespace["t"]
+  oracle = gaussian_field.oracle_denoiser(namespace["corruption"], namespace["power"])
+  np.testing.assert_allclose(namespace["denoise_fn"](x_t, t), oracle(x_t, t), rtol=1e-4, atol=1e-5)

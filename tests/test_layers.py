@@ -61,6 +61,7 @@ def test_every_driver_has_a_layer():
     "level_selection",
     "losses",
     "multistep",
+    "preconditioning",
     "samplers",
     "priors",
     "restoration",
