@@ -133,10 +133,10 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
     if trained:
       run = sample.load_run(settings_lib.load(config, workdir), workdir)
       settings, corruption, prior, params = run.settings, run.corruption, run.prior, run.params
-      net, skip = run.network, run.skip
+      net, skip, precond = run.network, run.skip, run.precond
     else:
       settings, corruption, prior = oracle_setup(variant, seed, out)
-      params = net = skip = None
+      params = net = skip = precond = None
     prior = jax.device_put(prior)
     v = data.exact_spectrum(settings.data)[..., 0]
     oracle = gaussian_field.oracle_denoiser(corruption, v)
@@ -144,7 +144,7 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
       denoiser, sampler, nfe = point.split("/")
       cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED)
       denoise_fn = oracle if denoiser == "oracle" else None
-      draw_fn = sample.make_draw_fn(net, corruption, cfg, raw=True, denoise_fn=denoise_fn, skip=skip)
+      draw_fn = sample.make_draw_fn(net, corruption, cfg, raw=True, denoise_fn=denoise_fn, skip=skip, precond=precond)
       t0 = time.perf_counter()
       images = sample.draw(draw_fn, params, prior, cfg, settings.eval.num_images, raw=True)
       metrics = exact.exact_metrics(images, v)

@@ -51,12 +51,16 @@ COMMON = {"loss.floor": 0.0, "loss.weighting": "uniform", "model.skip": "identit
 PAPER = {**COMMON, "model.precond": "none"}
 PRECOND = {**COMMON, "model.precond": "spectral"}
 VE_RECIPE = {
+  "loss.floor": 0.0,
+  "model.skip": "identity",
   "model.precond": "none",
   "loss.weighting": "inverse_noise_var",
   "model.output_scale": "noise_std",
   "train.t_density": "uniform",
 }
 VE_EDM = {
+  "loss.floor": 0.0,
+  "model.skip": "identity",
   "model.precond": "spectral",
   "loss.weighting": "uniform",
   "model.output_scale": "none",

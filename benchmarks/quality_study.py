@@ -116,12 +116,6 @@ CONFIG_MODULES = {"ve": VE_CONFIG, "ve_precond": VE_CONFIG}  # variant -> config
 VARIANT_SAMPLERS = {"ve": ("pc", "momentum")}  # variant -> samplers; others: SAMPLERS
 # A sampler name may carry the sampler's end: 'momentum:denoise' is sample.final = 'denoise'.
 PRECOND_SAMPLERS = ("momentum:noise", "momentum:denoise", "multistep:denoise", "multistep_sde:denoise")
-  "momentum:noise",
-  "momentum:denoise",
-  "multistep:noise",
-  "multistep:denoise",
-  "multistep_sde:denoise",
-)
 STUDY_SAMPLERS = {"precond": {"ve": ("pc", "momentum:denoise"), "ve_precond": ("pc", "momentum:denoise")}}
 STUDIES = {
   "accounting": ("joint", "candidate"),

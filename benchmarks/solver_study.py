@@ -98,9 +98,9 @@ def field_setup(variant: str, trained: bool):
   if trained:
     workdir = out / f"{variant}_s0"
     run = sample.load_run(settings_lib.load(field_study.make_config(variant, 0), workdir), workdir)
-    return run.settings, run.corruption, jax.device_put(run.prior), run.params, run.network, run.skip
+    return run.settings, run.corruption, jax.device_put(run.prior), run.params, run.network, (run.skip, run.precond)
   settings, corruption, prior = field_study.oracle_setup(variant, 0, out)
-  return settings, corruption, jax.device_put(prior), None, None, None
+  return settings, corruption, jax.device_put(prior), None, None, (None, None)
 
 
 def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), path=None) -> None:
@@ -113,7 +113,7 @@ def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), p
     missing = [p for p in want if p not in record["points"]]
     if not missing:
       continue
-    settings, corruption, prior, params, net, skip = field_setup(variant, denoiser == "trained")
+    settings, corruption, prior, params, net, (skip, precond) = field_setup(variant, denoiser == "trained")
     v = data.exact_spectrum(settings.data)[..., 0]
     if "floor" not in record.setdefault("floors", {}).get(variant, {}):
       record["floors"][variant] = exact_floor(v)
@@ -122,7 +122,13 @@ def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), p
       _, _, spec, nfe = point.split("/")
       cfg = sample_cfg(settings.sample, spec, int(nfe), 0)
       draw_fn = sample.make_draw_fn(
-        net, corruption, cfg, raw=True, denoise_fn=oracle if denoiser == "oracle" else None, skip=skip
+        net,
+        corruption,
+        cfg,
+        raw=True,
+        denoise_fn=oracle if denoiser == "oracle" else None,
+        skip=skip,
+        precond=precond,
       )
       t0 = time.perf_counter()
       images = sample.draw(draw_fn, params, prior, cfg, FIELD_SAMPLES, raw=True)

@@ -72,6 +72,7 @@ def evaluate_exact(settings: Settings, workdir: epath.Path, mesh: Any, step: int
     "sample_seed": settings.sample.seed,
     "sample_prior": settings.sample.prior,
     "eval_num_images": cfg.num_images,
+    **sample_lib.sample_options(settings.sample),
   }
   denoisers = ("trained", "oracle") if cfg.oracle else ("trained",)
   grid = [

@@ -168,6 +168,7 @@ def evaluate_fid(settings: Settings, workdir: epath.Path, mesh: Any, params: Any
     "sample_seed": settings.sample.seed,
     "sample_prior": settings.sample.prior,
     "eval_num_images": cfg.num_images,
+    **sample_lib.sample_options(settings.sample),
   }
   grid = [{"sampler": s, "num_steps": n} for s in cfg.samplers for n in cfg.num_steps]
   path = workdir / "eval" / f"eval_step{run.step}.json"

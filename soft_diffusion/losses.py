@@ -177,7 +177,7 @@ def preconditioned_loss_per_example(
   output = network_fn(precond.network_input(x_t, t), t)
   if output.shape != x0.shape:
     raise ValueError(f"network_fn must return the shape of x0 {x0.shape}, got {output.shape}")
-  residual = output.astype(jnp.float32) - precond.target(x0, x_t, t)
+  residual = output.astype(jnp.float32) - precond.target_from_noise(x0, noise, t)
   reduce = jnp.mean if reduction == "mean" else jnp.sum
   return reduce(jnp.square(residual), axis=(1, 2, 3))
 
@@ -197,7 +197,9 @@ def preconditioned_loss(
   mean_pixels((F - target)²), target = (B x0 - c_skip ⊙ B x_t)/c_out in pixels
   (`Preconditioner.target`). The basis B is orthonormal, so this is
   mean_k ((B x̂_0 - B x0)(k) / c_out(k))² with x̂_0 = `precond.denoised(x_t, t, F)`: the estimate's
-  error weighted by 1/c_out² per coefficient, computed without dividing by a small c_out.
+  error weighted by 1/c_out² per coefficient. The target is computed from η
+  (`Preconditioner.target_from_noise`), so no difference of nearly equal terms is divided by a
+  small c_out.
 
   Args:
     network_fn: (network input [B,H,W,C], t [B]) -> F [B,H,W,C], the raw network.

@@ -29,13 +29,14 @@ and jax only.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy import special, stats
+from jax.scipy import special
 
 from soft_diffusion import dct
 
@@ -137,6 +138,20 @@ class Preconditioner:
     to_b = lambda a: dct.to_basis(a.astype(jnp.float32), basis)  # noqa: E731
     return dct.from_basis((to_b(x0) - c_skip * to_b(x_t)) / c_out, basis)
 
+  def target_from_noise(self, x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
+    """`target` for x_t = C_t x_0 + s_t η written with η: per coefficient
+    (s x_0 - c v η)/√(v (c² v + s²)), the same value without the cancellation of
+    x_0 - c_skip x_t where c_out is small (what the loss uses), float32."""
+    batch, height, width, channels = x0.shape
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,))
+    basis, c = self.corruption.diagonal(t, height, width)
+    c = c.astype(jnp.float32)[..., None]
+    s = self.corruption.noise_std(t).astype(jnp.float32)[:, None, None, None]
+    v = jnp.asarray(self.power, jnp.float32)[None]
+    to_b = lambda a: dct.to_basis(a.astype(jnp.float32), basis)  # noqa: E731
+    coeffs = (s * to_b(x0) - c * v * to_b(noise)) * jax.lax.rsqrt(v * (jnp.square(c) * v + jnp.square(s)))
+    return dct.from_basis(coeffs, basis)
+
   def denoise_fn(self, network_fn: NetworkFn) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """denoise_fn(x_t, t) = x̂_0 with F = network_fn(c_in · x_t, t): what the samplers take."""
 
@@ -161,11 +176,11 @@ def noise_to_signal(corruption: Any, power: np.ndarray, t: np.ndarray) -> np.nda
   """r(t) = s_t / √(mean_k c_t(k)² v(k)) over the coefficients k but the first (the DCT's DC
   term, which carries the data's mean rather than its variation): for C_t = I and centred data
   of pixel std σ_data, σ/σ_data (EDM's σ up to its σ_data). float64 [len(t)]."""
-  v = spectrum_for(power, "data")
+  v = spectrum_for(power, "data").mean(axis=-1)  # [H, W]: the channels' mean
   t = np.asarray(t, np.float32)
   _, c = corruption.diagonal(jnp.asarray(t), v.shape[0], v.shape[1])
-  c2v = np.square(np.asarray(c, np.float64))[..., None] * v[None]  # [T, H, W, C]
-  signal = (c2v.reshape(len(t), -1, c2v.shape[-1])[:, 1:]).mean(axis=(1, 2))
+  c2v = np.square(np.asarray(c, np.float64)) * v[None]  # [T, H, W]
+  signal = c2v.reshape(len(t), -1)[:, 1:].mean(axis=1)
   return np.asarray(corruption.noise_std(jnp.asarray(t)), np.float64) / np.sqrt(np.maximum(signal, 1e-30))
 
 
@@ -176,19 +191,33 @@ def lognormal_time_sampler(
   (r: `noise_to_signal`), drawn by the inverse CDF and mapped back to t by interpolation in a
   table of TIME_TABLE_SIZE times; jit-able. EDM's density is mean = -1.2 - ln 0.5 ≈ -0.5 and
   std = 1.2 for σ/σ_data with σ_data = 0.5. r must increase with t (it does when s_t does not
-  fall and C_t does not amplify); a flat stretch is nudged by float32 rounding only."""
+  fall and C_t does not amplify); a flat stretch is nudged by float32 rounding only.
+
+  The CDF bounds are computed in float64; when the interval lies in the normal's upper tail the
+  draw is made in the mirrored lower tail, where float32 resolves small probabilities. Raises
+  ValueError when the truncated law has (almost) no mass: `mean` far outside [ln r(t_min), ln r(1)].
+  """
   if not std > 0:
     raise ValueError(f"std must be > 0, got {std!r}")
   times = np.linspace(t_min, 1.0, TIME_TABLE_SIZE)
   log_r = np.log(noise_to_signal(corruption, power, times))
   log_r = np.maximum.accumulate(log_r + 1e-9 * np.arange(len(times)))  # strictly increasing
-  lo = float(stats.norm.cdf((log_r[0] - mean) / std))
-  hi = float(stats.norm.cdf((log_r[-1] - mean) / std))
+  a, b = (log_r[0] - mean) / std, (log_r[-1] - mean) / std  # standardised bounds, a < b
+  sign = -1.0 if a + b > 0 else 1.0  # mirror an upper-tail interval into the lower tail
+  lo_z, hi_z = sorted((sign * a, sign * b))
+  cdf = lambda z: 0.5 * math.erfc(-z / math.sqrt(2.0))  # noqa: E731  float64
+  lo, hi = cdf(lo_z), cdf(hi_z)
+  if not hi - lo > 1e-12 or hi <= 0.0:
+    raise ValueError(
+      f"the log-normal density has no mass on the ratios t covers: ln r in [{log_r[0]:.2f}, {log_r[-1]:.2f}], "
+      f"mean {mean!r}, std {std!r}"
+    )
   table_r, table_t = jnp.asarray(log_r, jnp.float32), jnp.asarray(times, jnp.float32)
 
   def sample(key: jax.Array, batch: int) -> jax.Array:
-    u = jax.random.uniform(key, (batch,), minval=lo, maxval=hi)
-    log_ratio = mean + std * special.ndtri(jnp.clip(u, 1e-7, 1 - 1e-7))
+    u = jax.random.uniform(key, (batch,), jnp.float32, minval=lo, maxval=hi)
+    z = special.ndtri(jnp.clip(u, max(lo, 1e-38), min(hi, 1.0 - 2**-24)))
+    log_ratio = mean + std * sign * z
     return jnp.clip(jnp.interp(log_ratio, table_r, table_t), t_min, 1.0)
 
   return sample

@@ -180,6 +180,15 @@ def sampler_of(cfg: SampleConfig) -> Any:
   return samplers.get(cfg.sampler, snr=cfg.snr, time_grid=cfg.time_grid, rho=cfg.rho, order=cfg.order, final=cfg.final)
 
 
+def sample_options(cfg: SampleConfig) -> dict[str, Any]:
+  """The sample block's sampler options that change the images and differ from their defaults,
+  as {'sample_<field>': value}: what an evaluation record's header must hold so that points drawn
+  with other options are not reused (defaults are left out, so older headers stay valid)."""
+  defaults = SampleConfig()
+  fields = ("final", "time_grid", "rho", "order", "snr")
+  return {f"sample_{f}": getattr(cfg, f) for f in fields if getattr(cfg, f) != getattr(defaults, f)}
+
+
 def make_draw_fn(
   network: Any,
   corruption: Any,
@@ -341,7 +350,8 @@ def trajectory_figure(run: Run, path: epath.Path, num_frames: int = 8) -> None:
     grid = samplers.default_time_grid(cfg.sampler) if cfg.time_grid == "auto" else cfg.time_grid
     shape = x_init.shape[1:3]
     times = time_grids.resolve(grid, run.corruption, cfg.num_steps, *shape, rho=cfg.rho)[frames].tolist()
-  titles = [_level_title(run.corruption, t) for t in times] + ["t=0\nfinal"]
+  end = "x̂_0 of the last step" if samplers.ends_denoised(cfg.sampler, cfg.final) else "t=0"
+  titles = [_level_title(run.corruption, t) for t in times] + [f"{end}\nfinal"]
   rows = [
     ("x_t", [figures.to_display(x_ts[i, 0]) for i in frames] + [figures.to_display(x0[0])]),
     ("x̂_0 = h(x_t, t)", [figures.to_display(x0_hats[i, 0]) for i in frames] + [figures.to_display(x0[0])]),

@@ -391,6 +391,15 @@ def default_time_grid(name: str) -> str:
   return multistep.DEFAULT_TIME_GRID if name.startswith("multistep") else "uniform"
 
 
+def ends_denoised(name: str, final: str = "auto") -> bool:
+  """Whether sampler `name` with `final` ('auto', 'noise' or 'denoise') returns the last step's
+  estimate x̂_0 rather than the last update's x."""
+  if final != "auto":
+    return final == "denoise"
+  parameter = inspect.signature(SAMPLERS[name]).parameters.get("final")
+  return parameter is not None and parameter.default == "denoise"
+
+
 def get(name: str, **options: Any) -> Sampler:
   """The sampler registered as `name` (one of SAMPLERS), with those of `options` it takes
   (e.g. `snr` for 'pc', `order` for 'multistep', `time_grid`, `rho` and `final` for all) bound;
@@ -401,5 +410,7 @@ def get(name: str, **options: Any) -> Sampler:
   if options.get("final") in ("auto", None):
     options = {k: v for k, v in options.items() if k != "final"}
   accepted = inspect.signature(sampler).parameters
+  if "final" in options and "final" not in accepted:
+    raise ValueError(f"sampler {name!r} does not take final (its end is its own); use final='auto'")
   bound = {k: v for k, v in options.items() if k in accepted}
   return functools.partial(sampler, **bound) if bound else sampler

@@ -135,8 +135,9 @@ class TrainConfig:
     check(isinstance(self.tensorboard, bool), "train.tensorboard", "True or False", self.tensorboard)
     check(self.t_density in T_DENSITIES, "train.t_density", f"one of {T_DENSITIES}", self.t_density)
     mean, std = self.t_lognormal_mean, self.t_lognormal_std
-    check(isinstance(mean, (int, float)) and math.isfinite(mean), "train.t_lognormal_mean", "a finite number", mean)
-    check(isinstance(std, (int, float)) and math.isfinite(std) and std > 0, "train.t_lognormal_std", "> 0", std)
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
+    check(number(mean), "train.t_lognormal_mean", "a finite number", mean)
+    check(number(std) and std > 0, "train.t_lognormal_std", "a finite number > 0", std)
 
 
 @dataclasses.dataclass(frozen=True)

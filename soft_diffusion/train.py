@@ -177,9 +177,12 @@ def make_t_sampler(settings: Settings, corruption, workdir):
   if cfg.t_density == "uniform":
     return None
   power = sample_lib.data_power(settings, workdir, fit_missing=True, needed_by="train.t_density = 'lognormal'")
-  return preconditioning.lognormal_time_sampler(
-    corruption, power, mean=cfg.t_lognormal_mean, std=cfg.t_lognormal_std, t_min=cfg.t_min
-  )
+  try:
+    return preconditioning.lognormal_time_sampler(
+      corruption, power, mean=cfg.t_lognormal_mean, std=cfg.t_lognormal_std, t_min=cfg.t_min
+    )
+  except ValueError as e:
+    raise errors.ConfigError(f"config.train.t_lognormal_mean: {e}") from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def toy_network(x, t):
   return jnp.sin(1.3 * x) + 0.2 * t[:, None, None, None] * x**2
 
 
-def edm_reference(sigma, sigma_data, x, y, network):
+def edm_reference(sigma, sigma_data):
   """EDM's preconditioning (Karras et al. 2022, Table 1) written out for one σ per example:
   D = c_skip x + c_out F(c_in x), λ = (σ² + σ_d²)/(σ σ_d)², loss λ · mean (D - y)²."""
   sigma = np.asarray(sigma, np.float64)[:, None, None, None]
@@ -39,7 +39,7 @@ def test_identity_with_a_flat_spectrum_is_edm(c_in, rng):
   y = rng.uniform(-1, 1, (5, H, W, 3)).astype(np.float32)
   noise = rng.standard_normal(y.shape).astype(np.float32)
   sigma = np.asarray(corruption.noise_std(t), np.float64)
-  ref_skip, ref_out, ref_in, ref_weight = edm_reference(sigma, sigma_data, None, y, toy_network)
+  ref_skip, ref_out, ref_in, ref_weight = edm_reference(sigma, sigma_data)
 
   _, c_skip, c_out, c_in_value = precond.coefficients(jnp.asarray(t), y.shape)
   np.testing.assert_allclose(np.broadcast_to(c_skip, y.shape), np.broadcast_to(ref_skip, y.shape), rtol=2e-6)
@@ -100,7 +100,9 @@ def test_the_target_has_unit_variance_at_every_coefficient_on_the_fields(c_in):
   for time in (0.05, 0.4, 0.8, 1.0):
     t = jnp.full((n,), time)
     x_t = corruption.corrupt(x0, t, noise)
-    variance = np.var(dct.dct2_host(np.asarray(precond.target(x0, x_t, t))), axis=0)
+    target = precond.target(x0, x_t, t)
+    np.testing.assert_allclose(precond.target_from_noise(x0, noise, t), target, rtol=1e-3, atol=1e-3)
+    variance = np.var(dct.dct2_host(np.asarray(target)), axis=0)
     # the variance of a variance estimate of N = 4096 normal draws: √(2/N) = 0.022; 64 coefficients
     np.testing.assert_allclose(variance, 1.0, atol=0.1, err_msg=f"t = {time}")
     inputs = np.var(dct.dct2_host(np.asarray(precond.network_input(x_t, t))), axis=0)
@@ -108,6 +110,27 @@ def test_the_target_has_unit_variance_at_every_coefficient_on_the_fields(c_in):
       np.testing.assert_allclose(inputs, 1.0, atol=0.1, err_msg=f"t = {time}")
     else:  # the total power of the input is 1
       assert abs(inputs.mean() - 1.0) < 0.05
+
+
+def test_a_zero_network_scores_a_loss_of_one_on_any_data(tiny_config):
+  """E[T(k)²] = 1 needs only that v is the data's second moment (docs/method.md §2.4): with v
+  measured on a batch of real digits (not Gaussian, not centred), F = 0 scores a loss of 1
+  averaged over the noise, at every time, for both corruptions the preconditioning serves."""
+  from soft_diffusion import sample
+  from soft_diffusion import settings as settings_lib
+
+  images = sample.load_training_images(settings_lib.load(tiny_config), 256)
+  power = np.mean(dct.dct2_host(images.astype(np.float64)) ** 2, axis=0)
+  x0 = jnp.asarray(np.tile(images, (8, 1, 1, 1)))
+  noise = jax.random.normal(jax.random.key(1), x0.shape)
+  zero = lambda x, t: jnp.zeros_like(x)  # noqa: E731
+  for name in ("blur", "identity"):
+    corruption = corruptions.make({"name": name, "blur_sigma_max": 3.0})
+    precond = preconditioning.Preconditioner(corruption, power)
+    for time in (0.1, 0.5, 0.9):
+      t = jnp.full((x0.shape[0],), time)
+      loss = float(losses.preconditioned_loss(zero, x0, t, noise, precond))
+      assert abs(loss - 1.0) < 0.03, (name, time, loss)
 
 
 def test_the_wrong_spectra_of_the_study():
@@ -148,6 +171,15 @@ def test_the_config_refuses_what_the_preconditioning_replaces(tiny_config):
     ("model", "skip", "wiener"): "config.model.skip",
     ("corruption", "name", "mask"): "config.model.precond",
   }
+  cases.update(
+    {
+      ("model", "output_scale", "noise_std"): "config.model.output_scale",
+      ("loss", "lag", 0.02): "config.loss.lag",
+      ("train", "t_lognormal_std", 0.0): "config.train.t_lognormal_std",
+      ("train", "t_lognormal_mean", float("nan")): "config.train.t_lognormal_mean",
+      ("sample", "final", "clean"): "config.sample.final",
+    }
+  )
   for (block, field, value), name in cases.items():
     config = tiny_config.copy_and_resolve_references()
     config[block][field] = value
@@ -166,14 +198,23 @@ def test_a_preconditioned_run_trains_and_samples(tiny_config, tmp_path):
 
   tiny_config.model.precond = "spectral"
   tiny_config.model.precond_c_in = "coefficient"
+  tiny_config.train.t_density = "lognormal"
   tiny_config.train.num_steps = 2
   tiny_config.sample.final = "denoise"
   metrics = train.run_training(settings_lib.load(tiny_config, tmp_path, resolve_levels=False), tmp_path)
-  assert np.isfinite(metrics["loss"]) and (tmp_path / "spectrum.npz").exists()
+  # the network's last layer starts at 0, so the first steps score the preconditioned loss of F = 0: about 1
+  assert 0.7 < metrics["loss"] < 1.3 and (tmp_path / "spectrum.npz").exists()
   run = sample.load_run(settings_lib.load(tiny_config, tmp_path), tmp_path)
   assert isinstance(run.precond, preconditioning.Preconditioner) and run.precond.c_in == "coefficient"
   images = run.draw(num_images=8, progress=False)
   assert images.shape == (8, 8, 8, 1) and images.dtype == np.uint8
+  # train.t_density = 'lognormal' with a mean no level reaches: one line naming the field
+  from soft_diffusion import errors
+
+  tiny_config.train.t_lognormal_mean = 50.0
+  tiny_config.train.num_steps = 4
+  with pytest.raises(errors.ConfigError, match="config.train.t_lognormal_mean: the log-normal density has no mass"):
+    train.run_training(settings_lib.load(tiny_config, tmp_path, resolve_levels=False), tmp_path)
 
 
 def test_the_lognormal_density_draws_log_noise_to_signal_from_a_truncated_normal():

@@ -312,6 +312,13 @@ def test_final_denoise_returns_the_last_estimate_and_noise_the_last_update(name)
   x_denoise, last_denoise = run("denoise")
   np.testing.assert_array_equal(last_noise, last_denoise)
   np.testing.assert_array_equal(x_denoise, last_denoise)
+  traced = lambda final: samplers.get(name, final=final)(  # noqa: E731  the scan path
+    denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3), return_trajectory=True
+  )
+  (x_scan, (x_ts, hats)), (_, (x_ts_noise, hats_noise)) = traced("denoise"), traced("noise")
+  np.testing.assert_array_equal(x_scan, hats[-1])  # the end is the last estimate
+  np.testing.assert_array_equal(x_ts, x_ts_noise)  # and the trajectory is the same
+  np.testing.assert_array_equal(hats, hats_noise)
   assert float(jnp.max(jnp.abs(x_noise - last_noise))) > 1e-3
   default_end = "denoise" if name == "pc" else "noise"
   np.testing.assert_array_equal(
@@ -323,7 +330,27 @@ def test_final_denoise_returns_the_last_estimate_and_noise_the_last_update(name)
 def test_bad_final_is_one_line():
   corruption = corruptions.make({"name": "blur"})
   for name in ("momentum", "pc", "multistep"):
-    with pytest.raises(ValueError, match=r"final must be one of \('noise', 'denoise'\)"):
+    with pytest.raises(ValueError, match=r"final must be one of \('noise', 'denoise'\)") as info:
       samplers.get(name, final="clean")(
         lambda x, t: x, jnp.zeros((1, 4, 4, 1)), corruption, num_steps=2, key=jax.random.key(0)
       )
+    assert "\n" not in str(info.value)
+
+
+def test_a_sampler_without_final_refuses_an_explicit_end():
+  """A registered sampler that has no `final` argument (a user's own) must not silently ignore
+  sample.final = 'denoise'; 'auto' keeps its own end."""
+
+  def own_sampler(denoise_fn, x_init, corruption, *, num_steps, key):
+    return x_init
+
+  samplers.SAMPLERS["own"] = own_sampler
+  try:
+    assert samplers.get("own", final="auto") is own_sampler
+    with pytest.raises(ValueError, match="sampler 'own' does not take final"):
+      samplers.get("own", final="denoise")
+    assert (
+      not samplers.ends_denoised("own") and samplers.ends_denoised("pc") and samplers.ends_denoised("own", "denoise")
+    )
+  finally:
+    del samplers.SAMPLERS["own"]
