@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import pathlib
 import subprocess
@@ -126,7 +125,7 @@ BANDS = ("ratio_low", "ratio_mid", "ratio_high")
 
 def make_config(variant: str, seed: int):
   _, path, overrides = VARIANTS[variant]
-  config = importlib.import_module(path.removesuffix(".py").replace("/", ".")).get_config()
+  config = study_records.load_config(path)
   config.seed = seed
   for key, value in overrides.items():
     block, leaf = key.split(".")

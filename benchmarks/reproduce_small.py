@@ -60,6 +60,23 @@ FLOOR_RUNS = {  # config -> (samplers, NFE, extra flags)
 }
 
 
+# The recipe each config had when this study ran (its ':FORM'; configs/default.py apply_form): the
+# field configs' defaults moved with the preconditioning study, these keep this study's numbers.
+FORMS = {"gaussian_field": "paper", "gaussian_field_ve": "score_sde"}
+
+
+def config_file(name: str) -> str:
+  """`--config` argument of a config: its file, with the form this study used."""
+  return f"configs/{name}.py" + (f":{FORMS[name]}" if name in FORMS else "")
+
+
+def config_of(name: str):
+  import importlib
+
+  module = importlib.import_module(f"configs.{name}")
+  return module.get_config(FORMS[name]) if name in FORMS else module.get_config()
+
+
 def run_cli(args: list[str]) -> None:
   cmd = [sys.executable, "-m", "soft_diffusion.main", *args]
   print("+", " ".join(cmd[1:]), flush=True)
@@ -83,11 +100,10 @@ def timed(timings: dict, key: str, fn) -> None:
 
 def run_stage(out: pathlib.Path, name: str, timings: dict) -> dict:
   """Train (unless finished) and evaluate one config; returns its eval record."""
-  import importlib
 
-  config = importlib.import_module(f"configs.{name}").get_config()
+  config = config_of(name)
   workdir = out / name
-  flags = ["--config", f"configs/{name}.py", "--workdir", str(workdir)]
+  flags = ["--config", config_file(name), "--workdir", str(workdir)]
   if not final_checkpoint_exists(workdir, config.train.num_steps):
     timed(timings, f"{name}/train", lambda: run_cli(flags))
   path = workdir / "eval" / f"eval_step{config.train.num_steps}.json"
@@ -103,10 +119,9 @@ def run_stage(out: pathlib.Path, name: str, timings: dict) -> dict:
 def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS_SEEDS) -> dict:
   """Blur vs VE on the digits: train both, one reference, FID/KID per sampler × NFE × seed.
   Seeds are the outer loop: both configs have seed 0's whole grid before seed 1 starts."""
-  import importlib
 
-  configs = {name: importlib.import_module(f"configs.{name}").get_config() for name in DIGITS}
-  flags = {name: ["--config", f"configs/{name}.py", "--workdir", str(out / name)] for name in DIGITS}
+  configs = {name: config_of(name) for name in DIGITS}
+  flags = {name: ["--config", config_file(name), "--workdir", str(out / name)] for name in DIGITS}
   for name, config in configs.items():
     if not final_checkpoint_exists(out / name, config.train.num_steps):
       timed(timings, f"{name}/train", lambda name=name: run_cli(flags[name]))
@@ -143,13 +158,12 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
 def run_floor(out: pathlib.Path, timings: dict) -> dict:
   """Train and evaluate each FLOOR_RUNS config with loss.floor = FLOOR in OUT/<config>_floor03;
   returns {config: eval record}."""
-  import importlib
 
   results = {}
   for name, (samplers, nfes, extra) in FLOOR_RUNS.items():
-    config = importlib.import_module(f"configs.{name}").get_config()
+    config = config_of(name)
     workdir = out / f"{name}_floor03"
-    flags = ["--config", f"configs/{name}.py", "--workdir", str(workdir), f"--config.loss.floor={FLOOR}"]
+    flags = ["--config", config_file(name), "--workdir", str(workdir), f"--config.loss.floor={FLOOR}"]
     if not final_checkpoint_exists(workdir, config.train.num_steps):
       timed(timings, f"{name}_floor03/train", lambda flags=flags: run_cli(flags))
     stats = workdir / "stats" / "reference_train.npz"
@@ -299,7 +313,6 @@ def plot_digits(path: pathlib.Path, results: dict, floor: dict | None = None) ->
 def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int = 16) -> None:
   """Samples side by side: the truth, then each config's samplers at `nfe` (trained network)."""
   import dataclasses
-  import importlib
 
   import numpy as np
 
@@ -310,9 +323,7 @@ def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int 
   columns = []
   truth_cfg = None
   for name, label in CONFIGS.items():
-    run = sample_lib.load_run(
-      settings_lib.load(importlib.import_module(f"configs.{name}").get_config(), out / name), out / name
-    )
+    run = sample_lib.load_run(settings_lib.load(config_of(name), out / name), out / name)
     truth_cfg = truth_cfg or run.settings.data
     for sampler in run.settings.eval.samplers:
       cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=nfe, batch_size=num)
@@ -351,7 +362,6 @@ def gap_analysis(out: pathlib.Path) -> dict:
   what C_t removes, where the loss's weight c_t² is near 0) and the network elsewhere; on each
   config, with the eval's prior and seed and GAP_IMAGES samples."""
   import dataclasses
-  import importlib
 
   import jax
   import jax.numpy as jnp
@@ -363,9 +373,7 @@ def gap_analysis(out: pathlib.Path) -> dict:
 
   result = {}
   for name in CONFIGS:
-    run = sample_lib.load_run(
-      settings_lib.load(importlib.import_module(f"configs.{name}").get_config(), out / name), out / name
-    )
+    run = sample_lib.load_run(settings_lib.load(config_of(name), out / name), out / name)
     d = run.settings.data
     v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
     net = run.denoise_fn()

@@ -38,7 +38,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 
-FIELDS = ("configs/gaussian_field.py", "runs/fields/candidate_s0", 4000)
+FIELDS = ("configs/gaussian_field.py:paper", "runs/fields/candidate_s0", 4000)  # field_study's candidate run
 DIGITS = ("configs/digits.py", "runs/digits", 4000)
 DIGITS_MASK = ("configs/digits_mask.py", "runs/digits_mask", 4000)
 COMMON = {"num_steps": 100}  # and restore.sampler = 'ancestral', the default, unless a task names another

@@ -3,9 +3,18 @@ measures some entries keeps the earlier record of the others."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 from collections.abc import Iterable
+
+
+def load_config(spec: str):
+  """The ConfigDict of `spec`, 'configs/FILE.py' or 'configs/FILE.py:FORM' (as `--config` takes
+  it: FORM is passed to get_config), imported as a module of the repository."""
+  path, _, form = spec.partition(":")
+  module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+  return module.get_config(form) if form else module.get_config()
 
 
 def merge_with_earlier(path: pathlib.Path, key: str, fresh: dict, order: Iterable[str]) -> dict:

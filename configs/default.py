@@ -238,3 +238,37 @@ def use_soft_masks(config):
   config.corruption.mask_order = "center"
   config.corruption.mask_ramp_width = 0.25
   return config
+
+
+# The recipes (parameterisation, loss, training-time density) a config can be loaded with:
+# `--config configs/FILE.py:FORM` passes FORM to the file's get_config (docs/results.md, "Training
+# that learns what the samplers read", measured them). Blur and mask configs take 'paper' or
+# 'preconditioned', the VE configs 'score_sde' or 'edm'.
+BLUR_FORMS = ("preconditioned", "paper")
+VE_FORMS = ("edm", "score_sde")
+
+
+def apply_form(config, form: str, allowed=BLUR_FORMS):
+  """Sets `config`'s recipe to `form` in place (one of `allowed`) and returns it:
+
+  * 'paper': the paper's residual form h = x_t + φ with the loss weight c_t² (model.precond =
+    'none') and t ~ U(t_min, 1);
+  * 'preconditioned': the per-coefficient preconditioning with the data's spectrum and its loss
+    (model.precond = 'spectral', c_in scalar; docs/method.md §2.4), t ~ U(t_min, 1);
+  * 'score_sde' (C_t = I): score_sde's VE recipe, σ²-weighted loss and the output scaled by s_t;
+  * 'edm' (C_t = I): EDM's, the preconditioning (with the data's spectrum in place of one σ_data)
+    and the log-normal training-time density (docs/method.md §2.5).
+  """
+  if form not in allowed:
+    raise ValueError(f"the config's form (the ':FORM' after the file name) must be one of {allowed}, got {form!r}")
+  config.loss.floor = 0.0
+  config.loss.lag = 0.0
+  config.model.skip = "identity"
+  config.model.precond_c_in = "scalar"
+  config.model.precond_spectrum = "data"
+  spectral = form in ("preconditioned", "edm")
+  config.model.precond = "spectral" if spectral else "none"
+  config.loss.weighting = "inverse_noise_var" if form == "score_sde" else "uniform"
+  config.model.output_scale = "noise_std" if form == "score_sde" else "none"
+  config.train.t_density = "lognormal" if form == "edm" else "uniform"
+  return config

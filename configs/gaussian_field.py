@@ -19,7 +19,10 @@ WORKDIR/levels.json first; no data pass is needed), clipped geometric noise 0.01
 from configs import default
 
 
-def get_config():
+def get_config(form: str = "preconditioned"):
+  """form (`--config configs/gaussian_field.py:FORM`): 'preconditioned' (the default since the
+  preconditioning study: docs/results.md, "Training that learns what the samplers read") or
+  'paper' (the paper's residual form and loss, this config before that study)."""
   config = default.get_config()
   config.data.name = "gaussian_field"
   config.data.image_size = 16
@@ -63,4 +66,4 @@ def get_config():
   config.eval.samplers = ("momentum", "naive", "deterministic")
   config.eval.num_steps = (10, 20, 50, 100, 200, 300)
   config.eval.num_images = 1024  # spectral FD of the truth itself at this N: ~0.10 (finite-N bias)
-  return config
+  return default.apply_form(config, form)

@@ -10,11 +10,13 @@ between two training images): 30 here (measured on 3,000 fields: max 29.9, media
 network, optimizer, steps and batch are those of configs/gaussian_field.py.
 """
 
-from configs import gaussian_field
+from configs import default, gaussian_field
 from configs.celeba64_ve import apply_ve_recipe
 
 
-def get_config():
-  config = apply_ve_recipe(gaussian_field.get_config(), noise_std_max=30.0)
+def get_config(form: str = "score_sde"):
+  """form (`--config configs/gaussian_field_ve.py:FORM`): 'score_sde' (score_sde's VE recipe) or
+  'edm' (EDM's: the preconditioning and the log-normal training-time density)."""
+  config = apply_ve_recipe(gaussian_field.get_config("paper"), noise_std_max=30.0)
   config.eval.samplers = ("momentum", "naive", "deterministic", "pc")
-  return config
+  return default.apply_form(config, form, default.VE_FORMS)

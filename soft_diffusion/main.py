@@ -116,19 +116,27 @@ def _unquote(text: str) -> str:
   return text
 
 
+def _split_config_arg(path: str) -> tuple[str, str | None]:
+  """'FILE.py:ARG' -> (FILE.py, ARG) (ml_collections passes ARG to get_config); 'FILE.py' -> (FILE.py, None)."""
+  file, colon, arg = path.partition(":")
+  return (file, arg) if colon and file.endswith(".py") else (path, None)
+
+
 def _check_config_file(path: str) -> None:
-  """Runs the config file's get_config() once on its own, so that a broken file is reported as
-  such (absl would report it in terms of the overrides it could not apply)."""
+  """Runs the config file's get_config() (with its ':ARG', if any) once on its own, so that a
+  broken file is reported as such (absl would report it in terms of the overrides it could not
+  apply)."""
   import importlib.util
 
+  file, arg = _split_config_arg(path)
   try:
-    spec = importlib.util.spec_from_file_location("soft_diffusion_config_check", path)
+    spec = importlib.util.spec_from_file_location("soft_diffusion_config_check", file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     get_config = getattr(module, "get_config", None)
     if get_config is None:
       raise errors.ConfigError(f"--config {path}: the file defines no get_config()")
-    config = get_config()
+    config = get_config() if arg is None else get_config(arg)
   except errors.UserError:
     raise
   except SyntaxError as e:
@@ -204,9 +212,10 @@ def parse(argv: list[str]) -> ConfigDict:
   """Parses and checks the flags and loads the config; raises errors.UserError (one line)."""
   path = _config_path(argv)
   if path:
-    if not os.path.isfile(path):
-      raise errors.MissingError(f"--config {path}: no such file")
-    root = str(pathlib.Path(path).resolve().parent.parent)  # configs import `configs.default`
+    file, _ = _split_config_arg(path)
+    if not os.path.isfile(file):
+      raise errors.MissingError(f"--config {file}: no such file")
+    root = str(pathlib.Path(file).resolve().parent.parent)  # configs import `configs.default`
     if root not in sys.path:
       sys.path.insert(1, root)
     _check_config_file(path)

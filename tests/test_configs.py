@@ -32,3 +32,30 @@ def test_config_validates_and_builds_its_parts(path):
   samplers.get(settings.sample.sampler)
   state_lib.make_optimizer(settings.optim)
   models.make_network(settings.model)
+
+
+def test_the_field_configs_forms_are_one_switch_away():
+  """configs/gaussian_field.py is preconditioned by default and ':paper' is the paper's form;
+  the VE twin takes ':score_sde' and ':edm' (configs/default.py apply_form)."""
+  from configs import gaussian_field, gaussian_field_ve
+  from soft_diffusion import settings as settings_lib
+
+  default_form = settings_lib.load(gaussian_field.get_config())
+  paper = settings_lib.load(gaussian_field.get_config("paper"))
+  assert default_form.model.precond == "spectral" and paper.model.precond == "none"
+  assert default_form.train == paper.train and default_form.corruption == paper.corruption
+  score_sde = settings_lib.load(gaussian_field_ve.get_config("score_sde"))
+  edm = settings_lib.load(gaussian_field_ve.get_config("edm"))
+  assert (score_sde.loss.weighting, score_sde.model.output_scale, score_sde.model.precond) == (
+    "inverse_noise_var",
+    "noise_std",
+    "none",
+  )
+  assert (edm.loss.weighting, edm.model.output_scale, edm.model.precond, edm.train.t_density) == (
+    "uniform",
+    "none",
+    "spectral",
+    "lognormal",
+  )
+  with pytest.raises(ValueError, match="must be one of \\('edm', 'score_sde'\\), got 'paper'"):
+    gaussian_field_ve.get_config("paper")

@@ -26,6 +26,11 @@ CASES = {
   "config without get_config": (["--config={tmp}/no_get_config.py"], "defines no get_config()"),
   "config whose get_config raises": (["--config={tmp}/raises.py"], "RuntimeError: no config today"),
   "config that is not a ConfigDict": (["--config={tmp}/not_a_dict.py"], "must return an ml_collections.ConfigDict"),
+  "unknown config form": (
+    ["--config=configs/gaussian_field.py:pink"],
+    "--config configs/gaussian_field.py:pink: ValueError: the config's form (the ':FORM' after the file name) "
+    "must be one of ('preconditioned', 'paper'), got 'pink'",
+  ),
   "misspelled key": (
     ["--config.train.num_step=5"],
     "--config.train.num_step: the config has no field 'num_step'; did you mean 'num_steps'?",
