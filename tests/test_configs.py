@@ -36,7 +36,7 @@ def test_config_validates_and_builds_its_parts(path):
 
 def test_the_field_configs_forms_are_one_switch_away():
   """configs/gaussian_field.py is preconditioned by default and ':paper' is the paper's form;
-  the VE twin takes ':score_sde' and ':edm' (configs/default.py apply_form)."""
+  the VE twin is EDM's recipe by default and ':score_sde' is score_sde's (configs/default.py apply_form)."""
   from configs import gaussian_field, gaussian_field_ve
   from soft_diffusion import settings as settings_lib
 
@@ -45,7 +45,7 @@ def test_the_field_configs_forms_are_one_switch_away():
   assert default_form.model.precond == "spectral" and paper.model.precond == "none"
   assert default_form.train == paper.train and default_form.corruption == paper.corruption
   score_sde = settings_lib.load(gaussian_field_ve.get_config("score_sde"))
-  edm = settings_lib.load(gaussian_field_ve.get_config("edm"))
+  edm = settings_lib.load(gaussian_field_ve.get_config())
   assert (score_sde.loss.weighting, score_sde.model.output_scale, score_sde.model.precond) == (
     "inverse_noise_var",
     "noise_std",
