@@ -183,6 +183,30 @@ def measure(points: list[str], folder: pathlib.Path, setup, label: str) -> dict:
   return record
 
 
+def loss_floor(settings, workdir: pathlib.Path, bins: int) -> list[float]:
+  """The lowest loss any network can reach with this run's preconditioning, per equal bin of t
+  (t uniform): the exact posterior mean's, per coefficient (true posterior variance)/c_out², with
+  c_out from the spectrum the run preconditions with (exact for Gaussian data; 2,000 t per bin)."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  from soft_diffusion import corruptions, data, preconditioning
+
+  corruption = corruptions.make(settings.corruption)
+  v = data.exact_spectrum(settings.data)[..., 0]
+  used = preconditioning.spectrum_for(v, settings.model.precond_spectrum)[..., 0]
+  floors = []
+  for b in range(bins):
+    t = np.linspace(b / bins, (b + 1) / bins, 2001)[:-1]
+    _, c = corruption.diagonal(jnp.asarray(t, jnp.float32), *v.shape)
+    c = np.asarray(c, np.float64)
+    s2 = np.square(np.asarray(corruption.noise_std(jnp.asarray(t, jnp.float32)), np.float64))[:, None, None]
+    posterior = v * s2 / (c**2 * v + s2)
+    c_out2 = used * s2 / (c**2 * used + s2)
+    floors.append(float(np.mean(posterior / c_out2)))
+  return floors
+
+
 def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   """{'trained': points or None, 'oracle': the family's oracle points}."""
   from soft_diffusion import corruptions, levels, sample
@@ -210,6 +234,16 @@ def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
 
     trained = measure(point_names(family, "trained"), workdir, trained_setup, f"{variant}_s{seed}")
     result["trained"] = trained["points"]
+    settings = settings_lib.load(config, workdir)
+    if settings.model.precond != "none":  # the loss against its floor, per bin of t
+      last = json.loads((workdir / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
+      bins = settings.train.loss_bins
+      names = [f"loss_t{b / bins:.2f}-{(b + 1) / bins:.2f}" for b in range(bins)]
+      uniform = settings.train.t_density == "uniform"
+      result["loss"] = {
+        "final_by_t": [last.get(n) for n in names],
+        "floor_by_t": loss_floor(settings, workdir, bins) if uniform else None,
+      }
   timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
   return result
 
@@ -237,7 +271,21 @@ def tables(study: dict) -> str:
     "posterior mean through the same sampler), 1,024 samples, training seed "
     f"{study['training_seed']}; the variance kept per band of the trained samples (1 is exact):"
   )
-  return study_records.markdown_table(caption, header, rows, "|---|---|---:|---|---:|---:|---:|---|")
+  table = study_records.markdown_table(caption, header, rows, "|---|---|---:|---|---:|---:|---:|---|")
+  loss_rows = []
+  for name, v in study["variants"].items():
+    loss = v.get("loss")
+    if loss and loss.get("floor_by_t"):
+      cells = [f"{a:.4f} / {b:.4f}" for a, b in zip(loss["final_by_t"], loss["floor_by_t"], strict=True)]
+      loss_rows.append([name, *cells])
+  if not loss_rows:
+    return table
+  caption = (
+    "The preconditioned loss at the end of training (the last 100 steps' mean) / the lowest any "
+    "network can reach with that preconditioning (the exact posterior mean's), per quarter of t:"
+  )
+  header = ["variant", "t < 0.25", "0.25–0.5", "0.5–0.75", "t ≥ 0.75"]
+  return table + "\n\n" + study_records.markdown_table(caption, header, loss_rows, "|---|---:|---:|---:|---:|")
 
 
 def main() -> None:
