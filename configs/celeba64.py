@@ -18,7 +18,9 @@ launch/gpu.sh, launch/slurm.sh or launch/tpu_pod.sh.
 from configs import default
 
 
-def get_config():
+def get_config(form: str = "paper"):
+  """form (`--config configs/celeba64.py:FORM`, configs/default.py apply_form): 'paper' (the paper's residual
+  form and loss; the default) or 'preconditioned' (the per-coefficient preconditioning)."""
   config = default.get_config()
   config.data.name = "celeb_a"
   config.data.image_size = 64
@@ -43,4 +45,4 @@ def get_config():
   config.train.sample_every_steps = 50_000
   config.checkpoint.every_steps = 10_000
   config.sample.num_steps = 300
-  return config
+  return default.apply_form(config, form)

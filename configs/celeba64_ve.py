@@ -17,7 +17,7 @@ costs what configs/celeba64.py costs (same network, same steps), sampling twice 
 evaluations of a 1,000-step sampler.
 """
 
-from configs import celeba64
+from configs import celeba64, default
 
 
 def apply_ve_recipe(config, noise_std_max: float):
@@ -36,9 +36,11 @@ def apply_ve_recipe(config, noise_std_max: float):
   return config
 
 
-def get_config():
+def get_config(form: str = "score_sde"):
+  """form (`--config configs/celeba64_ve.py:FORM`, configs/default.py apply_form): 'score_sde' (score_sde's VE
+  recipe; the default) or 'edm' (EDM's: the preconditioning and the log-normal density)."""
   config = apply_ve_recipe(celeba64.get_config(), noise_std_max=180.0)
   config.sample.num_steps = 2000  # network evaluations: 1,000 levels × (corrector + predictor)
   config.eval.samplers = ("pc", "momentum")  # score_sde's sampler, and its predictor alone
   config.eval.num_steps = (200, 1000, 2000)
-  return config
+  return default.apply_form(config, form, default.VE_FORMS)

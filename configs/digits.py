@@ -34,7 +34,9 @@ DIGITS_BLUR_LEVELS_JOINT = (
 )  # fmt: skip
 
 
-def get_config():
+def get_config(form: str = "paper"):
+  """form (`--config configs/digits.py:FORM`, configs/default.py apply_form): 'paper' (the paper's residual
+  form and loss; the default) or 'preconditioned' (the per-coefficient preconditioning)."""
   config = default.get_config()
   config.data.name = "digits"
   config.data.image_size = 16  # stored at 8×8; see configs/default.py for why 16
@@ -75,4 +77,4 @@ def get_config():
   config.eval.num_images = 256
   config.eval.num_steps = (20, 50, 100, 200)
   config.eval.kid_subset_size = 256
-  return config
+  return default.apply_form(config, form)

@@ -10,12 +10,14 @@ predictor-corrector sampler ('pc', snr 0.17). σ_max = 17, the largest distance 
 training digits (Song & Ermon 2020, technique 1; measured over the 1,617: max 17.08, median 9.44).
 """
 
-from configs import digits
+from configs import default, digits
 from configs.celeba64_ve import apply_ve_recipe
 
 
-def get_config():
+def get_config(form: str = "score_sde"):
+  """form (`--config configs/digits_ve.py:FORM`, configs/default.py apply_form): 'score_sde' (score_sde's VE
+  recipe; the default) or 'edm' (EDM's: the preconditioning and the log-normal density)."""
   config = apply_ve_recipe(digits.get_config(), noise_std_max=17.0)
   config.eval.samplers = ("momentum", "naive", "deterministic", "pc")
   config.eval.num_steps = (20, 50, 100, 200, 300)
-  return config
+  return default.apply_form(config, form, default.VE_FORMS)
