@@ -5,6 +5,7 @@ paper's Momentum Sampler good, measured with the project's own metrics.
     python benchmarks/quality_study.py --study levels --seeds 0 1
     python benchmarks/quality_study.py --study loss --seeds 0 1 2
     python benchmarks/quality_study.py --study ve --seeds 0 --priors forward
+    python benchmarks/quality_study.py --study precond --seeds 0 --variants precond paper
 
 Each variant is configs/digits.py with a few overrides (VARIANTS), except `ve`, which is
 configs/digits_ve.py (the VE baseline); each (variant, training seed)
@@ -27,6 +28,10 @@ score_sde's predictor-corrector sampler `pc` and with Momentum). Per point it me
 * with --inception, FID and KID (×10³) with the project's Inception-v3 against the train
   split's statistics (`--mode stats`, computed once into OUT/reference and shared); at every
   point, or with `--inception POINT ...` only at those (about 1.5 min per point on 2 CPU cores).
+
+The `precond` study (the per-coefficient preconditioning against the paper's form, docs/method.md
+§2.4) draws 1,024 samples per point at 20 and 100 NFE, with the sampler's end as a factor: a
+sampler name 'momentum:denoise' is the Momentum Sampler with sample.final = 'denoise'.
 
 The real held-out digits (the validation split, 180 images) are measured the same way, as the
 floor. Each run's numbers are kept in OUT/<variant>_s<seed>/quality.json (a rerun skips the
