@@ -323,6 +323,8 @@ def main() -> None:
     }
   args.results.mkdir(parents=True, exist_ok=True)
   study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
+  earlier = json.loads(path.read_text()).get("timings", {}) if path.is_file() else {}
+  study["timings"] = {**earlier, **timings}  # a rerun that measured nothing keeps the earlier times
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study))
   print(f"\nwrote {path}")
