@@ -125,12 +125,7 @@ BANDS = ("ratio_low", "ratio_mid", "ratio_high")
 
 def make_config(variant: str, seed: int):
   _, path, overrides = VARIANTS[variant]
-  config = study_records.load_config(path)
-  config.seed = seed
-  for key, value in overrides.items():
-    block, leaf = key.split(".")
-    config[block][leaf] = value
-  return config
+  return study_records.make_config(path, overrides, seed)
 
 
 def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> None:

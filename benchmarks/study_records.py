@@ -9,6 +9,16 @@ import pathlib
 from collections.abc import Iterable
 
 
+def make_config(spec: str, overrides: dict, seed: int):
+  """`load_config(spec)` with `seed` and the overrides {'block.field': value} applied."""
+  config = load_config(spec)
+  config.seed = seed
+  for key, value in overrides.items():
+    block, leaf = key.split(".")
+    config[block][leaf] = value
+  return config
+
+
 def load_config(spec: str):
   """The ConfigDict of `spec`, 'configs/FILE.py' or 'configs/FILE.py:FORM' (as `--config` takes
   it: FORM is passed to get_config), imported as a module of the repository."""

@@ -121,14 +121,21 @@ class Preconditioner:
   def network_input(self, x_t: jax.Array, t: jax.Array) -> jax.Array:
     """c_in · x_t, in pixels (the network's input)."""
     basis, _, _, c_in = self.coefficients(t, x_t.shape)
+    return self._scale_input(x_t, basis, c_in)
+
+  def denoised(self, x_t: jax.Array, t: jax.Array, output: jax.Array) -> jax.Array:
+    """x̂_0 from x_t and the network's output F (pixels), float32."""
+    basis, c_skip, c_out, _ = self.coefficients(t, x_t.shape)
+    return self._combine(x_t, output, basis, c_skip, c_out)
+
+  def _scale_input(self, x_t, basis, c_in):
     x_t = x_t.astype(jnp.float32)
     if self.c_in == "scalar":
       return c_in * x_t
     return dct.from_basis(c_in * dct.to_basis(x_t, basis), basis)
 
-  def denoised(self, x_t: jax.Array, t: jax.Array, output: jax.Array) -> jax.Array:
-    """x̂_0 from x_t and the network's output F (pixels), float32."""
-    basis, c_skip, c_out, _ = self.coefficients(t, x_t.shape)
+  @staticmethod
+  def _combine(x_t, output, basis, c_skip, c_out):
     to_b = lambda a: dct.to_basis(a.astype(jnp.float32), basis)  # noqa: E731
     return dct.from_basis(c_skip * to_b(x_t) + c_out * to_b(output), basis)
 
@@ -157,7 +164,9 @@ class Preconditioner:
 
     def denoise_fn(x_t: jax.Array, t: jax.Array) -> jax.Array:
       t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x_t.shape[0],))
-      return self.denoised(x_t, t, network_fn(self.network_input(x_t, t), t))
+      basis, c_skip, c_out, c_in = self.coefficients(t, x_t.shape)  # once per call
+      output = network_fn(self._scale_input(x_t, basis, c_in), t)
+      return self._combine(x_t, output, basis, c_skip, c_out)
 
     return denoise_fn
 
