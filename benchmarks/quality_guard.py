@@ -28,12 +28,24 @@ from quality_guard import GUARD_STEPS, NFE, NUM_SAMPLES, run_guard  # noqa: E402
 
 from configs import digits  # noqa: E402
 
+# name -> (what it is, form of configs/digits.py or None for its default, overrides)
 CONFIGS = {
-  "default": ("configs/digits.py as it is", {}),
-  "wiener": ("configs/digits.py with model.skip = wiener (the Wiener-gain skip)", {"model.skip": "wiener"}),
+  "default": ("configs/digits.py as it is", None, {}),
+  "paper": (
+    "configs/digits.py:paper (the paper's residual form, loss and end; the default before the"
+    " preconditioning study, measured then as 'default')",
+    "paper",
+    {},
+  ),
+  "wiener": (
+    "configs/digits.py:paper with model.skip = wiener (the Wiener-gain skip)",
+    "paper",
+    {"model.skip": "wiener"},
+  ),
   "regressed": (
     "the configuration before this guard: the joint level table (one hop 0.01 -> 0.35 px), the Gaussian p_1"
     " and the residual form",
+    "paper",
     {
       "corruption.blur_sigma_table": digits.DIGITS_BLUR_LEVELS_JOINT,
       "sample.prior": "gaussian",
@@ -71,11 +83,12 @@ def main() -> None:
   path = args.results / "quality_guard.json"
   record = {"guard_steps": GUARD_STEPS, "nfe": NFE, "num_samples": NUM_SAMPLES, "configs": {}}
   for name in args.configs:
-    description, overrides = CONFIGS[name]
+    description, form, overrides = CONFIGS[name]
     start = time.perf_counter()
-    metrics = run_guard(args.out / name, None, overrides)
+    metrics = run_guard(args.out / name, None, overrides, form)
     record["configs"][name] = {
       "description": description,
+      "form": form or "default",
       "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
       "metrics": metrics,
       "seconds": round(time.perf_counter() - start, 1),

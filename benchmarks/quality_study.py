@@ -116,8 +116,12 @@ VARIANTS: dict[str, tuple[str, dict, str | None]] = {
 # Every digits variant states its skip (the residual form unless it says otherwise), so that a
 # change of configs/digits.py's default cannot change what a variant's name stands for.
 BASE_OVERRIDES = {"model.skip": "identity"}
-VE_CONFIG = ("configs/digits_ve.py", digits_ve_config)
-CONFIG_MODULES = {"ve": VE_CONFIG, "ve_precond": VE_CONFIG}  # variant -> config; others: digits
+# variant -> (config file, module, form); others: DIGITS_CONFIG. Every variant loads its config in a
+# named form (configs/default.py apply_form) and states the rest, so that a change of a config's
+# default form cannot change what a variant's name stands for.
+DIGITS_CONFIG = ("configs/digits.py", digits_config, "paper")
+VE_CONFIG = ("configs/digits_ve.py", digits_ve_config, "score_sde")
+CONFIG_MODULES = {"ve": VE_CONFIG, "ve_precond": VE_CONFIG}
 VARIANT_SAMPLERS = {"ve": ("pc", "momentum")}  # variant -> samplers; others: SAMPLERS
 # A sampler name may carry the sampler's end: 'momentum:denoise' is sample.final = 'denoise'.
 PRECOND_SAMPLERS = ("momentum:noise", "momentum:denoise", "multistep:denoise", "multistep_sde:denoise")
@@ -129,7 +133,7 @@ STUDIES = {
   "ve": ("candidate", "ve"),  # blur + Momentum against VE + PC (score_sde's noise removal at the end)
   "precond": ("paper", "precond", "precond_coef", "ve", "ve_precond"),
 }
-STUDY_NFES = {"ve": (20, 50, 100), "precond": (20, 100)}  # study -> NFE; others: NFES
+STUDY_NFES = {"ve": (20, 50, 100), "precond": (10, 20, 50, 100)}  # study -> NFE; others: NFES
 STUDY_NUM_SAMPLES = {"precond": 1024}  # study -> samples per point; others: NUM_SAMPLES
 
 
@@ -153,12 +157,13 @@ def run_cli(args: list[str], log: pathlib.Path) -> None:
 
 
 def config_of(variant: str):
-  """(config file, module) of a variant."""
-  return CONFIG_MODULES.get(variant, ("configs/digits.py", digits_config))
+  """(config file, module, form) of a variant."""
+  return CONFIG_MODULES.get(variant, DIGITS_CONFIG)
 
 
 def make_config(overrides: dict, seed: int, variant: str = "candidate"):
-  config = config_of(variant)[1].get_config()
+  _, module, form = config_of(variant)
+  config = module.get_config(form)
   config.seed = seed
   for key, value in overrides.items():
     node = config
@@ -194,7 +199,8 @@ def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   config = make_config(overrides, seed, variant)
   if not (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
     flags = [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
-    args = ["--config", config_of(variant)[0], "--workdir", str(workdir), f"--config.seed={seed}", *flags]
+    spec = "{}:{}".format(*config_of(variant)[::2])
+    args = ["--config", spec, "--workdir", str(workdir), f"--config.seed={seed}", *flags]
     start = time.perf_counter()
     run_cli(args, workdir / "train.log")
     timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
@@ -208,7 +214,7 @@ class Reference:
     from soft_diffusion import artifacts, data, evaluate_fid
     from soft_diffusion import settings as settings_lib
 
-    self.settings = settings_lib.load(digits_config.get_config())
+    self.settings = settings_lib.load(digits_config.get_config("paper"))
 
     def split(name):
       cfg = self.settings.data
@@ -224,7 +230,8 @@ class Reference:
       if not path.is_file():
         start = time.perf_counter()
         workdir.mkdir(parents=True, exist_ok=True)
-        run_cli(["--config", "configs/digits.py", "--workdir", str(workdir), "--mode", "stats"], workdir / "stats.log")
+        args = ["--config", "configs/digits.py:paper", "--workdir", str(workdir), "--mode", "stats"]
+        run_cli(args, workdir / "stats.log")
         timings["reference/stats"] = round(time.perf_counter() - start, 1)
       self.inception = evaluate_fid.load_reference(path, self.settings, "")[:2]
 
@@ -297,6 +304,7 @@ def evaluate_run(
   nfes=NFES,
   samplers=None,
   num_samples=NUM_SAMPLES,
+  only: set[str] | None = None,
 ) -> dict:
   import jax
 
@@ -307,6 +315,8 @@ def evaluate_run(
   path = workdir / "quality.json"
   record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
   want = point_names(prior_names, samplers or VARIANT_SAMPLERS.get(variant, SAMPLERS), nfes)
+  if only is not None:
+    want = [p for p in want if p in only]
   missing = [
     p for p in want if p not in record["points"] or ("fid" not in record["points"][p] and inception_at(p, ref))
   ]
@@ -352,6 +362,13 @@ METRICS = {
 }
 
 
+def priors_in(study: dict) -> list[str]:
+  """The p_1 of the study's points: 'gaussian' (point 'sampler/NFE'), then the others named."""
+  points = {p for v in study["variants"].values() for r in v["runs"].values() for p in r}
+  named = {p.split("/")[2] for p in points if p.count("/") == 2}
+  return ["gaussian"] + sorted(named)
+
+
 def tables(study: dict, metrics=tuple(METRICS)) -> str:
   """Markdown: per metric, variant × sampler rows, NFE columns, mean ± std over training seeds."""
   lines = []
@@ -367,7 +384,7 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
     lines += ["| variant | sampler | " + " | ".join(str(n) for n in nfes) + " |", "|---|---|" + "---:|" * len(nfes)]
     for name, v in study["variants"].items():
       samplers = v.get("samplers", SAMPLERS)
-      for sampler, prior in [(s, p) for p in study.get("priors", ["gaussian"]) for s in samplers]:
+      for sampler, prior in [(s, p) for p in priors_in(study) for s in samplers]:
         cells = []
         for nfe in nfes:
           point = f"{sampler}/{nfe}" + ("" if prior == "gaussian" else f"/{prior}")
@@ -400,6 +417,12 @@ def main() -> None:
     help="also FID and KID with the Inception-v3: at every point, or only at those named (momentum/100/forward)",
   )
   parser.add_argument(
+    "--only",
+    nargs="+",
+    metavar="POINT",
+    help="evaluate only these points (e.g. momentum:denoise/100/forward); the others keep their records",
+  )
+  parser.add_argument(
     "--priors",
     nargs="+",
     choices=("gaussian", "noisy_fit", "forward"),
@@ -418,9 +441,10 @@ def main() -> None:
   )
   num_samples = STUDY_NUM_SAMPLES.get(args.study, NUM_SAMPLES)
   known = {p for v in variants for p in point_names(prior_names, samplers_of(args.study, v), nfes)}
-  unknown = sorted(set(args.inception or ()) - known)
-  if unknown:
-    parser.error(f"--inception: unknown points {unknown}; this study has {sorted(known)}")
+  for flag, points in (("--inception", args.inception), ("--only", args.only)):
+    unknown = sorted(set(points or ()) - known)
+    if unknown:
+      parser.error(f"{flag}: unknown points {unknown}; this study has {sorted(known)} (with --priors as given)")
   args.out.mkdir(parents=True, exist_ok=True)
   timings: dict = {}
   overrides = {(v, s): train(v, s, args.out, timings) for s in args.seeds for v in variants}
@@ -443,7 +467,17 @@ def main() -> None:
     runs = {}
     for s in args.seeds:
       record = evaluate_run(
-        v, s, overrides[v, s], args.out, ref, timings, prior_names, nfes, samplers_of(args.study, v), num_samples
+        v,
+        s,
+        overrides[v, s],
+        args.out,
+        ref,
+        timings,
+        prior_names,
+        nfes,
+        samplers_of(args.study, v),
+        num_samples,
+        set(args.only) if args.only else None,
       )
       runs[str(s)] = record["points"]
     levels = overrides[v, args.seeds[0]].get("corruption.blur_sigma_table", digits_config.DIGITS_BLUR_LEVELS)
@@ -455,6 +489,7 @@ def main() -> None:
   path = args.results / f"quality_{args.study}.json"
   # variants this run did not touch keep their earlier record; all in VARIANTS' order
   study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
+  study["priors"] = priors_in(study)  # of every variant's points, this run's and the earlier
   path.write_text(json.dumps(study, indent=1) + "\n")
   print(tables(study, args.metrics))
   print(f"\nwrote {path}")

@@ -166,6 +166,40 @@ def run_metadata(settings: Any) -> dict[str, Any]:
   return {"config": json.loads(json.dumps(typed_config.as_dict(settings), default=str)), "versions": versions}
 
 
+# The fields that say what the network's input and output mean (its parameterisation): a checkpoint
+# read under other values loads without error and samples garbage. Each with the value a run
+# recorded before the field existed.
+RECIPE_FIELDS = {
+  "model.precond": "none",
+  "model.precond_c_in": "scalar",
+  "model.precond_spectrum": "data",
+  "model.skip": "identity",
+  "model.output_scale": "none",
+}
+
+
+def check_recipe(workdir: epath.Path, step: int, settings: Settings) -> None:
+  """Raises a one-line `errors.ConfigError` naming the first field of RECIPE_FIELDS whose value in
+  the config differs from the one checkpoint `step` was trained with (its `meta`, as `save`
+  wrote it), e.g. a run trained with configs/digits.py's 'preconditioned' form read with ':paper'.
+  Says nothing when the checkpoint has no readable meta (the restore reports damaged files)."""
+  path = directory(workdir) / str(step) / "meta" / "metadata"
+  try:
+    trained = json.loads(path.read_text())["config"]
+  except Exception:  # noqa: BLE001  (missing or unreadable: nothing to compare)
+    return
+  given = typed_config.as_dict(settings)
+  for field, before in RECIPE_FIELDS.items():
+    block, name = field.split(".")
+    was, now = trained.get(block, {}).get(name, before), given[block][name]
+    if was != now:
+      raise errors.ConfigError(
+        f"config.{field}: checkpoint {step} in {directory(workdir)} was trained with {was!r}, this config has "
+        f"{now!r}; load the config in the form the run was trained with (--config FILE.py:FORM, e.g. "
+        f"configs/digits.py:paper) or set the field; the run's config is in {path}"
+      )
+
+
 def _reader(workdir: epath.Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory(workdir), item_handlers={"state": ocp.StandardCheckpointHandler()})
 
@@ -196,7 +230,9 @@ def resolve_step(workdir: epath.Path, step: int | None = None) -> int:
 def load_ema_params(
   workdir: epath.Path, settings: Settings, network: Any, mesh: jax.sharding.Mesh, channels: int, step: int
 ) -> Any:
-  """The EMA parameters of `model` in checkpoint `step` (see `resolve_step`), replicated over `mesh`."""
+  """The EMA parameters of `model` in checkpoint `step` (see `resolve_step`), replicated over `mesh`;
+  a config whose parameterisation differs from the run's is refused first (`check_recipe`)."""
+  check_recipe(workdir, step, settings)
   optimizer, _ = state_lib.make_optimizer(settings.optim)
   size = settings.data.image_size
   abstract = state_lib.abstract_state(

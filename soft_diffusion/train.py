@@ -378,6 +378,8 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   network = models.make_network(settings.model)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   manager = checkpoints.training_manager(workdir, settings.checkpoint, keep_best=evaluator is not None)
+  if manager.latest_step() is not None:  # a resumed run keeps the parameterisation it was trained with
+    checkpoints.check_recipe(workdir, manager.latest_step(), settings)
   # A resumed run never computes the initial state: its shapes are the restore target (no init
   # compile, which on a pod costs every process minutes at every restart).
   init = state_lib.abstract_state if manager.latest_step() is not None else state_lib.create_state

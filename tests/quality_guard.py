@@ -25,12 +25,12 @@ NUM_SAMPLES = 256
 NFE = 100
 
 
-def guard_config(tfds_dir: str | None, overrides: dict | None = None):
-  """configs/digits.py, shortened to GUARD_STEPS (the cosine decay with it), plus `overrides`
-  ({dotted key: value})."""
+def guard_config(tfds_dir: str | None, overrides: dict | None = None, form: str | None = None):
+  """configs/digits.py (in its default form, or `form`: configs/default.py apply_form), shortened
+  to GUARD_STEPS (the cosine decay with it), plus `overrides` ({dotted key: value})."""
   from configs import digits
 
-  config = digits.get_config()
+  config = digits.get_config() if form is None else digits.get_config(form)
   config.data.path = tfds_dir
   config.train.num_steps = GUARD_STEPS
   config.optim.decay_steps = GUARD_STEPS
@@ -47,14 +47,16 @@ def guard_config(tfds_dir: str | None, overrides: dict | None = None):
   return config
 
 
-def run_guard(workdir, tfds_dir: str | None, overrides: dict | None = None) -> dict[str, dict[str, float]]:
-  """Trains the guard config in `workdir` (resumes if it holds a run) and measures both samplers:
-  {sampler: {"pixel_kid_e3", "ratio_high", "top_excess_std"}}."""
+def run_guard(
+  workdir, tfds_dir: str | None, overrides: dict | None = None, form: str | None = None
+) -> dict[str, dict[str, float]]:
+  """Trains the guard config (guard_config) in `workdir` (resumes if it holds a run) and measures
+  both samplers: {sampler: {"pixel_kid_e3", "ratio_high", "top_excess_std"}}."""
   from soft_diffusion import sample, train
   from soft_diffusion import settings as settings_lib
   from soft_diffusion.evaluation import spectral
 
-  config = guard_config(tfds_dir, overrides)
+  config = guard_config(tfds_dir, overrides, form)
   train.run_training(settings_lib.load(config, str(workdir), resolve_levels=False), str(workdir))
   run = sample.load_run(settings_lib.load(config, workdir), workdir)
   real = sample.load_training_images(run.settings, 10_000)

@@ -208,9 +208,14 @@ def test_a_preconditioned_run_trains_and_samples(tiny_config, tmp_path):
   assert isinstance(run.precond, preconditioning.Preconditioner) and run.precond.c_in == "coefficient"
   images = run.draw(num_images=8, progress=False)
   assert images.shape == (8, 8, 8, 1) and images.dtype == np.uint8
-  # train.t_density = 'lognormal' with a mean no level reaches: one line naming the field
+  # the run read (or resumed) with another parameterisation: one line naming the field, before any compile
   from soft_diffusion import errors
 
+  paper = settings_lib.load({**tiny_config.to_dict(), "model": {**tiny_config.model.to_dict(), "precond": "none"}})
+  for read in (lambda: sample.load_run(paper, tmp_path), lambda: train.run_training(paper, tmp_path)):
+    with pytest.raises(errors.ConfigError, match="config.model.precond: checkpoint 2 in .* trained with 'spectral'"):
+      read()
+  # train.t_density = 'lognormal' with a mean no level reaches: one line naming the field
   tiny_config.train.t_lognormal_mean = 50.0
   tiny_config.train.num_steps = 4
   with pytest.raises(errors.ConfigError, match="config.train.t_lognormal_mean: the log-normal density has no mass"):
