@@ -61,8 +61,8 @@ FLOOR_RUNS = {  # config -> (samplers, NFE, extra flags)
 
 
 # The recipe each config had when this study ran (its ':FORM'; configs/default.py apply_form): the
-# field configs' defaults moved with the preconditioning study, these keep this study's numbers.
-FORMS = {"gaussian_field": "paper", "gaussian_field_ve": "score_sde"}
+# defaults moved with the preconditioning study, these keep this study's numbers.
+FORMS = {"gaussian_field": "paper", "gaussian_field_ve": "score_sde", "digits": "paper", "digits_ve": "score_sde"}
 
 
 def config_file(name: str) -> str:
@@ -220,7 +220,6 @@ def digits_truth(out: pathlib.Path) -> dict:
   """FID/KID of the real held-out digits (the whole 'validation' split, 180 images) against the
   train reference: what real images score with this few samples (FID's small-N bias), kept in
   OUT/digits_truth.json."""
-  import importlib
 
   import numpy as np
 
@@ -230,7 +229,7 @@ def digits_truth(out: pathlib.Path) -> dict:
   path = out / "digits_truth.json"
   if path.is_file():
     return json.loads(path.read_text())
-  settings = settings_lib.load(importlib.import_module("configs.digits").get_config(), out / "digits")
+  settings = settings_lib.load(config_of("digits"), out / "digits")
   cfg = settings.eval
   ds = data.make_dataset(settings.data, split="validation", batch_size=cfg.batch_size, seed=settings.seed, train=False)
   images = np.concatenate([np.asarray(artifacts.to_uint8(batch)) for batch in ds])

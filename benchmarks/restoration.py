@@ -8,8 +8,8 @@ Every point is the command a user runs,
     python -m soft_diffusion.main --config CONFIG --workdir WORKDIR --mode restore --config.restore.<key>=<value> ...
 
 on a trained workdir (trained first with the plain training command when its last checkpoint is
-missing: configs/gaussian_field.py, about 9 min on 2 cores, and configs/digits.py, the demo
-model, about 10 min). Each writes WORKDIR/restore/<task>/metrics.json; this script collects them
+missing: configs/gaussian_field.py:paper, about 9 min on 2 cores, and configs/digits.py:paper,
+the demo model when this study ran, about 10 min, in runs/digits_paper). Each writes WORKDIR/restore/<task>/metrics.json; this script collects them
 into --results/restoration.json with the exact command, copies each task's figure of the
 trained network to docs/results/restoration/<task>.png, and prints the tables:
 
@@ -39,7 +39,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 
 FIELDS = ("configs/gaussian_field.py:paper", "runs/fields/candidate_s0", 4000)  # field_study's candidate run
-DIGITS = ("configs/digits.py", "runs/digits", 4000)
+# The digits model this study measured: configs/digits.py in the paper's form (its default then; the
+# preconditioned default since is another network), in a folder of its own.
+DIGITS = ("configs/digits.py:paper", "runs/digits_paper", 4000)
 DIGITS_MASK = ("configs/digits_mask.py", "runs/digits_mask", 4000)
 COMMON = {"num_steps": 100}  # and restore.sampler = 'ancestral', the default, unless a task names another
 # name -> (config, workdir, final step), restore overrides

@@ -3,7 +3,7 @@ the Momentum, deterministic and naive samplers, and its time grids, measured exa
 
     python benchmarks/solver_study.py --part grids     # oracle fields: which grid and order
     python benchmarks/solver_study.py --part fields    # fields, oracle + trained; VE twin vs PC
-    python benchmarks/solver_study.py --part digits    # the demo model (runs/digits), two seeds
+    python benchmarks/solver_study.py --part digits    # the paper-form digits model (runs/digits_paper), two seeds
     python benchmarks/solver_study.py --tables         # print the tables of the JSON
     python benchmarks/solver_study.py --figure         # redraw docs/results/solver_vs_nfe.png from the JSON
 
@@ -14,10 +14,12 @@ the Momentum, deterministic and naive samplers, and its time grids, measured exa
   sample seed 0, 1,024 samples per point. Per point: the spectral Fréchet distance to the true
   law and the variance kept per band (`evaluation.exact`); the floor is the spectral FD of
   1,024 exact draws of the law (finite-sample noise), averaged over 4 seeds.
-* Digits (`--part digits`): the `make demo` model in runs/digits (configs/digits.py, p_1 =
-  forward), sample seeds 0 and 1, 256 samples per point; pixel KID against the train digits at
-  every point and, at NFE 10 and 20 (multistep), 20 (multistep_sde) and 20 and 100 (Momentum), FID and KID with the
-  project's Inception (the statistics of `benchmarks/quality_study.py`'s runs/quality/reference).
+* Digits (`--part digits`): the model `make demo` trained when this study ran, configs/digits.py
+  in its paper form, in runs/digits_paper (train it with `python -m soft_diffusion.main --config
+  configs/digits.py:paper --workdir runs/digits_paper`; p_1 = forward), sample seeds 0 and 1,
+  256 samples per point; pixel KID against the train digits at every point and, at NFE 10 and
+  20 (multistep), 20 (multistep_sde) and 20 and 100 (Momentum), FID and KID with the project's
+  Inception (the statistics of `benchmarks/quality_study.py`'s runs/quality/reference).
 
 A sampler spec is 'name@grid' ('multistep2@logsnr': order 2 on the log-SNR grid). Points are
 kept in --results/solver_<part>.json (a rerun skips the points it holds) with their seconds.
@@ -38,6 +40,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # configs/
 
 import field_study  # noqa: E402  (benchmarks/, beside this script)
+
+# The digits model of `--part digits`: configs/digits.py in the form it had when this study ran.
+DIGITS_FORM = "paper"
+DIGITS_RUN = pathlib.Path("runs") / "digits_paper"
 
 from soft_diffusion import multistep  # noqa: E402
 
@@ -174,9 +180,7 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
   if not missing:
     return
   ref = quality_study.Reference(REPO / "runs" / "quality", True, {})
-  run = sample.load_run(
-    settings_lib.load(digits_config.get_config(), REPO / "runs" / "digits"), REPO / "runs" / "digits"
-  )
+  run = sample.load_run(settings_lib.load(digits_config.get_config(DIGITS_FORM), REPO / DIGITS_RUN), REPO / DIGITS_RUN)
   for point in missing:
     spec, nfe, seed = point.split("/")
     cfg = sample_cfg(run.settings.sample, spec, int(nfe), int(seed[1:]))

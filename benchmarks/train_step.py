@@ -4,7 +4,8 @@
     python benchmarks/train_step.py --configs celeba64 celeba64:unet --batch 128 --dtype bfloat16   # a GPU/TPU
     python benchmarks/train_step.py --memory --configs celeba64 --batch 32 --grad_accum 4   # memory only
 
-A config is a file in configs/, optionally with `:<model.name>` to swap its network. For each:
+A config is a file in configs/, optionally with `@<form>` (its recipe, configs/default.py
+apply_form: `digits@paper`) and `:<model.name>` to swap its network. For each:
 images/s of `train.make_train_step` on a synthetic batch (the input pipeline is excluded; see
 benchmarks/data.py), the step's FLOPs from XLA's cost analysis, the achieved FLOP/s, and its
 ratio to the matmul FLOP/s measured in the same run: float32 (HIGHEST precision) for float32
@@ -35,6 +36,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
 from soft_diffusion import (
   models,  # noqa: E402
+  preconditioning,  # noqa: E402
   train,  # noqa: E402
 )
 from soft_diffusion import settings as settings_lib  # noqa: E402
@@ -62,8 +64,10 @@ def residual_bytes(model, params, batch: int, size: int, channels: int) -> int:
 
 def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: bool = False, accum: int = 1) -> dict:
   """Compiles the train step of config `name` and times `steps` calls (none when steps is 0)."""
-  module, _, network = name.partition(":")
-  config = importlib.import_module(f"configs.{module}").get_config()
+  spec, _, network = name.partition(":")
+  module, _, form = spec.partition("@")
+  get_config = importlib.import_module(f"configs.{module}").get_config
+  config = get_config(form) if form else get_config()
   if network:
     config.model.name = network
   config.model.remat = remat
@@ -81,7 +85,12 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: 
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruption_for_timing(settings.corruption)
   state = state_lib.create_state(model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh))
-  step = train.jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh)
+  precond = None
+  if settings.model.precond != "none":  # a step's cost does not depend on the spectrum: ones for the data's
+    power = np.ones((size, size, channels), np.float32)
+    spectrum = preconditioning.spectrum_for(power, settings.model.precond_spectrum)
+    precond = preconditioning.Preconditioner(corruption, spectrum, c_in=settings.model.precond_c_in)
+  step = train.jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, precond=precond)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
   x = jax.device_put(x, state_lib.batch_sharding(mesh))
   step, flops, compile_s = compile_with_flops(step, state, x)
@@ -146,7 +155,7 @@ def main() -> None:
   parser.add_argument("--grad_accum", type=int, default=1, help="train.grad_accum_steps")
   parser.add_argument("--memory", action="store_true", help="peak memory of remat x accumulation, no timing")
   args = parser.parse_args()
-  batches = args.batch or [None if c == "digits" else 4 for c in args.configs]
+  batches = args.batch or [None if c.startswith("digits") else 4 for c in args.configs]
   if len(batches) == 1:
     batches = batches * len(args.configs)
   if (

@@ -7,7 +7,13 @@ Recipe: score_sde's NCSN++ CelebA recipe (docs/method.md §6): NCSN++ with 128 c
 (1,2,2,2), 4 res blocks, attention at 16×16, dropout 0.1 (62.69M parameters, 81.3 GFLOP per
 64×64 forward); Adam 2e-4, warm-up 5000, clip 1.0, EMA 0.999, batch 128, 1.3M steps. Blur levels
 selected on the data (docs/method.md §3) in σ_B ∈ [0.01, 23] px; clipped geometric noise 0.01 → 0.1.
-Expected result (paper): FID 1.85 with the Momentum Sampler. Our FID: not measured yet.
+By default (form 'preconditioned') the network is preconditioned per DCT coefficient with the
+data's power spectrum (one pass over the training split when training starts, written to
+WORKDIR/spectrum.npz) and the samplers end with the denoised estimate: on the digits and the
+Gaussian fields that measured better than the paper's form (docs/results.md, "Training that
+learns what the samplers read"); `--config configs/celeba64.py:paper` is the paper's form.
+Expected result (paper, the `:paper` form): FID 1.85 with the Momentum Sampler. Our FID: not
+measured yet.
 Expected runtime, estimated (not measured): one train step costs 246 GFLOP per image (XLA cost
 analysis, `python benchmarks/train_step.py`), so 1.3M steps at batch 128 are 4.1e19 FLOP. At 40%
 of the bf16 peak (`--config.model.dtype=bfloat16`; 989 TFLOP/s per H100, 275 per TPU v4 chip)
@@ -18,9 +24,10 @@ launch/gpu.sh, launch/slurm.sh or launch/tpu_pod.sh.
 from configs import default
 
 
-def get_config(form: str = "paper"):
-  """form (`--config configs/celeba64.py:FORM`, configs/default.py apply_form): 'paper' (the paper's residual
-  form and loss; the default) or 'preconditioned' (the per-coefficient preconditioning)."""
+def get_config(form: str = "preconditioned"):
+  """form (`--config configs/celeba64.py:FORM`, configs/default.py apply_form): 'preconditioned' (the
+  per-coefficient preconditioning and the denoised end; the default since the preconditioning
+  study, docs/results.md) or 'paper' (the paper's residual form, loss and end)."""
   config = default.get_config()
   config.data.name = "celeb_a"
   config.data.image_size = 64

@@ -14,4 +14,4 @@ from configs import celeba64, default
 
 
 def get_config():
-  return default.use_soft_masks(celeba64.get_config())
+  return default.use_soft_masks(celeba64.get_config("paper"))  # masks: the paper's form (no preconditioning)

@@ -1,4 +1,6 @@
-"""The NCSN++ (VE SDE) baseline on CelebA 64×64: score_sde's CelebA VE recipe in our units.
+"""The NCSN++ (VE SDE) baseline on CelebA 64×64: score_sde's CelebA VE recipe in our units
+(`--config configs/celeba64_ve.py:score_sde`, the paper's baseline), by default trained with
+EDM's recipe instead (form 'edm': measured better on the digits and the fields).
 
     python -m soft_diffusion.main --config configs/celeba64_ve.py --workdir runs/celeba64_ve --config.data.path=DATA
 
@@ -12,7 +14,7 @@ so 2,000 network evaluations, and no noise in the last step).
 Not yet matched: score_sde's discrete-time noise levels are 1,000 fixed σ_i, ours continuous
 t ~ U(0, 1). (The loss is summed over pixels, as score_sde's, through configs/celeba64.py.)
 
-Expected result (paper, NCSN++ VE): FID 3.25. Runtime and our FID: not measured yet; training
+Expected result (paper, NCSN++ VE; the `:score_sde` form): FID 3.25. Runtime and our FID: not measured yet; training
 costs what configs/celeba64.py costs (same network, same steps), sampling twice the network
 evaluations of a 1,000-step sampler.
 """
@@ -36,9 +38,10 @@ def apply_ve_recipe(config, noise_std_max: float):
   return config
 
 
-def get_config(form: str = "score_sde"):
-  """form (`--config configs/celeba64_ve.py:FORM`, configs/default.py apply_form): 'score_sde' (score_sde's VE
-  recipe; the default) or 'edm' (EDM's: the preconditioning and the log-normal density)."""
+def get_config(form: str = "edm"):
+  """form (`--config configs/celeba64_ve.py:FORM`, configs/default.py apply_form): 'edm' (EDM's recipe:
+  the preconditioning, the log-normal density and the denoised end; the default since the
+  preconditioning study) or 'score_sde' (score_sde's VE recipe, the paper's baseline)."""
   config = apply_ve_recipe(celeba64.get_config(), noise_std_max=180.0)
   config.sample.num_steps = 2000  # network evaluations: 1,000 levels × (corrector + predictor)
   config.eval.samplers = ("pc", "momentum")  # score_sde's sampler, and its predictor alone

@@ -242,8 +242,9 @@ def use_soft_masks(config):
 
 # The recipes (parameterisation, loss, training-time density) a config can be loaded with:
 # `--config configs/FILE.py:FORM` passes FORM to the file's get_config (docs/results.md, "Training
-# that learns what the samplers read", measured them). Blur and mask configs take 'paper' or
-# 'preconditioned', the VE configs 'score_sde' or 'edm'.
+# that learns what the samplers read", measured them). Blur configs take 'preconditioned' or
+# 'paper', the VE configs 'edm' or 'score_sde'; the mask configs are the paper's form (the
+# preconditioning needs a corruption diagonal in the DCT basis).
 BLUR_FORMS = ("preconditioned", "paper")
 VE_FORMS = ("edm", "score_sde")
 
@@ -252,12 +253,13 @@ def apply_form(config, form: str, allowed=BLUR_FORMS):
   """Sets `config`'s recipe to `form` in place (one of `allowed`) and returns it:
 
   * 'paper': the paper's residual form h = x_t + φ with the loss weight c_t² (model.precond =
-    'none') and t ~ U(t_min, 1);
+    'none'), t ~ U(t_min, 1) and each sampler's own end (sample.final = 'auto');
   * 'preconditioned': the per-coefficient preconditioning with the data's spectrum and its loss
-    (model.precond = 'spectral', c_in scalar; docs/method.md §2.4), t ~ U(t_min, 1);
+    (model.precond = 'spectral', c_in scalar; docs/method.md §2.4), t ~ U(t_min, 1), and samplers
+    that end with the denoised estimate (sample.final = 'denoise');
   * 'score_sde' (C_t = I): score_sde's VE recipe, σ²-weighted loss and the output scaled by s_t;
-  * 'edm' (C_t = I): EDM's, the preconditioning (with the data's spectrum in place of one σ_data)
-    and the log-normal training-time density (docs/method.md §2.5).
+  * 'edm' (C_t = I): EDM's, the preconditioning (with the data's spectrum in place of one σ_data),
+    the log-normal training-time density (docs/method.md §2.5) and the denoised end.
   """
   if form not in allowed:
     raise ValueError(f"the config's form (the ':FORM' after the file name) must be one of {allowed}, got {form!r}")
@@ -271,4 +273,7 @@ def apply_form(config, form: str, allowed=BLUR_FORMS):
   config.loss.weighting = "inverse_noise_var" if form == "score_sde" else "uniform"
   config.model.output_scale = "noise_std" if form == "score_sde" else "none"
   config.train.t_density = "lognormal" if form == "edm" else "uniform"
+  # the sampler's end: the preconditioned forms end with the last step's estimate x̂_0, the paper's
+  # and score_sde's with each sampler's own ('noise' for Momentum, 'denoise' for PC)
+  config.sample.final = "denoise" if spectral else "auto"
   return config

@@ -34,9 +34,10 @@ DIGITS_BLUR_LEVELS_JOINT = (
 )  # fmt: skip
 
 
-def get_config(form: str = "paper"):
-  """form (`--config configs/digits.py:FORM`, configs/default.py apply_form): 'paper' (the paper's residual
-  form and loss; the default) or 'preconditioned' (the per-coefficient preconditioning)."""
+def get_config(form: str = "preconditioned"):
+  """form (`--config configs/digits.py:FORM`, configs/default.py apply_form): 'preconditioned' (the
+  per-coefficient preconditioning and the denoised end; the default since the preconditioning
+  study, docs/results.md) or 'paper' (the paper's residual form, loss and end)."""
   config = default.get_config()
   config.data.name = "digits"
   config.data.image_size = 16  # stored at 8×8; see configs/default.py for why 16

@@ -5,7 +5,8 @@ digits: the model that restores its own masks natively (docs/restoration.md).
     python -m soft_diffusion.main --config configs/digits_mask.py --workdir runs/digits_mask --mode restore \\
         --config.restore.operator=model --config.restore.size=0.5
 
-Everything but the corruption is configs/digits.py (network, steps, optimiser, prior). Runtime
+Everything but the corruption is configs/digits.py in its paper form (network, steps, optimiser,
+prior; the preconditioning needs a corruption diagonal in the DCT basis, which masks are not). Runtime
 as configs/digits.py (about 9 min on 2 CPU cores); benchmarks/restoration.py trains it when missing.
 """
 
@@ -13,7 +14,7 @@ from configs import default, digits
 
 
 def get_config():
-  config = default.use_soft_masks(digits.get_config())
+  config = default.use_soft_masks(digits.get_config("paper"))
   config.restore.operator = "model"
   config.restore.size = 0.5
   return config

@@ -1,5 +1,6 @@
 """Every config file loads, validates, and builds the library objects it describes."""
 
+import importlib
 import importlib.util
 import pathlib
 
@@ -34,18 +35,22 @@ def test_config_validates_and_builds_its_parts(path):
   models.make_network(settings.model)
 
 
-def test_the_field_configs_forms_are_one_switch_away():
-  """configs/gaussian_field.py is preconditioned by default and ':paper' is the paper's form;
-  the VE twin is EDM's recipe by default and ':score_sde' is score_sde's (configs/default.py apply_form)."""
-  from configs import gaussian_field, gaussian_field_ve
-  from soft_diffusion import settings as settings_lib
-
-  default_form = settings_lib.load(gaussian_field.get_config())
-  paper = settings_lib.load(gaussian_field.get_config("paper"))
-  assert default_form.model.precond == "spectral" and paper.model.precond == "none"
-  assert default_form.train == paper.train and default_form.corruption == paper.corruption
-  score_sde = settings_lib.load(gaussian_field_ve.get_config("score_sde"))
-  edm = settings_lib.load(gaussian_field_ve.get_config())
+@pytest.mark.parametrize(
+  "blur, ve", [("gaussian_field", "gaussian_field_ve"), ("digits", "digits_ve"), ("celeba64", "celeba64_ve")]
+)
+def test_the_forms_are_one_switch_away(blur, ve):
+  """Each blur config is preconditioned by default (with the denoised end) and ':paper' is the
+  paper's form and end; each VE twin is EDM's recipe by default and ':score_sde' is score_sde's
+  (configs/default.py apply_form). Nothing else differs between the forms."""
+  blur, ve = importlib.import_module(f"configs.{blur}"), importlib.import_module(f"configs.{ve}")
+  default_form = settings_lib.load(blur.get_config())
+  paper = settings_lib.load(blur.get_config("paper"))
+  assert (default_form.model.precond, default_form.sample.final) == ("spectral", "denoise")
+  assert (paper.model.precond, paper.sample.final, paper.loss.weighting) == ("none", "auto", "uniform")
+  for block in ("data", "corruption", "train", "optim", "loss", "eval", "checkpoint"):
+    assert getattr(default_form, block) == getattr(paper, block), block
+  score_sde = settings_lib.load(ve.get_config("score_sde"))
+  edm = settings_lib.load(ve.get_config())
   assert (score_sde.loss.weighting, score_sde.model.output_scale, score_sde.model.precond) == (
     "inverse_noise_var",
     "noise_std",
@@ -57,5 +62,6 @@ def test_the_field_configs_forms_are_one_switch_away():
     "spectral",
     "lognormal",
   )
+  assert (score_sde.sample.final, edm.sample.final) == ("auto", "denoise")
   with pytest.raises(ValueError, match="must be one of \\('edm', 'score_sde'\\), got 'paper'"):
-    gaussian_field_ve.get_config("paper")
+    ve.get_config("paper")
