@@ -9,9 +9,10 @@ Every point is the command a user runs,
 
 on a trained workdir (trained first with the plain training command when its last checkpoint is
 missing: configs/gaussian_field.py:paper, about 9 min on 2 cores, and configs/digits.py:paper,
-the demo model when this study ran, about 10 min, in runs/digits_paper). Each writes WORKDIR/restore/<task>/metrics.json; this script collects them
-into --results/restoration.json with the exact command, copies each task's figure of the
-trained network to docs/results/restoration/<task>.png, and prints the tables:
+the demo model when this study ran, about 10 min, in runs/digits_paper). Each writes
+WORKDIR/restore/<task>/metrics.json; this script collects them into --results/restoration.json
+with the exact command, copies each task's figure of the trained network to
+docs/results/restoration/<task>.png, and prints the tables:
 
 * fields (16×16×3, σ_y = 0.05; Gaussian blur σ = 1.5 px and a random mask keeping 50 % of the
   pixels; and the blur with σ_y = 0.1 = s_t*, where native restoration loses nothing of y): for
