@@ -9,6 +9,16 @@ STAMP := $(VENV)/.installed
 
 DEMO_DIR ?= runs/digits
 
+# The interpreter the venv is made from, checked before pip can fail on it in a long traceback
+# (Ubuntu 22.04 and the TPU VM images ship python3 = 3.10); only when the venv is still to make.
+ifeq ($(wildcard $(STAMP)),)
+ifneq ($(filter demo test,$(or $(MAKECMDGOALS),demo)),)
+ifneq ($(shell $(PYTHON) -c 'import sys; print(int(sys.version_info >= (3, 11)))' 2>/dev/null),1)
+$(error PYTHON=$(PYTHON) is not Python 3.11 or newer (soft_diffusion needs 3.11+); run: PYTHON=python3.11 make $(or $(MAKECMDGOALS),demo))
+endif
+endif
+endif
+
 .PHONY: demo test lint bench clean lock newest-jax resolve
 
 demo: $(STAMP)

@@ -1,12 +1,12 @@
 """soft_diffusion: JAX/Flax reference implementation of Soft Diffusion (Daras et al., 2022).
 
-Install what you need:
+Install what you need, from a checkout (there is no release on the package registry yet):
 
-    pip install soft_diffusion            # the functional API: corruptions, losses, samplers, schedules,
+    pip install -e .                      # the functional API: corruptions, losses, samplers, schedules,
                                           # level selection, models, evaluation metrics (jax, flax, numpy)
-    pip install 'soft_diffusion[train]'   # + the drivers: training, data, checkpoints, sampling, FID, figures
-    pip install 'soft_diffusion[train,gpu]' / '[train,tpu]'   # on an accelerator
-    pip install 'soft_diffusion[test]'    # + pytest (xdist), scipy, ruff, gcsfs, a GCS emulator (includes [train])
+    pip install -e '.[train]'             # + the drivers: training, data, checkpoints, sampling, FID, figures
+    pip install -e '.[train,gpu]' / '.[train,tpu]'   # on an accelerator
+    pip install -e '.[test]'              # + pytest (xdist), scipy, ruff, gcsfs, a GCS emulator (includes [train])
 
 The ranges below are what the code is written for; the exact versions we test are in
 constraints.txt, which `make demo` and `make test` install from (pip install -c constraints.txt).

@@ -16,7 +16,7 @@ Expected result (paper, the `:paper` form): FID 1.85 with the Momentum Sampler. 
 measured yet.
 Expected runtime, estimated (not measured): one train step costs 246 GFLOP per image (XLA cost
 analysis, `python benchmarks/train_step.py`), so 1.3M steps at batch 128 are 4.1e19 FLOP. At 40%
-of the bf16 peak (`--config.model.dtype=bfloat16`; 989 TFLOP/s per H100, 275 per TPU v4 chip)
+of the bf16 peak (model.dtype = 'auto' computes in bfloat16 on a GPU or TPU; 989 TFLOP/s per H100, 275 per TPU v4 chip)
 that is about 29 h on one H100, 3.6 h on 8 H100s, 13 h on a TPU v4-16 (8 chips). Launch with
 launch/gpu.sh, launch/slurm.sh or launch/tpu_pod.sh.
 """

@@ -145,7 +145,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample = ml_collections.ConfigDict()
   # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension) | 'ancestral' (extension,
   # for diagonal corruptions: samplers.py) | 'pc' (score_sde's) | 'multistep' (extension, for diagonal
-  # corruptions: the exponential integrator of multistep.py, for few steps)
+  # corruptions: the exponential integrator of multistep.py, for few steps) | 'multistep_sde' (extension:
+  # the same integrator for the reverse SDE)
   config.sample.sampler = "momentum"
   config.sample.num_steps = 300  # network evaluations per sample
   config.sample.num_images = 64  # images drawn by --mode sample

@@ -5,13 +5,17 @@
 For tests and quick checks of the plumbing (a few seconds a mode on a CPU); its samples are not
 meant to look like digits. The tests pin the numbers they check (for example the learning rate of
 the golden train step) so that this file can change without moving them.
+
+Its default form is the paper's (`configs/digits.py:paper`): the tests' golden values and most of
+their arithmetic are the paper's loss and residual form. `configs/tiny.py:preconditioned` runs the
+recipe configs/digits.py trains by default (tests/test_preconditioning.py trains and samples it).
 """
 
 from configs import digits
 
 
-def get_config():
-  config = digits.get_config()
+def get_config(form: str = "paper"):
+  config = digits.get_config(form)
   config.data.image_size = 8
 
   config.model.channels = 4

@@ -3,7 +3,7 @@
 # TFDS dataset (the ArrayRecord reader cannot read gs://) and the FID Inception weights, with a
 # SHA256SUMS manifest that `launch/tpu_pod.sh --data URL` verifies on every worker.
 #
-#   python -m soft_diffusion.data.prepare --name celeb_a        # once, on this machine
+#   python -m soft_diffusion.data.prepare celeb_a               # once, on this machine
 #   launch/stage_data.sh gs://my-bucket/sd_data [--name celeb_a] [--data_dir ~/tensorflow_datasets] [--weights F]
 #
 # --weights: the Inception file to upload (default: the cached one, fetched first if missing).
@@ -28,7 +28,7 @@ done
 tfds_name="$("$PYTHON" -c 'import sys; from soft_diffusion.data import sources; print(sources.TFDS_NAMES.get(sys.argv[1], ""))' "$name")"
 [[ -n "$tfds_name" ]] || { echo "stage_data.sh: --name must be one of celeb_a, digits, got '$name'" >&2; exit 2; }
 if [[ ! -d "$data_dir/$tfds_name" ]]; then
-  echo "stage_data.sh: $data_dir/$tfds_name is not prepared; run: python -m soft_diffusion.data.prepare --name $name --data_dir $data_dir" >&2
+  echo "stage_data.sh: $data_dir/$tfds_name is not prepared; run: python -m soft_diffusion.data.prepare $name --data_dir $data_dir" >&2
   exit 2
 fi
 command -v gcloud >/dev/null || { echo "stage_data.sh: gcloud is not installed" >&2; exit 2; }

@@ -20,8 +20,8 @@
 * Images: `to_uint8` (the one rounding rule for samples and reference images), `image_grid`,
   `write_png`; `pyplot()` is matplotlib on the file-only Agg backend.
 * `Progress`: a log line with the count done, the rate and the ETA (days included), for
-  sampling, statistics and the power-spectrum pass. The train loop reports with
-  `clu.periodic_actions.ReportProgress` instead.
+  sampling, statistics and the power-spectrum pass. The train loop writes its own line every
+  `train.log_every_steps` (step, loss, images/s, ETA; train.py).
 """
 
 from __future__ import annotations

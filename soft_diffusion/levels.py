@@ -42,8 +42,9 @@ METHOD = (
 FIGURE_FILE = "levels.png"
 
 
-def power_spectrum(settings: Settings, *, progress: bool = True) -> tuple[np.ndarray, int]:
+def power_spectrum(settings: Settings, *, progress: bool = True, announce: bool = False) -> tuple[np.ndarray, int]:
   """Mean DCT power [H, W, C] over the training split (or its first levels.num_images), and N.
+  `announce`: log the devices once the data is found (the start of --mode levels).
 
   For a dataset whose law is known (`data.exact_spectrum`) that spectrum, and N = 0 (no data pass)."""
   cfg = settings.data
@@ -52,7 +53,8 @@ def power_spectrum(settings: Settings, *, progress: bool = True) -> tuple[np.nda
     return exact, 0
   with errors.user_input("config.data"):
     source = data.make_source(cfg, cfg.train_split, settings.seed)
-  state_lib.log_devices()
+  if announce:
+    state_lib.log_devices()
   limit = min(settings.levels.num_images or len(source), len(source))
   report = artifacts.Progress("power spectrum", limit) if progress else None
   total, count = None, 0
@@ -67,7 +69,9 @@ def power_spectrum(settings: Settings, *, progress: bool = True) -> tuple[np.nda
   return total / count, count
 
 
-def _select(settings: Settings) -> tuple[level_selection.BlurLevels, dict[str, Any], np.ndarray]:
+def _select(
+  settings: Settings, announce: bool = False
+) -> tuple[level_selection.BlurLevels, dict[str, Any], np.ndarray]:
   """(levels, the levels.json record, the power spectrum) for `settings` (one data pass)."""
   c = settings.corruption
   if c.name != "blur":
@@ -77,7 +81,7 @@ def _select(settings: Settings) -> tuple[level_selection.BlurLevels, dict[str, A
   noise = schedules.make_noise_schedule(
     c.noise_schedule, std_min=c.noise_std_min, std_max=c.noise_std_max, clip_t=c.noise_clip_t
   )
-  power, count = power_spectrum(settings)
+  power, count = power_spectrum(settings, announce=announce)
   k = settings.levels.num_levels
   level_noise_stds = np.asarray(noise(jnp.linspace(0.0, 1.0, k, dtype=jnp.float32)), np.float64)
   start = time.perf_counter()
@@ -127,7 +131,7 @@ def write_levels(settings: Settings, workdir: epath.Path) -> epath.Path:
     workdir: the run's folder (`artifacts.resolve_workdir`).
   """
   workdir = epath.Path(workdir)
-  levels, record, power = _select(settings)
+  levels, record, power = _select(settings, announce=True)
   return _write(workdir, levels, record, settings, power)
 
 

@@ -9,7 +9,8 @@
     python -m soft_diffusion.main --distributed [--coordinator_address=host:port --num_processes=N --process_id=i] ...
     python -m soft_diffusion.main ... --compilation_cache_dir=DIR   # restarts skip recompiling
 
-Flags are parsed, the config file loaded, its overrides (`--config.x.y=v`, locked: a misspelled
+Flags may come in any order (`--config FILE` too: it is moved first). Flags are parsed, the
+config file loaded, its overrides (`--config.x.y=v`, locked: a misspelled
 key is an error) applied and every value validated before anything is compiled or written.
 Anything a user can get wrong (flags, config values, paths, missing checkpoints, statistics,
 weights or datasets) ends the program with one line on stderr, `error: <what and what to do>`,
@@ -101,6 +102,18 @@ def _config_path(argv: list[str]) -> str | None:
     if arg == "--config" and i + 1 < len(argv):
       return argv[i + 1]
   return None
+
+
+def config_first(argv: list[str]) -> list[str]:
+  """`argv` with its `--config FILE` (or `--config=FILE`) moved right after the program name, so
+  the file may come anywhere on the line: ml_collections refuses a `--config.x.y=v` override
+  that comes before the file it overrides."""
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg.startswith("--config="):
+      return [argv[0], arg, *argv[1:i], *argv[i + 1 :]]
+    if arg == "--config" and i + 1 < len(argv):
+      return [argv[0], arg, argv[i + 1], *argv[1:i], *argv[i + 2 :]]
+  return list(argv)
 
 
 def _unquote(text: str) -> str:
@@ -219,6 +232,8 @@ def parse(argv: list[str]) -> ConfigDict:
     if root not in sys.path:
       sys.path.insert(1, root)
     _check_config_file(path)
+  argv = config_first(argv)
+  sys.argv = list(argv)  # ml_collections looks for the config's overrides in sys.argv, not in argv
   try:
     rest = flags.FLAGS(argv)
     config = _CONFIG.value

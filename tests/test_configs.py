@@ -65,3 +65,40 @@ def test_the_forms_are_one_switch_away(blur, ve):
   assert (score_sde.sample.final, edm.sample.final) == ("auto", "denoise")
   with pytest.raises(ValueError, match="must be one of \\('edm', 'score_sde'\\), got 'paper'"):
     ve.get_config("paper")
+
+
+LOAD_WITHOUT_BACKEND = """
+import importlib.util, inspect, pathlib, sys
+sys.path.insert(0, {repo!r})
+from jax._src import xla_bridge
+from configs import default
+from soft_diffusion import main, settings
+loaded = 0
+for path in sorted(p for p in pathlib.Path({repo!r}, "configs").glob("*.py") if p.name != "__init__.py"):
+  spec = importlib.util.spec_from_file_location("configs." + path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  form = inspect.signature(module.get_config).parameters.get("form")
+  forms = [None] if form is None else default.VE_FORMS if form.default in default.VE_FORMS else default.BLUR_FORMS
+  for name in forms:
+    settings.load(module.get_config() if name is None else module.get_config(name))
+    loaded += 1
+main.parse(["main", "--workdir", "/nonexistent/run", "--config.seed=3", "--config", "configs/celeba64.py:paper"])
+assert not xla_bridge.backends_are_initialized(), "loading a config initialised a JAX backend"
+print(loaded)
+"""
+
+
+def test_loading_every_config_touches_no_backend():
+  """`main` validates the settings before `jax.distributed.initialize()`, which must come before
+  any backend is initialised: a validator that asks JAX for its devices would break every pod.
+  Every config in every form, and the command line's parse, in a fresh interpreter."""
+  import subprocess
+  import sys
+
+  repo = str(CONFIG_DIR.parent)
+  out = subprocess.run(
+    [sys.executable, "-c", LOAD_WITHOUT_BACKEND.format(repo=repo)], cwd=repo, capture_output=True, text=True
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert int(out.stdout.split()[-1]) >= len(CONFIG_FILES), out.stdout

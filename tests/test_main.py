@@ -269,3 +269,20 @@ def test_the_old_mode_name_still_selects_levels_with_a_one_line_warning(tmp_path
   warnings = [line for line in proc.stderr.splitlines() if "deprecated" in line]
   assert len(warnings) == 1 and "--mode schedule is deprecated: it is now --mode levels" in warnings[0]
   assert (tmp_path / "run" / "levels.json").is_file() and not (tmp_path / "run" / "schedule.json").exists()
+
+
+def test_the_config_file_may_come_anywhere_on_the_line():
+  """ml_collections refuses `--config.x=v` before `--config FILE`; main moves the file first."""
+  from soft_diffusion.main import config_first
+
+  assert config_first(["m", "--workdir=W", "--config.data.path=D", "--config", "c.py:paper", "--mode=eval"]) == [
+    "m",
+    "--config",
+    "c.py:paper",
+    "--workdir=W",
+    "--config.data.path=D",
+    "--mode=eval",
+  ]
+  assert config_first(["m", "--config.seed=1", "--config=c.py"]) == ["m", "--config=c.py", "--config.seed=1"]
+  assert config_first(["m", "--config.seed=1"]) == ["m", "--config.seed=1"]  # no file: parse() names what is missing
+  assert config_first(["m", "--config"]) == ["m", "--config"]
