@@ -23,8 +23,10 @@ endif
 
 demo: $(STAMP)
 	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR)
-	$(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR) --mode sample
-	$(BIN)/python benchmarks/digits_quality.py $(DEMO_DIR)/samples/samples.npz --json $(DEMO_DIR)/samples/quality.json
+	@# --mode sample prints the .npz it wrote (WORKDIR/samples/<sampler>_<NFE>_..._step<N>/) as its last line
+	out=$$($(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR) --mode sample | tail -n 1) && \
+	  test -f "$$out" && echo "samples: $$out" && \
+	  $(BIN)/python benchmarks/digits_quality.py "$$out" --json "$$(dirname "$$out")/quality.json"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Are the digits demo's samples recognisable and varied? Judged against the real 8×8 digits.
 
-    python benchmarks/digits_quality.py runs/digits/samples/samples.npz [--json quality.json]
+    python benchmarks/digits_quality.py SAMPLES.npz [--json quality.json]   # what --mode sample wrote, e.g.
+        runs/digits/samples/momentum_100_forward_denoise_step4000/samples.npz (make demo's)
     python benchmarks/digits_quality.py --tables docs/results/demo_quality.json   # the table of a --json record
 
 Samples (uint8, 16×16) are averaged 2×2 down to the digits' native 8×8 and [0, 1] range.

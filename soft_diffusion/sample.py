@@ -11,10 +11,12 @@
   checkpoint and seed give identical images, on any number of devices.
 * `load_run` is what sampling needs from a trained workdir (settings, EMA parameters of a
   checkpoint, p_1, mesh); `Run.draw` draws with any sampler and step count (--mode eval uses it).
-* `write_samples(config, workdir, step)` (`--mode sample`) writes under WORKDIR/samples/:
-  `samples.npz` (key `images`, uint8 NHWC) and `samples.png`; `trajectory.png` (one reverse
-  trajectory: x_t and the estimate x̂_0 at several t); `forward.png` (training images through
-  x_t = C_t x_0 + s_t η).
+* `write_samples(config, workdir, step)` (`--mode sample`) writes under
+  WORKDIR/samples/<draw>/, <draw> naming the sampler, NFE, p_1, end, other options and checkpoint
+  (`draw_name`, e.g. `momentum_100_forward_denoise_step4000`), so that a second draw with other
+  settings does not overwrite the first: `samples.npz` (key `images`, uint8 NHWC) and
+  `samples.png`; `trajectory.png` (one reverse trajectory: x_t and the estimate x̂_0 at several
+  t); `forward.png` (training images through x_t = C_t x_0 + s_t η).
 """
 
 from __future__ import annotations
@@ -382,8 +384,26 @@ def forward_figure(run: Run, path: epath.Path, num_images: int = 3, num_levels: 
 # --mode sample.
 
 
+def draw_name(cfg: SampleConfig, step: int) -> str:
+  """The folder under WORKDIR/samples/ for a draw with the sample block `cfg` from checkpoint
+  `step`: sampler, NFE, p_1 and end (what `sample.final` resolves to), then the options that
+  differ from their defaults and a sample seed other than 0, e.g.
+  'momentum_100_forward_denoise_step4000' or 'multistep_20_forward_noise_order-3_seed1_step4000'."""
+  end = "denoise" if samplers.ends_denoised(cfg.sampler, cfg.final) else "noise"
+  parts = [cfg.sampler, str(cfg.num_steps), cfg.prior, end]
+  parts += [
+    f"{k.removeprefix('sample_')}-{v:g}" if isinstance(v, float) else f"{k.removeprefix('sample_')}-{v}"
+    for k, v in sample_options(cfg).items()
+    if k != "sample_final"
+  ]
+  if cfg.seed:
+    parts.append(f"seed{cfg.seed}")
+  return "_".join([*parts, f"step{step}"])
+
+
 def write_samples(settings: Settings, workdir: epath.Path, step: int | None = None) -> epath.Path:
-  """--mode sample: writes samples.npz, samples.png, trajectory.png and forward.png; returns the .npz path."""
+  """--mode sample: writes samples.npz, samples.png, trajectory.png and forward.png into
+  WORKDIR/samples/<draw_name>/; returns the .npz path."""
   run = load_run(settings, workdir, step)
   cfg = run.settings.sample
   start = time.perf_counter()
@@ -397,7 +417,7 @@ def write_samples(settings: Settings, workdir: epath.Path, step: int | None = No
     time.perf_counter() - start,
     run.step,
   )
-  out = run.workdir / "samples"
+  out = run.workdir / "samples" / draw_name(cfg, run.step)
   if jax.process_index() == 0:
     artifacts.save_npz(out / "samples.npz", images=images)
     artifacts.write_png(images, out / "samples.png")

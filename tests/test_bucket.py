@@ -20,6 +20,7 @@ import pytest
 from support import cli
 
 BUCKET = "soft-diffusion-test"
+DRAW = "momentum_3_forward_noise_step4"  # --mode sample's folder for configs/tiny.py at checkpoint 4 (sample.draw_name)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +70,9 @@ def test_train_resume_sample_stats_eval_with_a_bucket_workdir(gcs, tiny_flags, t
     "prior.npz",
     "levels.json",
     "levels.png",
-    "samples/samples.npz",
-    "samples/samples.png",
-    "samples/trajectory.png",
+    f"samples/{DRAW}/samples.npz",
+    f"samples/{DRAW}/samples.png",
+    f"samples/{DRAW}/trajectory.png",
     "stats/reference_train.npz",
     "eval/eval_step4.json",
     "eval/fid_vs_nfe_step4.png",
@@ -89,7 +90,7 @@ def test_train_resume_sample_stats_eval_with_a_bucket_workdir(gcs, tiny_flags, t
   uploaded = sum(size for name, size in gcs_emulator.writes if name.startswith("runs/tiny/logs/metrics"))
   stored = sum(len(read(name)) for name in segments)
   assert uploaded == stored, f"{uploaded} bytes of metrics uploaded for {stored} stored"
-  with np.load(io.BytesIO(read("samples/samples.npz"))) as f:
+  with np.load(io.BytesIO(read(f"samples/{DRAW}/samples.npz"))) as f:
     assert f["images"].shape[0] == 8 and f["images"].dtype == np.uint8
   record = json.loads(read("eval/eval_step4.json"))
   assert record["checkpoint_step"] == 4 and all(np.isfinite(p["fid"]) for p in record["points"])

@@ -1,5 +1,7 @@
 """--mode sample: deterministic images, the figures, either prior, and 8 devices = 1 device."""
 
+import dataclasses
+
 import numpy as np
 from support import TRAINED_STEPS, cli
 
@@ -19,14 +21,33 @@ def test_sample_writes_images_and_figures_with_the_forward_prior(tiny_config, tr
   tiny_config.sample.prior = "forward"
   path = sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run, step=TRAINED_STEPS)
   assert np.load(path)["images"].shape[0] == tiny_config.sample.num_images
+  assert path.parent == trained_run / "samples" / f"momentum_3_forward_noise_step{TRAINED_STEPS}"
   for name, least in (("samples.png", 200), ("trajectory.png", 5_000), ("forward.png", 5_000)):
-    assert (trained_run / "samples" / name).stat().st_size > least, name
+    assert (path.parent / name).stat().length > least, name
 
 
 def test_sampling_split_over_8_devices_gives_the_images_of_one(tiny_config, tiny_flags, trained_run):
   proc = cli(trained_run, *tiny_flags, "--mode=sample", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "devices: 8 (cpu)" in proc.stderr
-  eight = np.load(trained_run / "samples" / "samples.npz")["images"]
+  eight = np.load(proc.stdout.strip().splitlines()[-1])["images"]  # main prints the .npz it wrote
   one = np.load(sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run))["images"]
   np.testing.assert_array_equal(eight, one)
+
+
+def test_draws_with_other_settings_go_to_folders_of_their_own(tiny_config):
+  """A second `--mode sample` with another sampler, NFE, end or seed does not overwrite the first."""
+  cfg = settings_lib.load(tiny_config).sample
+  names = {
+    sample.draw_name(cfg, 4),
+    sample.draw_name(cfg, 2),
+    sample.draw_name(dataclasses.replace(cfg, sampler="multistep_sde", num_steps=20), 4),
+    sample.draw_name(dataclasses.replace(cfg, final="denoise"), 4),
+    sample.draw_name(dataclasses.replace(cfg, seed=1), 4),
+    sample.draw_name(dataclasses.replace(cfg, sampler="multistep", order=3, rho=5.0), 4),
+  }
+  assert len(names) == 6, names
+  assert sample.draw_name(cfg, 4) == "momentum_3_forward_noise_step4"
+  assert sample.draw_name(dataclasses.replace(cfg, sampler="multistep", order=3, rho=5.0), 4) == (
+    "multistep_3_forward_noise_rho-5_order-3_step4"
+  )
