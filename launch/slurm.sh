@@ -16,9 +16,25 @@
 # the GPU of its local rank (SLURM_LOCALID, made for one task per GPU), so this script passes
 # --local_device_ids with all the node's GPUs (SLURM_GPUS_ON_NODE, else CUDA_VISIBLE_DEVICES).
 #
+# Every process refuses to run unless jax finds the GPUs (`--require_backend=gpu`: an environment
+# with the CPU-only jax, such as the .venv `make demo` builds, would otherwise train on the CPU
+# without a word); SOFT_DIFFUSION_ALLOW_CPU=1 lifts that (rehearsals, tests).
+#
 # The workdir must be on a file system every node sees (or a gs:// bucket). Resubmitting the same
-# command resumes from the last checkpoint; SLURM's pre-emption SIGTERM (--signal below) makes
-# every process save the same step and exit 0.
+# command resumes from the last checkpoint. SIGTERM makes every process save the same step and
+# exit 0; SLURM sends it (a) `--signal=TERM@120` below: 120 s before the job's time limit, and
+# (b) on pre-emption or scancel, followed by SIGKILL after the cluster's KillWait/GraceTime
+# (often 30 s: a CelebA checkpoint is written in well under that, but check your cluster's).
+# `--signal` does not warn before a pre-emption. A run longer than the partition's time limit is
+# a chain of jobs, each resuming where the last stopped (a job that finds training complete
+# exits at once):
+#
+#   sbatch --nodes=2 --gpus-per-node=8 launch/slurm.sh --config CFG --workdir W    # prints its id, J1
+#   sbatch --dependency=afterany:J1 --nodes=2 --gpus-per-node=8 launch/slurm.sh --config CFG --workdir W
+#   ... (each next job depends on the one before; `sbatch --parsable` prints the bare id)
+#
+# and `sbatch --requeue` lets SLURM put a pre-empted job back in the queue by itself (where the
+# partition allows it).
 #SBATCH --job-name=soft_diffusion
 #SBATCH --ntasks-per-node=1
 #SBATCH --cpus-per-task=16
@@ -66,9 +82,11 @@ if ! [[ "$gpus" =~ ^[1-9][0-9]*$ ]]; then
   fi
 fi
 ids="$(seq -s, 0 $((gpus - 1)))"
+backend=(--require_backend=gpu)
+[[ "${SOFT_DIFFUSION_ALLOW_CPU:-}" == 1 ]] && backend=()
 
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
 compile_cache_args "$@"
 # Newer SLURM does not pass sbatch's --cpus-per-task on to srun: say it again.
 run srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-16}" \
-  "$PYTHON" -m soft_diffusion.main --distributed --local_device_ids="$ids" "${CACHE_ARGS[@]}" "$@"
+  "$PYTHON" -m soft_diffusion.main --distributed --local_device_ids="$ids" "${backend[@]}" "${CACHE_ARGS[@]}" "$@"

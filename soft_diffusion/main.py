@@ -75,6 +75,14 @@ _LOCAL_DEVICE_IDS = flags.DEFINE_string(
   "6,7). Default: JAX's choice; under SLURM that is one device per task (SLURM_LOCALID), so "
   "launch/slurm.sh, which starts one process per node, passes all the node's GPUs.",
 )
+_REQUIRE_BACKEND = flags.DEFINE_enum(
+  "require_backend",
+  None,
+  ("gpu", "tpu", "cpu"),
+  "Refuse to run (one line, exit 2) unless JAX's default backend is this one: a cluster job whose "
+  "environment has the CPU-only jax would otherwise train on the CPU without a word. launch/slurm.sh "
+  "passes gpu (SOFT_DIFFUSION_ALLOW_CPU=1 opts out).",
+)
 _COMPILATION_CACHE = flags.DEFINE_string(
   "compilation_cache_dir",
   None,
@@ -277,6 +285,13 @@ def run(config: ConfigDict) -> Any:
       _NUM_PROCESSES.value,
       _PROCESS_ID.value,
       local_device_ids=[int(i) for i in ids.replace(" ", "").split(",")] if ids else None,
+    )
+  required = _REQUIRE_BACKEND.value
+  if required is not None and jax.default_backend() != required:
+    raise errors.ConfigError(
+      f"--require_backend={required}: jax in {sys.executable} runs on {jax.default_backend()} "
+      f"({jax.device_count()} devices); install its {required} build (pip install -c constraints.txt "
+      f"-e '.[train,{required}]') or, to run anyway, drop the flag (launch scripts: SOFT_DIFFUSION_ALLOW_CPU=1)"
     )
   if mode == "train":
     from soft_diffusion import train

@@ -77,6 +77,7 @@ def test_slurm_job_submitted_from_elsewhere_runs_one_process_per_node_with_all_g
     "SLURM_CPUS_PER_TASK": "12",
     "SLURM_GPUS_ON_NODE": "4",
     "JAX_COORDINATOR_PORT": str(free_port()),
+    "SOFT_DIFFUSION_ALLOW_CPU": "1",  # the explicit opt-out: this job runs on the CPU
   }
   workdir = tmp_path / "run"
   flags = ["--config", "configs/tiny.py", "--workdir", str(workdir), f"--config.data.path={tfds_dir}"]
@@ -95,6 +96,17 @@ def test_slurm_job_submitted_from_elsewhere_runs_one_process_per_node_with_all_g
   assert args[3:8] == [sys.executable, "-m", "soft_diffusion.main", "--distributed", "--local_device_ids=0,1,2,3"]
   assert "devices: 1 (cpu), processes: 1" in proc.stderr
   assert (workdir / "checkpoints" / "2").is_dir()
+
+  # Without the opt-out a job whose jax finds no GPU refuses in one line, before it writes anything.
+  env["SOFT_DIFFUSION_ALLOW_CPU"] = ""
+  env["JAX_COORDINATOR_PORT"] = str(free_port())
+  other = tmp_path / "cpu_run"
+  flags_cpu = [*flags[:3], str(other), *flags[4:]]
+  proc = subprocess.run(["bash", str(copy), *flags_cpu], cwd=elsewhere, env=env, capture_output=True, text=True)
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert proc.returncode == 2 and len(errors) == 1 and "--require_backend=gpu" in errors[0], proc.stderr[-2000:]
+  assert "runs on cpu" in errors[0] and not other.exists()
+  assert "--require_backend=gpu" in record.read_text().splitlines()
 
   # Outside a checkout, with no Command to follow: a one-line refusal naming the fix.
   (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\nexit 1\n")
