@@ -13,5 +13,7 @@ if ! "$PYTHON" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>
 fi
 # Let XLA overlap the gradient all-reduce with the backward pass.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
+absolute_args "$@"  # relative paths are the caller's, not the checkout's
+set -- ${ARGS[@]+"${ARGS[@]}"}
 compile_cache_args "$@"
 run "$PYTHON" -m soft_diffusion.main "${CACHE_ARGS[@]}" "$@"

@@ -38,6 +38,8 @@ if [[ -n "$cpu_devices" ]]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices"
 fi
 
+absolute_args "$@"  # relative paths are the caller's, not the checkout's
+set -- ${ARGS[@]+"${ARGS[@]}"}
 compile_cache_args "$@"
 if [[ "$processes" == 1 ]]; then
   run "$PYTHON" -m soft_diffusion.main "${CACHE_ARGS[@]}" "$@"

@@ -86,6 +86,8 @@ backend=(--require_backend=gpu)
 [[ "${SOFT_DIFFUSION_ALLOW_CPU:-}" == 1 ]] && backend=()
 
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
+absolute_args "$@"  # relative paths are the caller's, not the checkout's
+set -- ${ARGS[@]+"${ARGS[@]}"}
 compile_cache_args "$@"
 # Newer SLURM does not pass sbatch's --cpus-per-task on to srun: say it again.
 run srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-16}" \

@@ -120,6 +120,7 @@ FAKE_PYTHON = """#!/usr/bin/env bash
 if [[ "${1:-}" == -c && -n "${FAKE_PY_VERSION:-}" ]]; then echo "$FAKE_PY_VERSION"; exit 0; fi
 if [[ "${1:-}" == -c || "${1:-}" == --version ]]; then exec "$REAL_PYTHON" "$@"; fi
 echo "$*" > "$HOME/run_args"
+echo "${LIBTPU_INIT_ARGS-unset} ${XLA_FLAGS-unset}" > "$HOME/run_env"
 trap 'echo "worker $FAKE_WORKER: SIGTERM, saves and exits"; exit 0' TERM
 echo "worker $FAKE_WORKER: training"
 for i in $(seq 600); do sleep 0.1; done
@@ -165,6 +166,13 @@ def test_tpu_pod_on_a_fake_pod(tmp_path, tfds_dir):
       ["git", "rev-parse", "HEAD"], cwd=workers[i] / "soft_diffusion", capture_output=True, text=True
     ).stdout.strip()
 
+  # --setup refuses a commit the workers could not fetch (no remote branch has it), before any ssh
+  pushed = subprocess.run(["git", "branch", "-r", "--contains", head], cwd=REPO, capture_output=True, text=True)
+  if not pushed.stdout.strip():  # a checkout whose HEAD is pushed has nothing to refuse here
+    unpushed = launch("tpu_pod.sh", *pod, "--repo", "https://example.invalid/sd.git", "--setup", env=env)
+    assert unpushed.returncode == 2 and "is on no remote branch; push it first" in unpushed.stderr, unpushed.stderr
+    assert not (root / "calls").exists()
+
   # --setup: every worker cloned at this checkout's commit, packages through uv, version checked
   proc = launch("tpu_pod.sh", *pod, "--repo", str(REPO), "--setup", env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -209,15 +217,29 @@ def test_tpu_pod_on_a_fake_pod(tmp_path, tfds_dir):
   assert not any((w / "run_args").exists() for w in workers)
   subprocess.run(["git", "checkout", "--quiet", "--detach", head], cwd=workers[1] / "soft_diffusion", check=True)
 
-  # The run: detached (the launcher returns while the workers train), then --logs and --stop
-  started = launch("tpu_pod.sh", *pod, *run_args, env=env)
+  # A slice with a worker that does not answer, or a config the commit lacks: nothing starts
+  missing = launch("tpu_pod.sh", *pod, *run_args, env={**env, "FAKE_GCLOUD_SLICE_WORKERS": "3"})
+  assert missing.returncode == 2 and "2 of the slice's 3 workers answered" in missing.stderr, missing.stderr
+  no_config = launch("tpu_pod.sh", *pod, "--", "--config", "configs/nope.py:paper", "--workdir", "gs://b/r", env=env)
+  assert no_config.returncode == 2 and "--config configs/nope.py is not a file of this checkout's commit" in (
+    no_config.stderr
+  )
+  assert not any((w / "run_args").exists() for w in workers)
+
+  # The run: detached (the launcher returns while the workers train), then --logs and --stop; the
+  # compilation cache is shared beside the workdir; --env and --gcloud_flag reach the workers / gcloud
+  passing = ["--env", "LIBTPU_INIT_ARGS=--xla_tpu_enable_foo=true", "--gcloud_flag=--internal-ip"]
+  started = launch("tpu_pod.sh", *pod, *passing, *run_args, env=env)
   assert started.returncode == 0, started.stderr[-3000:]
   for w in workers:
-    wait_until(lambda w=w: (w / "run_args").exists())
+    wait_until(lambda w=w: (w / "run_env").exists())
     assert (w / "run_args").read_text().split() == [
-      "-m", "soft_diffusion.main", "--distributed", f"--compilation_cache_dir={w}/.cache/soft_diffusion/jax",
+      "-m", "soft_diffusion.main", "--distributed", "--compilation_cache_dir=gs://b/runs/compilation_cache",
       "--config", "configs/celeba64.py", "--workdir", "gs://b/runs/c", "1", "--config.train.num_steps=10",
     ]  # fmt: skip
+    assert (w / "run_env").read_text().split() == ["--xla_tpu_enable_foo=true", "unset"]
+  ssh_calls = [line for line in (root / "calls").read_text().splitlines() if " ssh " in line]
+  assert ssh_calls[-1].rstrip().endswith("--internal-ip"), ssh_calls[-1]
   again = launch("tpu_pod.sh", *pod, *run_args, env=env)
   assert again.returncode == 2 and "a run is still going on: worker0 worker1" in again.stderr
   logs = launch("tpu_pod.sh", *pod, "--logs", "all", env=env)
@@ -233,3 +255,31 @@ def wait_until(condition, timeout=30.0):
   while not condition():
     assert time.monotonic() < deadline, "timed out"
     time.sleep(0.1)
+
+
+def test_relative_paths_are_the_callers_folder_not_the_checkout(tmp_path):
+  """The launchers run in the checkout; a relative --workdir, data path or config file given from
+  another folder means that folder, while a config named relative to the checkout stays as is."""
+  record = tmp_path / "args.txt"
+  stub = tmp_path / "python"  # imports go to the real interpreter; a run records its arguments
+  stub.write_text(
+    f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\necho "$@" > {record}\n'
+  )
+  stub.chmod(0o755)
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  (elsewhere / "mine.py").write_text("def get_config(form=None): ...\n")
+  for config, expected in (("configs/digits.py", "configs/digits.py"), ("mine.py:paper", f"{elsewhere}/mine.py:paper")):
+    args = ["--config", config, "--workdir", "runs/x", "--config.data.path=data", "--config.seed=1"]
+    proc = subprocess.run(
+      ["bash", str(REPO / "launch" / "local.sh"), *args],
+      cwd=elsewhere,
+      env={**os.environ, "PYTHON": str(stub), "SOFT_DIFFUSION_COMPILATION_CACHE": "cache"},
+      capture_output=True,
+      text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert record.read_text().split() == [
+      "-m", "soft_diffusion.main", f"--compilation_cache_dir={elsewhere}/cache", "--config", expected,
+      "--workdir", f"{elsewhere}/runs/x", f"--config.data.path={elsewhere}/data", "--config.seed=1",
+    ]  # fmt: skip
