@@ -8,7 +8,9 @@
 # Submit from any directory: the job finds the checkout this file belongs to (sbatch runs a copy
 # of it from a spool folder; the job's Command, from scontrol, names the original) and runs there
 # (set SOFT_DIFFUSION_REPO to name it yourself). The defaults below (one task per node, 16 CPUs
-# per task for the input pipeline) can be overridden on the sbatch command line.
+# per task for the input pipeline) can be overridden on the sbatch command line. One task per GPU
+# instead (some clusters bind GPUs to tasks only): sbatch --ntasks-per-node=8 --gpus-per-task=1
+# --cpus-per-task=4 ...; each process then drives its one GPU.
 #
 # How the processes find each other: `--distributed` makes jax.distributed.initialize() read the
 # job's environment (SLURM_STEP_NODELIST: the coordinator is the first node; SLURM_NTASKS: the
@@ -90,5 +92,16 @@ absolute_args "$@"  # relative paths are the caller's, not the checkout's
 set -- ${ARGS[@]+"${ARGS[@]}"}
 compile_cache_args "$@"
 # Newer SLURM does not pass sbatch's --cpus-per-task on to srun: say it again.
-run srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-16}" \
-  "$PYTHON" -m soft_diffusion.main --distributed --local_device_ids="$ids" "${backend[@]}" "${CACHE_ARGS[@]}" "$@"
+tasks="${SLURM_NTASKS_PER_NODE:-1}"
+tasks="${tasks%%(*}"  # SLURM writes '8(x2)' for 8 tasks on each of 2 nodes
+if [[ "$tasks" =~ ^[0-9]+$ && "$tasks" -gt 1 ]]; then
+  # One task per GPU (sbatch --ntasks-per-node=G --gpus-per-task=1): each process drives one GPU,
+  # the one SLURM bound to it (then the only one it sees, device 0), else that of its local rank.
+  pick='ids="$SLURM_LOCALID"; [[ -n "${CUDA_VISIBLE_DEVICES:-}" && "$CUDA_VISIBLE_DEVICES" != *,* ]] && ids=0'
+  pick+='; exec "$0" -m soft_diffusion.main --distributed --local_device_ids="$ids" "$@"'
+  run srun --kill-on-bad-exit=1 --ntasks-per-node="$tasks" --cpus-per-task="${SLURM_CPUS_PER_TASK:-16}" \
+    bash -c "$pick" "$PYTHON" ${backend[@]+"${backend[@]}"} "${CACHE_ARGS[@]}" "$@"
+else
+  run srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-16}" \
+    "$PYTHON" -m soft_diffusion.main --distributed --local_device_ids="$ids" ${backend[@]+"${backend[@]}"} "${CACHE_ARGS[@]}" "$@"
+fi

@@ -283,3 +283,48 @@ def test_relative_paths_are_the_callers_folder_not_the_checkout(tmp_path):
       "-m", "soft_diffusion.main", f"--compilation_cache_dir={elsewhere}/cache", "--config", expected,
       "--workdir", f"{elsewhere}/runs/x", f"--config.data.path={elsewhere}/data", "--config.seed=1",
     ]  # fmt: skip
+
+
+def test_slurm_one_task_per_gpu_gives_each_process_its_gpu(tmp_path):
+  """sbatch --ntasks-per-node=4 --gpus-per-task=1: srun starts 4 tasks per node, and each process
+  drives the one GPU SLURM bound to it (device 0 of the one it sees), else its local rank's."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  record = tmp_path / "srun.txt"
+  # srun: records its arguments, then runs the task's command as local rank 2
+  (bin_dir / "srun").write_text(
+    f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {record}\n'
+    'while [[ "$1" == --* ]]; do shift; done\nSLURM_LOCALID=2 exec "$@"\n'
+  )
+  python = tmp_path / "python"  # imports go to the real interpreter; a run prints its arguments
+  python.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\necho "RUN $*"\n')
+  for f in (bin_dir / "srun", python):
+    f.chmod(0o755)
+  env = {
+    **os.environ,
+    "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    "PYTHON": str(python),
+    "SLURM_JOB_ID": "7",
+    "SOFT_DIFFUSION_REPO": str(REPO),
+    "SLURM_NTASKS_PER_NODE": "4(x2)",
+    "SLURM_GPUS_ON_NODE": "4",
+    "SOFT_DIFFUSION_COMPILATION_CACHE": str(tmp_path / "cache"),
+  }
+  for visible, device in (("3", "0"), ("", "2")):
+    proc = subprocess.run(
+      ["bash", "launch/slurm.sh", "--config", "configs/tiny.py", "--workdir", str(tmp_path / "run")],
+      cwd=REPO,
+      env={**env, "CUDA_VISIBLE_DEVICES": visible},
+      capture_output=True,
+      text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert record.read_text().splitlines()[:2] == ["--kill-on-bad-exit=1", "--ntasks-per-node=4"]
+    run = proc.stdout.split("RUN ", 1)[1].split()
+    assert run[:4] == ["-m", "soft_diffusion.main", "--distributed", f"--local_device_ids={device}"], proc.stdout
+    assert "--require_backend=gpu" in run and run[-4:] == [
+      "--config",
+      "configs/tiny.py",
+      "--workdir",
+      str(tmp_path / "run"),
+    ]
