@@ -151,3 +151,22 @@ def test_two_processes_evaluate_as_one(evaluated):
   kid_abs = max(abs(p["kid_mean"] - q["kid_mean"]) for p, q in zip(pa, pb, strict=True))
   print(f"2 x 4 vs 1 process: FID within {fid_rel:.2e} relative, KID within {kid_abs:.2e}")
   assert fid_rel <= 1e-3 and kid_abs <= 1e-4
+
+
+def test_two_processes_read_each_image_once_and_select_the_levels_of_one(tmp_path, tfds_dir):
+  """--mode levels on 2 processes: each reads every other image of the power-spectrum pass (its
+  progress line counts its share) and the sums are added over processes, so the levels, their
+  distances and the image count are those of one process, within float rounding."""
+  from soft_diffusion import data
+
+  data.make_source(data.DataConfig(name="digits", path=tfds_dir), "train")  # prepared before two processes read
+  runs = tmp_path
+  for name, processes in (("levels_one", 1), ("levels_two", 2)):
+    out = finish(start(runs / name, tfds_dir, 1, processes=processes, mode="levels"), f"--mode levels, {processes} x 1")
+  one, two = (json.loads((runs / n / "levels.json").read_text()) for n in ("levels_one", "levels_two"))
+  assert one["num_images"] == two["num_images"] == 1617  # the digits' train split
+  for share in (809, 808):  # images 0, 2, 4, ... and 1, 3, 5, ...
+    assert f"power spectrum (this process's {share}): {share}/{share}" in out, out[-3000:]
+  assert one["candidate_indices"] == two["candidate_indices"]
+  np.testing.assert_allclose(two["hop_distances"], one["hop_distances"], rtol=1e-6)
+  np.testing.assert_allclose(two["epsilon"], one["epsilon"], rtol=1e-6)

@@ -303,12 +303,33 @@ def make_dataset(
   return iter_ds
 
 
-def first_batches(cfg: DataConfig, split: str, num: int, *, batch_size: int, seed: int = 0, source: Any = None):
+def first_batches(
+  cfg: DataConfig,
+  split: str,
+  num: int,
+  *,
+  batch_size: int,
+  seed: int = 0,
+  source: Any = None,
+  process_index: int = 0,
+  process_count: int = 1,
+):
   """Host batches (float32 numpy) of the first `num` images of `split`, in order and unflipped, the
   last one cut so that exactly min(num, len(split)) images come out: the one loop behind the prior's
-  images, the reference statistics and the power spectrum."""
-  ds = make_dataset(cfg, split=split, batch_size=batch_size, seed=seed, train=False, source=source)
-  return _first(ds, num)
+  images, the reference statistics and the power spectrum. With `process_count` > 1, this
+  process's share only: the images i < num with i % process_count == process_index (the shares of
+  all processes are the first `num` images, each read once)."""
+  ds = make_dataset(
+    cfg,
+    split=split,
+    batch_size=batch_size,
+    seed=seed,
+    train=False,
+    source=source,
+    process_index=process_index,
+    process_count=process_count,
+  )
+  return _first(ds, len(range(process_index, max(num, 0), process_count)))
 
 
 def _first(ds: Any, num: int):
