@@ -19,6 +19,8 @@
 #                   machine's): LIBTPU_INIT_ARGS, XLA_FLAGS, TF_CPP_MIN_LOG_LEVEL, ...
 #   --gcloud_flag FLAG   passed to every `gcloud compute tpus tpu-vm ssh` (repeatable), e.g.
 #                   --gcloud_flag=--internal-ip or --gcloud_flag=--tunnel-through-iap
+#   --log_every S   seconds between copies of each worker's log into WORKDIR/logs/workers/<host>/
+#                   (numbered segments, launch/worker_logs.sh; default 300, and once at the end)
 #   --setup         on every worker, without root: uv $UV_VERSION (pip --user, else its installer
 #                   into ~/.local/bin), Python $PYTHON_VERSION through uv (TPU VM images ship 3.10
 #                   and no venv module), the checkout pinned to this checkout's commit, and the
@@ -52,7 +54,7 @@ PIDFILE='$HOME/soft_diffusion_run.pid'
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 tpu="" zone="" project="" dir="soft_diffusion" action=run logs_of=0 url=""
-envs=() gcloud_flags=()
+envs=() gcloud_flags=() log_every=300
 repo="$(git -C "$HERE" remote get-url origin 2>/dev/null || true)"
 while [[ $# -gt 0 && "$1" != "--" ]]; do
   case "$1" in
@@ -66,6 +68,9 @@ while [[ $# -gt 0 && "$1" != "--" ]]; do
       if [[ "$2" == *=* ]]; then envs+=("$2"); else envs+=("$2=${!2-}"); fi
       shift 2 ;;
     --env=*) set -- --env "${1#--env=}" "${@:2}" ;;
+    --log_every)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "tpu_pod.sh: --log_every needs seconds >= 1, got '${2:-}'" >&2; exit 2; }
+      log_every="$2"; shift 2 ;;
     --gcloud_flag) gcloud_flags+=("${2:?tpu_pod.sh: --gcloud_flag needs a flag}"); shift 2 ;;
     --gcloud_flag=*) gcloud_flags+=("${1#--gcloud_flag=}"); shift ;;
     --setup) action=setup; shift ;;
@@ -76,7 +81,7 @@ while [[ $# -gt 0 && "$1" != "--" ]]; do
     --data | --stage_data)
       action="${1#--}"; url="${2:-}"; shift 2 || { echo "tpu_pod.sh: $1 needs a gs:// URL" >&2; exit 2; }
       [[ "$url" == gs://?* ]] || { echo "tpu_pod.sh: --$action needs a gs://bucket/folder URL, got '$url'" >&2; exit 2; } ;;
-    *) echo "tpu_pod.sh: unknown option $1 (allowed: --tpu --zone --project --dir --repo --env --gcloud_flag --setup --data --stage_data --logs --stop, then --)" >&2; exit 2 ;;
+    *) echo "tpu_pod.sh: unknown option $1 (allowed: --tpu --zone --project --dir --repo --env --gcloud_flag --log_every --setup --data --stage_data --logs --stop, then --)" >&2; exit 2 ;;
   esac
 done
 [[ "${1:-}" == "--" ]] && shift
@@ -208,8 +213,12 @@ case "$action" in
     done
     exports=""
     for e in ${envs[@]+"${envs[@]}"}; do exports+="export ${e%%=*}=$(q "${e#*=}"); "; done
-    remote="cd $(q "$dir") || exit 3; ${exports}nohup .venv/bin/python -m soft_diffusion.main --distributed$cache$args"
-    remote+=" >> $LOG 2>&1 < /dev/null & echo \$! > $PIDFILE; echo \"worker \$(hostname): started, pid \$(cat $PIDFILE), log $LOG\""
+    logs="${workdir%/}/logs/workers"  # each worker's log is copied here (launch/worker_logs.sh)
+    remote="cd $(q "$dir") || exit 3; off=\$(stat -c %s $LOG 2>/dev/null || echo 0)"
+    remote+="; ${exports}nohup .venv/bin/python -m soft_diffusion.main --distributed$cache$args"
+    remote+=" >> $LOG 2>&1 < /dev/null & echo \$! > $PIDFILE"
+    remote+="; nohup bash launch/worker_logs.sh \$(cat $PIDFILE) $LOG \$off $(q "$logs")/\$(hostname) $log_every > /dev/null 2>&1 < /dev/null &"
+    remote+=" echo \"worker \$(hostname): started, pid \$(cat $PIDFILE), log $LOG, copied to $(q "$logs")/\$(hostname)\""
     on_workers all "$remote"
     echo "tpu_pod.sh: started on every worker; follow with --logs, stop with --stop" >&2
     ;;

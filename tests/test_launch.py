@@ -228,7 +228,7 @@ def test_tpu_pod_on_a_fake_pod(tmp_path, tfds_dir):
 
   # The run: detached (the launcher returns while the workers train), then --logs and --stop; the
   # compilation cache is shared beside the workdir; --env and --gcloud_flag reach the workers / gcloud
-  passing = ["--env", "LIBTPU_INIT_ARGS=--xla_tpu_enable_foo=true", "--gcloud_flag=--internal-ip"]
+  passing = ["--env", "LIBTPU_INIT_ARGS=--xla_tpu_enable_foo=true", "--gcloud_flag=--internal-ip", "--log_every", "1"]
   started = launch("tpu_pod.sh", *pod, *passing, *run_args, env=env)
   assert started.returncode == 0, started.stderr[-3000:]
   for w in workers:
@@ -248,6 +248,16 @@ def test_tpu_pod_on_a_fake_pod(tmp_path, tfds_dir):
   assert stop.returncode == 0 and stop.stdout.count("SIGTERM sent") == 2
   for i, w in enumerate(workers):
     wait_until(lambda w=w, i=i: f"worker {i}: SIGTERM, saves and exits" in (w / "soft_diffusion_run.log").read_text())
+
+  # Each worker's log reaches the workdir in numbered segments (launch/worker_logs.sh), its last
+  # lines after the run ended; only this run's lines.
+  def copied(i):
+    folder = root / "bucket" / "b" / "runs" / "c 1" / "logs" / "workers" / f"worker{i}"
+    return "".join(p.read_text() for p in sorted(folder.glob("segment_*.log"))) if folder.is_dir() else ""
+
+  for i in range(2):
+    wait_until(lambda i=i: f"worker {i}: SIGTERM, saves and exits" in copied(i))
+    assert copied(i).startswith(f"worker {i}: training") and copied(i).count("training") == 1
 
 
 def wait_until(condition, timeout=30.0):
