@@ -15,7 +15,7 @@ import pytest
 from support import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = ["common.sh", "local.sh", "gpu.sh", "slurm.sh", "tpu_pod.sh", "stage_data.sh"]
+SCRIPTS = ["common.sh", "local.sh", "gpu.sh", "slurm.sh", "tpu_pod.sh", "stage_data.sh", "worker_logs.sh"]
 
 
 def launch(script, *args, env=None):
