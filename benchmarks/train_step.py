@@ -131,7 +131,8 @@ DATASHEET_BF16 = {
   "NVIDIA H200": 989e12,
   "NVIDIA A100": 312e12,
   "TPU v4": 275e12,
-  "TPU v5 lite": 197e12,
+  "TPU v5": 459e12,  # v5p reports its kind as "TPU v5"
+  "TPU v5 lite": 197e12,  # v5e ("TPU v5 lite" is the longer, so the better, match)
   "TPU v5e": 197e12,
   "TPU v5p": 459e12,
   "TPU v6 lite": 918e12,
