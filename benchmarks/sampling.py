@@ -1,6 +1,6 @@
 """Sampling throughput and sampler overhead, and Inception feature throughput.
 
-    python benchmarks/sampling.py                                   # CPU: digits config
+    python benchmarks/sampling.py                                   # CPU: digits config (digits@paper: its paper form)
     python benchmarks/sampling.py --config celeba64 --batch 128 --num_steps 100 --dtype bfloat16   # a GPU/TPU
     python benchmarks/sampling.py --tables docs/results/sampling_overhead.json   # the table of a --json record
 
@@ -28,7 +28,7 @@ from timing import corruption_for_timing, seconds_per_call
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
-from soft_diffusion import evaluation, models, samplers  # noqa: E402
+from soft_diffusion import evaluation, models, preconditioning, samplers  # noqa: E402
 from soft_diffusion import settings as settings_lib  # noqa: E402
 from soft_diffusion import state as state_lib  # noqa: E402
 from soft_diffusion.models import make_denoise_fn  # noqa: E402
@@ -59,6 +59,13 @@ def main(argv=None) -> int:
   parser.add_argument("--inception_batch", type=int, default=64)
   parser.add_argument("--inception_repeats", type=int, default=3)
   parser.add_argument("--no_inception", action="store_true", help="skip the Inception throughput")
+  parser.add_argument(
+    "--inception_weights",
+    choices=("auto", "cached", "random"),
+    default="auto",
+    help="the FID weights from the cache, or random ones of the same shapes (the same cost; no download, "
+    "for a machine without network); auto: cached when present",
+  )
   parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the numbers to this JSON file")
   parser.add_argument("--tables", type=pathlib.Path, default=None, help="only print the table of this --json file")
   args = parser.parse_args(argv)
@@ -66,7 +73,9 @@ def main(argv=None) -> int:
     print(table(json.loads(args.tables.read_text())))
     return 0
 
-  config = importlib.import_module(f"configs.{args.config}").get_config()
+  module, _, form = args.config.partition("@")  # FILE@FORM: the config's recipe (configs/default.py apply_form)
+  get_config = importlib.import_module(f"configs.{module}").get_config
+  config = get_config(form) if form else get_config()
   if args.dtype:
     config.model.dtype = args.dtype
   settings = settings_lib.load(config)  # 'selected' levels are not read: timing does not depend on them
@@ -77,6 +86,12 @@ def main(argv=None) -> int:
   replicated, sharded = state_lib.replicated(mesh), state_lib.batch_sharding(mesh)
   model = models.make_network(settings.model)
   corruption = corruption_for_timing(settings.corruption)
+  precond = None
+  if settings.model.precond != "none":  # a call's cost does not depend on the spectrum: ones for the data's
+    spectrum = preconditioning.spectrum_for(
+      np.ones((size, size, channels), np.float32), settings.model.precond_spectrum
+    )
+    precond = preconditioning.Preconditioner(corruption, spectrum, c_in=settings.model.precond_c_in)
   params = jax.jit(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), jnp.zeros((1,)))["params"],
     out_shardings=replicated,
@@ -90,7 +105,7 @@ def main(argv=None) -> int:
   )
 
   def bare(params, x):
-    denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std)
+    denoise_fn = make_denoise_fn(model, params, noise_std=corruption.noise_std, precond=precond)
 
     def body(i, x):
       t = jnp.full((x.shape[0],), (nfe - i) / nfe, x.dtype)
@@ -106,7 +121,11 @@ def main(argv=None) -> int:
     sampler = samplers.get(name)
     fn = jax.jit(
       lambda params, x, sampler=sampler: sampler(
-        make_denoise_fn(model, params, noise_std=corruption.noise_std), x, corruption, num_steps=nfe, key=key
+        make_denoise_fn(model, params, noise_std=corruption.noise_std, precond=precond),
+        x,
+        corruption,
+        num_steps=nfe,
+        key=key,
       ),
       out_shardings=sharded,
     )
@@ -119,7 +138,7 @@ def main(argv=None) -> int:
   if args.no_inception:
     return 0
 
-  inception_params = evaluation.load_inception_params()
+  inception_params = inception_params_for(args.inception_weights)
   images = np.random.default_rng(0).integers(0, 256, (args.inception_batch, 64, 64, 3), dtype=np.uint8)
   feature_fn = lambda images: evaluation.inception_features(
     images, params=inception_params, batch_size=args.inception_batch, mesh=mesh
@@ -127,6 +146,20 @@ def main(argv=None) -> int:
   s = seconds_per_call(feature_fn, images, repeats=args.inception_repeats)
   print(f"{'inception':16s} {s:8.3f} s/batch  {args.inception_batch / s:9.1f} images/s  (64x64 uint8 -> 299 -> 2048)")
   return 0
+
+
+def inception_params_for(choice: str):
+  """The FID Inception weights ('cached'), or random ones of the same shapes ('random'): a
+  throughput does not depend on the values. 'auto': cached when the file is there."""
+  from soft_diffusion.evaluation import inception, weights
+
+  if choice == "auto":
+    choice = "cached" if weights.default_path().is_file() else "random"
+  if choice == "cached":
+    return evaluation.load_inception_params()
+  print("inception: random weights of the FID network's shapes (throughput only)", flush=True)
+  zeros = jnp.zeros((1, inception.SIZE, inception.SIZE, 3), jnp.float32)
+  return jax.jit(inception.InceptionV3().init)(jax.random.key(0), zeros)["params"]
 
 
 if __name__ == "__main__":

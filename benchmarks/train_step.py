@@ -93,8 +93,10 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: 
   step = train.jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, precond=precond)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
   x = jax.device_put(x, state_lib.batch_sharding(mesh))
+  print(f"{name}: compiling the train step, batch {batch} ...", file=sys.stderr, flush=True)
   step, flops, compile_s = compile_with_flops(step, state, x)
   memory = peak_bytes(step)
+  print(f"{name}: compiled in {compile_s:.1f} s; timing {steps} steps ...", file=sys.stderr, flush=True)
   if not steps:
     residuals = residual_bytes(model, state.params, batch // accum, size, channels)
     return {"name": name, "batch": batch, "remat": remat, "accum": accum, "peak_bytes": memory, "residuals": residuals}

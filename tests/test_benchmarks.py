@@ -29,3 +29,19 @@ def test_benchmark_flops_count_every_device_and_know_the_tpu_kinds():
   assert out.returncode == 0, out.stderr[-2000:]
   devices, flops, v5p, v5e = out.stdout.split()
   assert int(devices) == 4 and float(flops) == 2 * 64 * 256 * 256 and float(v5p) == 459e12 and float(v5e) == 197e12
+
+
+def test_accelerator_script_refuses_a_cpu_only_jax_in_one_line(tmp_path):
+  """benchmarks/accelerator.sh is for a GPU or TPU: on a CPU-only jax it stops after the device
+  check (one line naming the opt-out) and has written only that check into its output folder.
+  (Run on a CPU with ACCELERATOR_ALLOW_CPU=1 and --config digits --batches 8 --steps 2 --nfe 2
+  it completes in about 3 minutes on 2 cores: too slow for the suite.)"""
+  env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu", "ACCELERATOR_ALLOW_CPU": ""}
+  out = subprocess.run(
+    ["bash", "benchmarks/accelerator.sh", str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True
+  )
+  errors = [line for line in out.stderr.splitlines() if line.startswith("accelerator.sh:")]
+  assert out.returncode == 2 and len(errors) == 1 and "ACCELERATOR_ALLOW_CPU=1" in errors[0], out.stderr[-2000:]
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["accelerator.log", "devices.txt"]
+  usage = subprocess.run(["bash", "benchmarks/accelerator.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+  assert usage.returncode == 2 and "give the output folder" in usage.stderr
