@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# GPU/TPU numbers for celeba64's NCSN++ in one prepared run of at most about 8 minutes: the
+# GPU/TPU numbers for celeba64's NCSN++ in one prepared run of at most about 8 minutes: first
+# the golden train step of the tiny config against the CPU's values (benchmarks/golden_step.py:
+# float32 within 1e-4, bf16 within 5e-2; exit status 3 when only that fails), then the
 # largest bf16 batch of 256/128/64 whose train step compiles and runs (compile time apart from
 # step time), its images/s, FLOPs (XLA's cost analysis, all devices) and MFU against the chip's
 # datasheet bf16 peak and the measured matmul rate; then sampling images/s at 100 NFE and
@@ -57,6 +59,10 @@ import soft_diffusion  # everything the benchmarks import is here (or in .whl/)
 EOF
 [[ "${PIPESTATUS[0]}" == 0 ]] || exit 2
 
+log "golden step: tiny config, float32 and bf16, against the CPU's values"
+timeout 150 "$PYTHON" benchmarks/golden_step.py --json "$out/golden_step.json" 2>&1 | tee "$out/golden_step.txt"
+golden="${PIPESTATUS[0]}"  # a mismatch is reported at the end; the timings still run
+
 batch=""
 for b in $batches; do
   log "train step, $config, bf16, batch $b"
@@ -73,5 +79,9 @@ log "sampling at $nfe NFE and Inception, batch $batch"
 timeout 200 "$PYTHON" benchmarks/sampling.py --config "$config" --batch "$batch" --num_steps "$nfe" --dtype bfloat16 \
   --inception_weights auto --inception_batch "${inception_batch:-$batch}" --json "$out/sampling.json" 2>&1 | tee "$out/sampling.txt"
 status="${PIPESTATUS[0]}"
+if [[ "$golden" != 0 ]]; then
+  echo "accelerator.sh: the golden step differs from the CPU's beyond its bound (see $out/golden_step.txt)" >&2
+  [[ "$status" != 0 ]] || status=3
+fi
 log "done (status $status)"
 exit "$status"

@@ -24,6 +24,7 @@ import logging
 import time
 from typing import Any
 
+import jax
 import numpy as np
 from etils import epath
 
@@ -65,27 +66,54 @@ def stats_path(workdir: epath.Path, settings: Settings) -> epath.Path:
 
 
 def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: Any) -> epath.Path:
-  """Computes and writes the reference statistics with the Inception `params`; returns the .npz path."""
+  """Computes and writes the reference statistics with the Inception `params`; returns the .npz path.
+
+  On several processes each reads and embeds its share of the images (every process_count-th,
+  on its own devices) and the sums are added over processes: a pod decodes the reference set once
+  in all. The KID features are the first `eval.kid_ref_features` images in the split's order, as
+  on one process."""
   cfg = settings.eval
   with errors.user_input("config.eval.split"):  # an unknown split or an unprepared dataset
     source = data.make_source(settings.data, cfg.split)
   state_lib.log_devices()
   total = min(cfg.ref_num_images or len(source), len(source))
+  index, processes = jax.process_index(), jax.process_count()
+  if processes > 1:  # this process's share, embedded on this process's devices
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("data",))
+  share = len(range(index, total, processes))
   batches = data.first_batches(
-    settings.data, cfg.split, total, batch_size=cfg.batch_size, seed=settings.seed, source=source
+    settings.data,
+    cfg.split,
+    total,
+    batch_size=cfg.batch_size,
+    seed=settings.seed,
+    source=source,
+    process_index=index,
+    process_count=processes,
   )
   stats = evaluation.FeatureStats(2048)
-  kid_feats: list[np.ndarray] = []
+  kid_wanted = len(range(index, min(cfg.kid_ref_features, total), processes))  # this process's part of them
+  kid_feats: list[np.ndarray] = [np.zeros((0, 2048), np.float32)]
   kept = 0
-  progress = artifacts.Progress(f"reference features ({settings.data.name}/{cfg.split})", total)
+  label = f"reference features ({settings.data.name}/{cfg.split})"
+  progress = artifacts.Progress(label + (f" (this process's {share})" if processes > 1 else ""), share)
   for batch in batches:
     images = np.asarray(artifacts.to_uint8(batch))
     feats = evaluation.inception_features(images, params=params, batch_size=cfg.batch_size, mesh=mesh)
     stats.update(feats)
-    if kept < cfg.kid_ref_features:
-      kid_feats.append(feats[: cfg.kid_ref_features - kept])
+    if kept < kid_wanted:
+      kid_feats.append(feats[: kid_wanted - kept])
       kept += len(kid_feats[-1])
     progress(stats.count)
+  kid = np.concatenate(kid_feats).astype(np.float32)
+  if processes > 1:
+    stats = evaluation.FeatureStats(
+      2048,
+      int(round(float(artifacts.sum_over_processes(np.float64(stats.count))))),
+      artifacts.sum_over_processes(stats.total),
+      artifacts.sum_over_processes(stats.outer),
+    )
+    kid = _interleave_over_processes(kid, min(cfg.kid_ref_features, total))
   if stats.count < 2:
     raise errors.ConfigError(f"config.eval.split {cfg.split!r} gave {stats.count} images; statistics need at least 2")
   meta = {**reference_meta(settings), "num_images": stats.count}
@@ -96,11 +124,24 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
     mu=stats.mean,
     sigma=stats.cov,
     count=stats.count,
-    kid_features=np.concatenate(kid_feats).astype(np.float32),
+    kid_features=kid,
     meta=json.dumps(meta),
   )
   log.info("reference statistics of %d images -> %s", stats.count, path)
   return path
+
+
+def _interleave_over_processes(rows: np.ndarray, num: int) -> np.ndarray:
+  """Every process's rows (process i holds rows i, i + n, i + 2n, ... of a sequence) gathered
+  into the first `num` rows of the sequence, in order, on every process."""
+  from jax.experimental import multihost_utils
+
+  processes = jax.process_count()
+  width = -(-num // processes)
+  padded = np.zeros((width, *rows.shape[1:]), np.float32)
+  padded[: len(rows)] = rows
+  parts = np.asarray(multihost_utils.process_allgather(padded))  # [P, width, ...]
+  return parts.transpose(1, 0, *range(2, parts.ndim)).reshape(-1, *rows.shape[1:])[:num]
 
 
 def load_reference(path: epath.Path, settings: Settings, config_hint: str) -> tuple[Any, np.ndarray, dict]:

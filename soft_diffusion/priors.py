@@ -40,7 +40,7 @@ class GaussianPrior(NamedTuple):
 
 
 def fit_gaussian_prior(
-  signal: np.ndarray, noise_std: float, max_full: int = 512, jitter: float = 1e-8
+  signal: np.ndarray, noise_std: float, max_full: int = 512, jitter: float = 1e-8, reduce=None
 ) -> GaussianPrior:
   """Fits p_1 = law of C_1 x_0 + s_1 η from noise-free samples of the signal.
 
@@ -49,23 +49,32 @@ def fit_gaussian_prior(
     noise_std: s_1 >= 0; s_1² I is added to the fitted signal covariance exactly.
     max_full: coefficients (by signal variance) with a full covariance; the rest are independent.
     jitter: added to the full covariance's diagonal so its Cholesky factor exists when s_1 = 0.
+    reduce: for a fit split over several workers (each holding a share of the samples, possibly
+      none): a function that sums a float64 array over the workers and returns the sum to each.
+      The fit takes three such sums (count and total; centred squares; centred outer products),
+      so every worker gets the prior of all the samples. None: `signal` is all of them.
   Returns:
     GaussianPrior.
   """
   signal = np.asarray(signal, np.float64)
-  if signal.ndim != 4 or signal.shape[0] < 2:
+  if signal.ndim != 4 or (signal.shape[0] < 2 and reduce is None):
     raise ValueError(f"signal must be [N >= 2, H, W, C] samples of C_1 x_0, got shape {signal.shape}")
   if not (np.isfinite(noise_std) and noise_std >= 0):
     raise ValueError(f"noise_std must be a finite s_1 >= 0, got {noise_std!r}")
   if max_full < 0:
     raise ValueError(f"max_full must be >= 0, got {max_full}")
+  reduce = reduce or (lambda x: x)
   noise_var = float(noise_std) ** 2
-  coeffs = dct.dct2_host(signal).reshape(signal.shape[0], -1)
-  mean = coeffs.mean(axis=0)
-  var = coeffs.var(axis=0, ddof=1)
+  coeffs = dct.dct2_host(signal).reshape(signal.shape[0], int(np.prod(signal.shape[1:])))
+  sums = reduce(np.concatenate([[coeffs.shape[0]], coeffs.sum(axis=0)]))
+  count = int(round(sums[0]))
+  if count < 2:
+    raise ValueError(f"signal must hold N >= 2 samples of C_1 x_0 in all, got {count}")
+  mean = sums[1:] / count
+  var = reduce(np.square(coeffs - mean).sum(axis=0)) / (count - 1)
   full_index = np.sort(np.argsort(var, kind="stable")[::-1][: min(max_full, coeffs.shape[1])])
   centred = coeffs[:, full_index] - mean[full_index]
-  cov = centred.T @ centred / (coeffs.shape[0] - 1) + (noise_var + jitter) * np.eye(len(full_index))
+  cov = reduce(centred.T @ centred) / (count - 1) + (noise_var + jitter) * np.eye(len(full_index))
   diag_std = np.sqrt(var + noise_var)
   diag_std[full_index] = 0.0
   return GaussianPrior(

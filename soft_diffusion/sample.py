@@ -60,21 +60,32 @@ SPECTRUM_FILE = "spectrum.npz"
 # The start distribution p_1.
 
 
-def load_training_images(settings: Settings, num: int) -> np.ndarray:
-  """The first `num` training images (in order, no flip) as float32 [n, H, W, C] in [-1, 1]."""
+def load_training_images(settings: Settings, num: int, *, shared: bool = False) -> np.ndarray:
+  """The first `num` training images (in order, no flip) as float32 [n, H, W, C] in [-1, 1]; with
+  `shared` on several processes, this process's share of them only (every process_count-th)."""
   d = settings.data
+  index, count = (jax.process_index(), jax.process_count()) if shared else (0, 1)
   with errors.user_input("config.data"):
-    batches = data.first_batches(d, d.train_split, num, batch_size=256, seed=settings.seed)
-  return np.concatenate(list(batches))
+    batches = list(
+      data.first_batches(
+        d, d.train_split, num, batch_size=256, seed=settings.seed, process_index=index, process_count=count
+      )
+    )
+    if not batches:  # an empty share (fewer images than processes): no rows, the images' shape
+      first = next(iter(data.first_batches(d, d.train_split, 1, batch_size=1, seed=settings.seed)))
+      return np.zeros((0, *first.shape[1:]), np.float32)
+  return np.concatenate(batches)
 
 
-def fit_prior(images: np.ndarray, corruption: corruptions.Corruption) -> priors.GaussianPrior:
+def fit_prior(images: np.ndarray, corruption: corruptions.Corruption, reduce=None) -> priors.GaussianPrior:
   """Fits p_1 to training images [N, H, W, C]: the law of C_1 x_0 from the images, plus the
-  noise s_1² I exactly (priors.fit_gaussian_prior); no random draws, so no seed."""
+  noise s_1² I exactly (priors.fit_gaussian_prior); no random draws, so no seed. `reduce`: the
+  sum over processes when each holds a share of the images (artifacts.sum_over_processes)."""
   apply_at_one = jax.jit(lambda x: corruption.apply(x, jnp.ones(x.shape[0])))
   signal = [np.asarray(apply_at_one(images[start : start + 256])) for start in range(0, len(images), 256)]
+  signal = np.concatenate(signal) if signal else np.zeros((0, *images.shape[1:]), np.float32)
   noise_std = float(corruption.noise_std(jnp.ones(1))[0])
-  return priors.fit_gaussian_prior(np.concatenate(signal), noise_std)
+  return priors.fit_gaussian_prior(signal, noise_std, reduce=reduce)
 
 
 def save_prior(prior: priors.GaussianPrior, path: epath.Path) -> None:
@@ -111,10 +122,13 @@ def make_prior(
     log.warning("%s was fitted to noisy draws (earlier format); refitting it with the noise added exactly", path)
   fit = (fit_missing and not exists) or (stale and not forward)
   artifacts.barrier("prior checked")  # every process has decided before process 0 writes the file
-  images = load_training_images(settings, settings.train.prior_num_images) if (forward or fit) else None
+  num = settings.train.prior_num_images
+  images = load_training_images(settings, num) if forward else None  # every process samples from all
   gaussian = None
-  if fit:
-    gaussian = fit_prior(images, corruption)
+  if fit:  # each process reads and transforms its share; the fit's sums are added over processes
+    multi = jax.process_count() > 1
+    share = images if not multi and images is not None else load_training_images(settings, num, shared=True)
+    gaussian = fit_prior(share, corruption, reduce=artifacts.sum_over_processes if multi else None)
     if jax.process_index() == 0:
       save_prior(gaussian, path)
   if forward:

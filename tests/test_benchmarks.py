@@ -45,3 +45,87 @@ def test_accelerator_script_refuses_a_cpu_only_jax_in_one_line(tmp_path):
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["accelerator.log", "devices.txt"]
   usage = subprocess.run(["bash", "benchmarks/accelerator.sh"], cwd=REPO, env=env, capture_output=True, text=True)
   assert usage.returncode == 2 and "give the output folder" in usage.stderr
+
+
+HLO = """HloModule jit_step
+
+%fused_conv (p0: bf16[8,16,16,4], p1: bf16[3,3,4,8]) -> bf16[8,16,16,8] {
+  %p0 = bf16[8,16,16,4]{3,2,1,0} parameter(0)
+  %p1 = bf16[3,3,4,8]{3,2,1,0} parameter(1)
+  ROOT %c = bf16[8,16,16,8]{3,2,1,0} convolution(%p0, %p1), window={size=3x3 pad=1_1x1_1}
+}
+
+%fused_reduce (q0: f32[8,256,8]) -> f32[8,8] {
+  %q0 = f32[8,256,8]{2,1,0} parameter(0)
+  %z = f32[] constant(0)
+  ROOT %r = f32[8,8]{1,0} reduce(%q0, %z), dimensions={1}, to_apply=%add
+}
+
+%fused_exp (e0: f32[8,256,8]) -> f32[8,256,8] {
+  %e0 = f32[8,256,8]{2,1,0} parameter(0)
+  ROOT %ex = f32[8,256,8]{2,1,0} exponential(%e0)
+}
+
+%body (s: (s32[], f32[8,256,8])) -> (s32[], f32[8,256,8]) {
+  %s = (s32[], f32[8,256,8]{2,1,0}) parameter(0)
+  %g = f32[8,256,8]{2,1,0} get-tuple-element(%s), index=1
+  %e = f32[8,256,8]{2,1,0} fusion(%g), kind=kLoop, calls=%fused_exp
+  %i = s32[] get-tuple-element(%s), index=0
+  ROOT %t = (s32[], f32[8,256,8]{2,1,0}) tuple(%i, %e)
+}
+
+ENTRY %main (x: bf16[8,16,16,4], w: bf16[3,3,4,8], y: f32[8,256,8]) -> (bf16[8,16,16,8], u8[0]) {
+  %x = bf16[8,16,16,4]{3,2,1,0} parameter(0)
+  %w = bf16[3,3,4,8]{3,2,1,0} parameter(1)
+  %y = f32[8,256,8]{2,1,0} parameter(2)
+  %cv = (bf16[8,16,16,8]{3,2,1,0}, u8[0]{0}) custom-call(%x, %w), custom_call_target="__cudnn$convForward"
+  %fc = bf16[8,16,16,8]{3,2,1,0} fusion(%x, %w), kind=kOutput, calls=%fused_conv
+  %rd = f32[8,8]{1,0} fusion(%y), kind=kInput, calls=%fused_reduce
+  %ar = f32[8,8]{1,0} all-reduce(%rd), replica_groups={}, to_apply=%add
+  %tr = f32[8,8,256]{2,1,0} transpose(%y), dimensions={0,2,1}
+  %init = (s32[], f32[8,256,8]{2,1,0}) tuple(%ar, %y)
+  %loop = (s32[], f32[8,256,8]) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"3"}}
+  ROOT %out = (bf16[8,16,16,8]{3,2,1,0}, u8[0]{0}) tuple(%fc, %cv)
+}
+"""
+
+
+def test_compile_only_reads_kernel_bytes_by_class_from_optimised_hlo():
+  """benchmarks/compile_only.py's accounting on a hand-written optimised program: tuple types,
+  cuDNN custom calls and fused convolutions count as matmul/conv, input fusions as reductions,
+  a while body's kernels times its known trip count."""
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  import compile_only
+
+  conv_in, weights, conv_out, y = 8 * 16 * 16 * 4 * 2, 3 * 3 * 4 * 8 * 2, 8 * 16 * 16 * 8 * 2, 8 * 256 * 8 * 4
+  assert compile_only.type_bytes("(bf16[8,16,16,8]{3,2,1,0}, u8[0]{0})") == conv_out
+  assert compile_only.type_bytes("pred[3]") == 3 and compile_only.type_bytes("f32[]") == 4
+  got = compile_only.bytes_by_class(HLO)
+  assert got["matmul/conv"] == 2 * (conv_in + weights + conv_out)
+  assert got["reduction"] == y + 8 * 8 * 4
+  assert got["collective"] == 2 * 8 * 8 * 4
+  assert got["copy/transpose"] == 2 * y
+  assert got["elementwise"] == 3 * 2 * y  # the loop body's fusion, three trips
+  est = compile_only.roofline(1e12, got, peak=1e15, bandwidth=1e12, batch=8)
+  assert est["lower_bound_s"] == max(1e-3, sum(got.values()) / 1e12)
+  assert est["serial_estimate_s"] == 1e-3 + (sum(got.values()) - got["matmul/conv"]) / 1e12
+  assert 0 < est["mfu_serial"] <= est["mfu_ceiling"] <= 1
+
+
+def test_compile_only_compiles_the_tiny_train_step_for_the_cpu(tmp_path):
+  """The script end to end on this machine's CPU (the accelerator targets need libtpu or the CUDA
+  plugin, and minutes): one JSON record with FLOPs, memory and kernel bytes, and its report."""
+  out = tmp_path / "compile.json"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  cmd = [sys.executable, "benchmarks/compile_only.py", "--config", "tiny", "--batch", "4", "--target", "cpu"]
+  run = subprocess.run([*cmd, "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-2000:]
+  import json
+
+  (record,) = json.loads(out.read_text())["results"]
+  assert record["target"] == "cpu" and record["batch"] == 4 and record["dtype"] == "float32"
+  assert record["flops"] > 1e5 and record["memory_bytes"] > 1e4 and record["flops_source"] == "compiled"
+  assert record["bytes_by_class"]["matmul/conv"] > 0 and sum(record["bytes_by_class"].values()) > 1e5
+  assert "FLOP per step" in run.stdout and "memory per chip" in run.stdout
+  bad = subprocess.run([*cmd[:-2], "--target", "v9x"], cwd=REPO, env=env, capture_output=True, text=True)
+  assert bad.returncode == 2 and "invalid choice: 'v9x'" in bad.stderr

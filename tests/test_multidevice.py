@@ -126,24 +126,34 @@ def evaluated(runs, tfds_dir):
 
   single = runs / "eval_single"
   shutil.copytree(runs / "two_processes", single)
+  outputs = {}
   for mode in ("stats", "eval"):
     out = finish(start(runs / "two_processes", tfds_dir, 4, processes=2, mode=mode), f"--mode {mode}, 2 x 4")
     assert out.count("devices: 8 (cpu), processes: 2") == 2, out[-3000:]
+    outputs[mode] = out
   config = tiny.get_config()
   for key, value in {**pinned(tfds_dir), **EVAL}.items():
     block, field = key.split(".")
     config[block][field] = value
   evaluate.reference_stats(settings_lib.load(config, single), single)
   evaluate.evaluate(settings_lib.load(config, single), single)
-  return runs / "two_processes", single
+  return runs / "two_processes", single, outputs
 
 
 def test_two_processes_evaluate_as_one(evaluated):
-  multi, single = evaluated
+  """--mode stats on 2 processes: each reads and embeds every other reference image (its progress
+  line counts its share) and the sums are added over processes: the statistics and the KID
+  features (the first images, in order) are those of one process. --mode eval: the same FID/KID."""
+  multi, single, outputs = evaluated
   with np.load(multi / "stats" / "reference_train.npz") as a, np.load(single / "stats" / "reference_train.npz") as b:
-    assert int(a["count"]) == int(b["count"])
+    count = int(b["count"])
+    assert int(a["count"]) == count
+    for share in ((count + 1) // 2, count // 2):
+      assert f"reference features (digits/train) (this process's {share}): {share}/{share}" in outputs["stats"]
     np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a["sigma"], b["sigma"], rtol=1e-3, atol=1e-5)
+    assert a["kid_features"].shape == b["kid_features"].shape
+    np.testing.assert_allclose(a["kid_features"], b["kid_features"], rtol=1e-4, atol=1e-4)
   pa = json.loads((multi / "eval" / f"eval_step{STEPS}.json").read_text())["points"]
   pb = json.loads((single / "eval" / f"eval_step{STEPS}.json").read_text())["points"]
   assert [(p["sampler"], p["num_steps"]) for p in pa] == [(p["sampler"], p["num_steps"]) for p in pb]

@@ -31,6 +31,47 @@ def test_prior_reproduces_mean_and_covariance_of_a_gaussian(rng):
   assert np.abs(cov - cov_true).max() < 0.05 * np.abs(cov_true).max() + 0.01
 
 
+def test_prior_fit_split_over_workers_is_the_fit_of_all_samples(rng):
+  """fit_gaussian_prior with `reduce`: three workers (threads meeting at a barrier, as processes
+  meet in a collective) each fit on every third sample, one of them holding none, and all get
+  the prior of all the samples, within float64 rounding."""
+  import threading
+
+  signal = rng.standard_normal((40, 4, 4, 2)) @ np.diag([1.0, 0.3]) + 0.1
+  whole = priors.fit_gaussian_prior(signal, 0.05, max_full=9)
+  workers, barrier, lock = 3, threading.Barrier(3, timeout=120), threading.Lock()
+  slots: dict[int, list] = {}
+
+  def summed(rank):
+    calls = iter(range(10))
+
+    def reduce(x):
+      call = next(calls)
+      with lock:
+        slots.setdefault(call, []).append(np.asarray(x, np.float64))
+      barrier.wait()
+      return sum(slots[call])
+
+    return reduce
+
+  shares = [signal[0:40:2], signal[1:40:2], signal[:0]]  # the third worker holds no sample
+  results = [None] * workers
+
+  def run(rank):
+    results[rank] = priors.fit_gaussian_prior(shares[rank], 0.05, max_full=9, reduce=summed(rank))
+
+  threads = [threading.Thread(target=run, args=(r,)) for r in range(workers)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  for got in results:
+    for field in priors.GaussianPrior._fields:
+      np.testing.assert_allclose(
+        np.asarray(getattr(got, field)), np.asarray(getattr(whole, field)), rtol=1e-5, atol=1e-6
+      )
+
+
 @pytest.fixture(scope="module")
 def digits_like_blur():
   """16×16 images with structure at every scale (1,617 of them, as many as the digits' train

@@ -84,7 +84,8 @@ def inception_features(images, *, params: Any = None, batch_size: int = 64, mesh
   Runs in batches of `batch_size` (the last one padded, so one compile per image size); with
   `mesh`, each batch is split over its "data" axis (batch_size must divide evenly). A mesh over
   several processes (--distributed) needs the same `images` on every process; each computes the
-  features of its devices' share and every process returns all of them.
+  features of its devices' share and every process returns all of them. A mesh of this process's
+  devices only embeds this process's `images` (each process its own share of a data set).
   """
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
@@ -92,6 +93,8 @@ def inception_features(images, *, params: Any = None, batch_size: int = 64, mesh
   if mesh is not None and batch_size % mesh.size:
     raise ValueError(f"batch_size {batch_size} must be a multiple of the mesh's {mesh.size} devices")
   params = load_inception_params() if params is None else params
+  if mesh is not None and _fully_addressable(mesh) and jax.process_count() > 1:
+    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))  # off the global mesh
   fn = _feature_fn(mesh)
   out = []
   for start in range(0, len(images), batch_size):
@@ -102,6 +105,8 @@ def inception_features(images, *, params: Any = None, batch_size: int = 64, mesh
     if mesh is not None and not _fully_addressable(mesh):  # --distributed: every process holds all images
       chunk = jax.make_array_from_callback(chunk.shape, NamedSharding(mesh, PartitionSpec("data")), chunk.__getitem__)
       feats = multihost_utils.process_allgather(fn(params, chunk), tiled=True)
+    elif mesh is not None and jax.process_count() > 1:  # this process's devices only (its own images)
+      feats = fn(params, jax.device_put(chunk, NamedSharding(mesh, PartitionSpec("data"))))
     else:
       feats = fn(params, chunk)
     out.append(np.asarray(feats)[: batch_size - pad])
