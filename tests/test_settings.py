@@ -52,6 +52,7 @@ def test_default_model_block_holds_every_network_with_its_defaults(name):
     ("sample", "order", 4, r"config.sample.order must be one of \(1, 2, 3\)"),
     ("sample", "rho", 0.0, "config.sample.rho must be a number > 0"),
     ("data", "image_size", 18, r"config.data.image_size must be divisible by 2\^"),
+    ("data", "path", " ", r"config.data.path must be a folder \(local or gs://\), or None"),
     ("corruption", "noise_std_min", 0.0, "config.corruption: noise std_min must be a finite number > 0"),
     ("eval", "num_steps", (), "config.eval.num_steps must be a non-empty tuple"),
     ("loss", "weighting", "snr", "config.loss.weighting must be one of"),

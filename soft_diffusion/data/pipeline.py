@@ -117,6 +117,12 @@ class DataConfig:
     typed_config.check(
       self.name != "folder" or bool(self.path), "data.path", "a folder of images when data.name = 'folder'", self.path
     )
+    typed_config.check(  # an empty path would make TFDS read and prepare in the current folder
+      self.path is None or (isinstance(self.path, str) and self.path.strip() != ""),
+      "data.path",
+      "a folder (local or gs://), or None for TFDS's default (~/tensorflow_datasets)",
+      self.path,
+    )
     for field in ("image_size", "read_threads", "prefetch_buffer_size"):
       typed_config.check(
         typed_config.is_int_at_least(getattr(self, field), 1), f"data.{field}", "an int >= 1", getattr(self, field)
