@@ -127,7 +127,10 @@ def make_prior(
   gaussian = None
   if fit:  # each process reads and transforms its share; the fit's sums are added over processes
     multi = jax.process_count() > 1
-    share = images if not multi and images is not None else load_training_images(settings, num, shared=True)
+    if images is not None:  # already read whole (the forward p₁): this process's rows of them
+      share = images[jax.process_index() :: jax.process_count()]
+    else:
+      share = load_training_images(settings, num, shared=True)
     gaussian = fit_prior(share, corruption, reduce=artifacts.sum_over_processes if multi else None)
     if jax.process_index() == 0:
       save_prior(gaussian, path)

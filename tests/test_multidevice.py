@@ -114,6 +114,16 @@ def test_two_processes_give_the_parameters_of_one(runs):
   np.testing.assert_allclose(losses(runs / "two_processes"), losses(runs / "eight_devices"), rtol=1e-5)
 
 
+def test_two_processes_fit_the_prior_of_one(runs):
+  """Training starts by fitting the Gaussian p₁ (prior.npz): on 2 processes each fits on every
+  other image and the fit's sums are added over processes, giving one process's prior."""
+  with np.load(runs / "two_processes" / "prior.npz") as a, np.load(runs / "eight_devices" / "prior.npz") as b:
+    assert sorted(a.files) == sorted(b.files)
+    np.testing.assert_array_equal(a["full_index"], b["full_index"])
+    for key in ("mean", "full_chol", "diag_std", "noise_std"):
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 @pytest.fixture(scope="module")
 def evaluated(runs, tfds_dir):
   """--mode stats and --mode eval of the 2-process run's checkpoint, on 2 processes x 4 devices and
