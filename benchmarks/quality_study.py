@@ -370,7 +370,7 @@ def priors_in(study: dict) -> list[str]:
 
 
 def tables(study: dict, metrics=tuple(METRICS)) -> str:
-  """Markdown: per metric, variant × sampler rows, NFE columns, mean ± std over training seeds."""
+  """Markdown: per metric, variant × sampler rows, NFE columns, mean ± std (ddof 0) over training seeds."""
   lines = []
   floor = study["held_out"]
   nfes = study.get("nfes", NFES)
@@ -380,7 +380,8 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
     if not any(key in p for v in study["variants"].values() for r in v["runs"].values() for p in r.values()):
       continue
     held_out = f"; real held-out digits: {fmt.format(floor[key])}" if key in floor else ""
-    lines += [f"\n{label} (mean ± std over training seeds, a value without ± is one seed{held_out})\n"]
+    caption = "mean ± std (ddof 0) over the training seeds, their number in parentheses; a value without ± is one seed"
+    lines += [f"\n{label} ({caption}{held_out})\n"]
     lines += ["| variant | sampler | " + " | ".join(str(n) for n in nfes) + " |", "|---|---|" + "---:|" * len(nfes)]
     for name, v in study["variants"].items():
       samplers = v.get("samplers", SAMPLERS)
@@ -394,7 +395,7 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
           elif len(vals) == 1:
             cells.append(fmt.format(vals[0]))
           else:
-            cells.append(f"{fmt.format(np.mean(vals))} ± {fmt.format(np.std(vals))}")
+            cells.append(f"{fmt.format(np.mean(vals))} ± {fmt.format(np.std(vals))} ({len(vals)})")
         label = sampler if prior == "gaussian" else f"{sampler}, p₁ {prior}"
         if any(c != "—" for c in cells):  # a row without any measured point is left out
           lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
