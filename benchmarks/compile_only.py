@@ -159,10 +159,12 @@ def kernel_class(inst: Instruction, computations: dict[str, list[Instruction]]) 
   return "elementwise" if inst.op in ("add", "multiply", "subtract", "divide", "select", "convert") else "other"
 
 
-def bytes_by_class(hlo_text: str) -> dict[str, float]:
+def bytes_by_class(hlo_text: str, by_op: dict[str, float] | None = None) -> dict[str, float]:
   """Bytes each class of kernel reads and writes in one call of an optimised program: every
   top-level instruction of the entry computation (and of the bodies of while loops, times their
-  known trip count), its operands' and its result's sizes."""
+  known trip count), its operands' and its result's sizes. An upper bound on the traffic: a
+  kernel that reads part of an operand (a slice) or updates it in place is charged all of it.
+  `by_op`, when given, receives the bytes of the 'other' class per HLO op name."""
   computations, entry = parse_hlo(hlo_text)
   totals = dict.fromkeys(CLASSES, 0.0)
 
@@ -178,7 +180,10 @@ def bytes_by_class(hlo_text: str) -> dict[str, float]:
           walk(body, times * (int(trips[1]) if trips and inst.op == "while" else 1))
         continue
       moved = type_bytes(inst.type) + sum(sizes.get(o, 0) for o in inst.operands)
-      totals[kernel_class(inst, computations)] += times * moved
+      kind = kernel_class(inst, computations)
+      totals[kind] += times * moved
+      if kind == "other" and by_op is not None:
+        by_op[inst.op] = by_op.get(inst.op, 0.0) + times * moved
 
   walk(entry, 1.0)
   return totals
@@ -242,7 +247,7 @@ def load_config(spec: str, batch: int, dtype: str | None, overrides: list[str]):
   return config
 
 
-def compile_step(config, target: str) -> dict:
+def compile_step(config, target: str, hlo_dir: pathlib.Path | None = None) -> dict:
   """Compiles the train step of `config` for one chip of `target`; XLA's numbers for it."""
   import jax
   from jax.sharding import Mesh
@@ -301,6 +306,12 @@ def compile_step(config, target: str) -> dict:
   memory -= stats.alias_size_in_bytes
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+  hlo = compiled.as_text()
+  if hlo_dir is not None:
+    hlo_dir.mkdir(parents=True, exist_ok=True)
+    (hlo_dir / f"{target}_b{settings.train.batch_size}.hlo.txt").write_text(hlo)
+  other: dict[str, float] = {}
+  classes = bytes_by_class(hlo, other)
   return {
     "device_kind": mesh.devices.flat[0].device_kind,
     "compile_s": seconds,
@@ -308,7 +319,9 @@ def compile_step(config, target: str) -> dict:
     "flops": flops,
     "flops_source": source,
     "xla_bytes_accessed": float(cost["bytes accessed"]) if cost and "bytes accessed" in cost else None,
-    "bytes_by_class": bytes_by_class(compiled.as_text()),
+    "bytes_by_class": classes,
+    "other_bytes_by_op": dict(sorted(other.items(), key=lambda kv: -kv[1])[:8]),
+    "xla_cost": {k: float(v) for k, v in (cost or {}).items() if "{" not in k},
     "dtype": models.resolve_dtype(settings.model.dtype, backend),
     "params": int(sum(np.prod(a.shape) for a in jax.tree.leaves(state.params))),
   }
@@ -356,14 +369,18 @@ def tables(path: pathlib.Path) -> str:
     "datasheet rates, not measurements)",
     "",
     "| config | target | batch/chip | compile s (here) | memory/chip | GFLOP/image | GB moved: matmul/conv, "
-    "reduction, elementwise, copy | step ms: bound, serial, achievable | MFU: bound, serial, achievable | "
+    "reduction, elementwise, copy, other (total; XLA's own count) | step ms: bound, serial, achievable | "
+    "MFU: bound, serial, achievable | "
     "images/s/chip (achievable) |",
     "|---|---|---:|---:|---:|---:|---|---|---|---:|",
   ]
   for r in payload["results"]:
     chip = payload["chips"][r["target"]]
     f = roofline(r["flops"], r["bytes_by_class"], chip["peak"], chip["bandwidth"], r["batch"])
-    moved = ", ".join(f"{r['bytes_by_class'][k] / 1e9:.1f}" for k in CLASSES[:4])
+    moved = ", ".join(f"{r['bytes_by_class'][k] / 1e9:.1f}" for k in (*CLASSES[:4], "other"))
+    total = sum(r["bytes_by_class"].values()) / 1e9
+    xla = f"; XLA {r['xla_bytes_accessed'] / 1e9:.1f}" if r.get("xla_bytes_accessed") else ""
+    moved += f" ({total:.1f}{xla})"
     flag = f" ({', '.join(r['xla_flags'])})" if r.get("xla_flags") else ""
     lines.append(
       f"| {r['config']} | {r['target']}{flag} | {r['batch']} | {r['compile_s']:.0f} | "
@@ -385,6 +402,9 @@ def main() -> None:
   parser.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default=None, help="default: the config's")
   parser.add_argument("--set", nargs="*", default=[], metavar="BLOCK.FIELD=VALUE", help="config overrides")
   parser.add_argument("--json", type=pathlib.Path, default=None, help="append the results to this JSON file")
+  parser.add_argument(
+    "--hlo_dir", type=pathlib.Path, default=None, help="also write each optimised program's text here"
+  )
   args = parser.parse_args()
   if args.tables:
     print(tables(args.tables))
@@ -401,7 +421,7 @@ def main() -> None:
     for batch in args.batch:
       print(f"{args.config} on {target}, batch {batch}: compiling ...", file=sys.stderr, flush=True)
       try:
-        result = compile_step(load_config(args.config, batch, args.dtype, args.set), target)
+        result = compile_step(load_config(args.config, batch, args.dtype, args.set), target, args.hlo_dir)
       except (RuntimeError, NotImplementedError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"compile_only.py: {target}: {first[:300]}", file=sys.stderr)
