@@ -232,18 +232,29 @@ def devices_for(target: str):
 
 
 def load_config(spec: str, batch: int, dtype: str | None, overrides: list[str]):
-  """Config `name[@form]` from configs/, with the per-chip batch, the dtype and key=value overrides."""
+  """Config `name[@form]` from configs/, with the per-chip batch, the dtype and key=value overrides;
+  ValueError (one line, naming the argument) for a config or override that does not exist."""
   name, _, form = spec.partition("@")
+  if not (HERE.parent / "configs" / f"{name}.py").is_file():
+    configs = sorted(p.stem for p in (HERE.parent / "configs").glob("*.py") if p.stem != "__init__")
+    raise ValueError(f"--config {spec!r}: no configs/{name}.py; one of {configs}, optionally NAME@FORM")
   get_config = importlib.import_module(f"configs.{name}").get_config
   config = get_config(form) if form else get_config()
   config.train.batch_size = batch
   if dtype:
     config.model.dtype = dtype
   for item in overrides:
-    key, _, value = item.partition("=")
+    key, eq, value = item.partition("=")
     block, _, field = key.partition(".")
-    old = getattr(getattr(config, block), field)
-    setattr(getattr(config, block), field, type(old)(value) if not isinstance(old, bool) else value == "True")
+    if not eq or block not in config or field not in config[block]:
+      raise ValueError(f"--set {item!r}: must be BLOCK.FIELD=VALUE with a field of the config (e.g. model.remat=True)")
+    old = config[block][field]
+    try:
+      config[block][field] = (
+        (value == "True") if isinstance(old, bool) else type(old)(value) if old is not None else value
+      )
+    except (TypeError, ValueError):
+      raise ValueError(f"--set {item!r}: {value!r} is not a {type(old).__name__}") from None
   return config
 
 
@@ -251,7 +262,7 @@ def compile_step(config, target: str, hlo_dir: pathlib.Path | None = None) -> di
   """Compiles the train step of `config` for one chip of `target`; XLA's numbers for it."""
   import jax
   from jax.sharding import Mesh
-  from timing import corruption_for_timing, total_flops
+  from timing import corruption_for_timing, preconditioner_for_timing, total_flops
 
   from soft_diffusion import models, preconditioning, train
   from soft_diffusion import settings as settings_lib
@@ -265,11 +276,8 @@ def compile_step(config, target: str, hlo_dir: pathlib.Path | None = None) -> di
   network = models.make_network(settings.model, backend=backend)
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruption_for_timing(settings.corruption)
+  precond = preconditioner_for_timing(settings, corruption, (size, size, channels))
   power = np.ones((size, size, channels), np.float32)  # a step's cost does not depend on the spectrum
-  precond = None
-  if settings.model.precond != "none":
-    spectrum = preconditioning.spectrum_for(power, settings.model.precond_spectrum)
-    precond = preconditioning.Preconditioner(corruption, spectrum, c_in=settings.model.precond_c_in)
   t_sampler = None
   if settings.train.t_density == "lognormal":
     t_sampler = preconditioning.lognormal_time_sampler(
@@ -407,10 +415,22 @@ def main() -> None:
   )
   args = parser.parse_args()
   if args.tables:
+    if not args.tables.is_file():
+      parser.error(f"--tables {args.tables}: no such file")
     print(tables(args.tables))
     return
   if any(b < 1 for b in args.batch):
     parser.error("--batch: positive sizes only")
+  if args.json and not args.json.parent.is_dir():
+    parser.error(f"--json {args.json}: its folder does not exist")
+  from soft_diffusion import errors
+  from soft_diffusion import settings as settings_lib
+
+  try:  # every config is checked before anything is compiled
+    for batch in args.batch:
+      settings_lib.load(load_config(args.config, batch, args.dtype, args.set))
+  except (ValueError, errors.ConfigError) as e:
+    parser.error(str(e).splitlines()[0])
   if any(CHIPS[t]["platform"] == "cuda" for t in args.target):
     os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # the CUDA compiler, no CUDA runtime
   import jax

@@ -89,6 +89,8 @@ def main() -> int:
   parser.add_argument("--dtypes", nargs="+", default=["float32", "auto"], choices=["float32", "auto", "bfloat16"])
   parser.add_argument("--json", type=pathlib.Path, default=None)
   args = parser.parse_args()
+  if args.json and not args.json.parent.is_dir():
+    parser.error(f"--json {args.json}: its folder does not exist")
   import jax
 
   golden = json.loads(GOLDEN.read_text())["values"]

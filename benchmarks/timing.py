@@ -73,3 +73,16 @@ def corruption_for_timing(cfg):
   if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:
     cfg = dataclasses.replace(cfg, blur_schedule="log")
   return corruptions.make(cfg)
+
+
+def preconditioner_for_timing(settings, corruption, image_shape):
+  """The preconditioning of `settings` (None for model.precond = 'none') over a flat spectrum:
+  a step's cost does not depend on the spectrum, which a run reads from its workdir."""
+  import numpy as np
+
+  from soft_diffusion import preconditioning
+
+  if settings.model.precond == "none":
+    return None
+  spectrum = preconditioning.spectrum_for(np.ones(image_shape, np.float32), settings.model.precond_spectrum)
+  return preconditioning.Preconditioner(corruption, spectrum, c_in=settings.model.precond_c_in)

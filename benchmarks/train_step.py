@@ -30,13 +30,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import compile_with_flops, corruption_for_timing, matmul_flops_per_second
+from timing import compile_with_flops, corruption_for_timing, matmul_flops_per_second, preconditioner_for_timing
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
 from soft_diffusion import (
   models,  # noqa: E402
-  preconditioning,  # noqa: E402
   train,  # noqa: E402
 )
 from soft_diffusion import settings as settings_lib  # noqa: E402
@@ -85,11 +84,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: 
   optimizer, schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruption_for_timing(settings.corruption)
   state = state_lib.create_state(model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh))
-  precond = None
-  if settings.model.precond != "none":  # a step's cost does not depend on the spectrum: ones for the data's
-    power = np.ones((size, size, channels), np.float32)
-    spectrum = preconditioning.spectrum_for(power, settings.model.precond_spectrum)
-    precond = preconditioning.Preconditioner(corruption, spectrum, c_in=settings.model.precond_c_in)
+  precond = preconditioner_for_timing(settings, corruption, (size, size, channels))
   step = train.jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, precond=precond)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
   x = jax.device_put(x, state_lib.batch_sharding(mesh))

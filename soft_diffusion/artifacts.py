@@ -107,6 +107,20 @@ def sum_over_processes(x: np.ndarray) -> np.ndarray:
   return parts.sum(axis=(0, 1))
 
 
+def gather_interleaved(rows: np.ndarray, num: int) -> np.ndarray:
+  """Every process's rows, where process i holds rows i, i + n, i + 2n, ... of a sequence (the
+  shares `data.first_batches` reads), gathered into the sequence's first `num` rows, in order,
+  on every process (float32)."""
+  from jax.experimental import multihost_utils
+
+  processes = jax.process_count()
+  width = -(-num // processes)
+  padded = np.zeros((width, *rows.shape[1:]), np.float32)
+  padded[: len(rows)] = rows
+  parts = np.asarray(multihost_utils.process_allgather(padded))  # [P, width, ...]
+  return parts.transpose(1, 0, *range(2, parts.ndim)).reshape(-1, *rows.shape[1:])[:num]
+
+
 # ----------------------------------------------------------------------------------------------
 # Atomic writers.
 

@@ -113,7 +113,7 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
       artifacts.sum_over_processes(stats.total),
       artifacts.sum_over_processes(stats.outer),
     )
-    kid = _interleave_over_processes(kid, min(cfg.kid_ref_features, total))
+    kid = artifacts.gather_interleaved(kid, min(cfg.kid_ref_features, total))
   if stats.count < 2:
     raise errors.ConfigError(f"config.eval.split {cfg.split!r} gave {stats.count} images; statistics need at least 2")
   meta = {**reference_meta(settings), "num_images": stats.count}
@@ -129,19 +129,6 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
   )
   log.info("reference statistics of %d images -> %s", stats.count, path)
   return path
-
-
-def _interleave_over_processes(rows: np.ndarray, num: int) -> np.ndarray:
-  """Every process's rows (process i holds rows i, i + n, i + 2n, ... of a sequence) gathered
-  into the first `num` rows of the sequence, in order, on every process."""
-  from jax.experimental import multihost_utils
-
-  processes = jax.process_count()
-  width = -(-num // processes)
-  padded = np.zeros((width, *rows.shape[1:]), np.float32)
-  padded[: len(rows)] = rows
-  parts = np.asarray(multihost_utils.process_allgather(padded))  # [P, width, ...]
-  return parts.transpose(1, 0, *range(2, parts.ndim)).reshape(-1, *rows.shape[1:])[:num]
 
 
 def load_reference(path: epath.Path, settings: Settings, config_hint: str) -> tuple[Any, np.ndarray, dict]:

@@ -129,3 +129,11 @@ def test_compile_only_compiles_the_tiny_train_step_for_the_cpu(tmp_path):
   assert "FLOP per step" in run.stdout and "memory per chip" in run.stdout
   bad = subprocess.run([*cmd[:-2], "--target", "v9x"], cwd=REPO, env=env, capture_output=True, text=True)
   assert bad.returncode == 2 and "invalid choice: 'v9x'" in bad.stderr
+  for args, message in (
+    (["--config", "nope"], "--config 'nope': no configs/nope.py"),
+    (["--set", "model.nope=1"], "--set 'model.nope=1': must be BLOCK.FIELD=VALUE"),
+    (["--json", str(tmp_path / "missing" / "x.json")], "its folder does not exist"),
+  ):
+    bad = subprocess.run([*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True)
+    errors = [line for line in bad.stderr.splitlines() if "error:" in line]
+    assert bad.returncode == 2 and len(errors) == 1 and message in errors[0], bad.stderr[-2000:]
