@@ -264,9 +264,10 @@ def compile_step(config, target: str, hlo_dir: pathlib.Path | None = None) -> di
   from jax.sharding import Mesh
   from timing import corruption_for_timing, preconditioner_for_timing, total_flops
 
-  from soft_diffusion import models, preconditioning, train
-  from soft_diffusion import settings as settings_lib
-  from soft_diffusion import state as state_lib
+  from soft_diffusion import models, preconditioning
+  from soft_diffusion.run import settings as settings_lib
+  from soft_diffusion.run import state as state_lib
+  from soft_diffusion.run.modes import train
 
   settings = settings_lib.load(config)
   platform = CHIPS[target]["platform"]
@@ -424,7 +425,7 @@ def main() -> None:
   if args.json and not args.json.parent.is_dir():
     parser.error(f"--json {args.json}: its folder does not exist")
   from soft_diffusion import errors
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run import settings as settings_lib
 
   try:  # every config is checked before anything is compiled
     for batch in args.batch:

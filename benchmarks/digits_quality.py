@@ -119,14 +119,14 @@ def main() -> None:
 
 def print_pixel_measures(images: np.ndarray) -> dict:
   """Pixel KID and DCT ring measures at 16×16 against the held-out digits (3. above)."""
-  from soft_diffusion import artifacts, data
+  from soft_diffusion import data, evaluation
   from soft_diffusion.evaluation import spectral
 
   cfg = data.DataConfig(name="digits", image_size=images.shape[1])
 
   def split(name):
     ds = data.make_dataset(cfg, split=name, batch_size=256, seed=0, train=False)
-    return np.concatenate([np.asarray(artifacts.to_uint8(b)) for b in ds])
+    return np.concatenate([np.asarray(evaluation.to_uint8(b)) for b in ds])
 
   held_out, train = split("validation"), split("train")
   kid, kid_std = spectral.pixel_kid(images, held_out, num_subsets=100, subset_size=len(held_out), seed=0)

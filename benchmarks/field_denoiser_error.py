@@ -24,10 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from soft_diffusion import artifacts, dct, gaussian_field  # noqa: E402
-from soft_diffusion import sample as sample_lib  # noqa: E402
-from soft_diffusion import settings as settings_lib  # noqa: E402
+from soft_diffusion import dct, gaussian_field
 from soft_diffusion.evaluation import exact  # noqa: E402
+from soft_diffusion.run.modes import sample as sample_lib
+from soft_diffusion.run.workdir import Workdir
 
 
 def load_config(path: str):
@@ -44,8 +44,8 @@ def main() -> None:
   parser.add_argument("--num_images", type=int, default=512)
   parser.add_argument("--times", type=float, nargs="+", default=[0.02, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0])
   args = parser.parse_args()
-  workdir = artifacts.resolve_workdir(args.workdir)
-  run = sample_lib.load_run(settings_lib.load(load_config(args.config), workdir), workdir)
+  workdir = Workdir.resolve(args.workdir)
+  run = sample_lib.load_run(Workdir.of(workdir).settings(load_config(args.config)), workdir)
   d = run.settings.data
   v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
   x0 = gaussian_field.field_images(np.sqrt(v), [np.random.default_rng([123, i]) for i in range(args.num_images)])

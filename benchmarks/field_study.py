@@ -41,6 +41,8 @@ sys.path.insert(0, str(REPO))  # configs/
 
 import study_records  # noqa: E402  (benchmarks/, beside this script)
 
+from soft_diffusion.run.workdir import Workdir
+
 # The recipes this study measured (configs/default.py apply_form; the defaults moved since).
 BLUR = "configs/gaussian_field.py:paper"
 # variant -> (what it is, config file, overrides)
@@ -93,13 +95,13 @@ def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> None:
 
 def oracle_setup(variant: str, seed: int, out: pathlib.Path):
   """(settings, corruption, prior) without a checkpoint: levels selected into OUT/oracle_<variant>."""
-  from soft_diffusion import corruptions, levels, sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion import corruptions
+  from soft_diffusion.run.modes import levels, sample
 
   workdir = out / f"oracle_{variant}"
   workdir.mkdir(parents=True, exist_ok=True)
   config = make_config(variant, seed)
-  settings = settings_lib.load(config, workdir, resolve_levels=False)
+  settings = Workdir.of(workdir).settings(config, resolve_levels=False)
   settings = levels.select_missing_levels(settings, workdir)
   corruption = corruptions.make(settings.corruption)
   return settings, corruption, sample.make_prior(settings, corruption, workdir, fit_missing=True)
@@ -109,9 +111,9 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
   """Points 'denoiser/sampler/NFE' of a variant (trained ones only when its checkpoint exists)."""
   import jax
 
-  from soft_diffusion import data, gaussian_field, sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion import data, gaussian_field
   from soft_diffusion.evaluation import exact
+  from soft_diffusion.run.modes import sample
 
   workdir = out / f"{variant}_s{seed}"
   config = make_config(variant, seed)
@@ -126,7 +128,7 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
   if missing:
     start = time.perf_counter()
     if trained:
-      run = sample.load_run(settings_lib.load(config, workdir), workdir)
+      run = sample.load_run(Workdir.of(workdir).settings(config), workdir)
       settings, corruption, prior, params = run.settings, run.corruption, run.prior, run.params
       net, skip, precond = run.network, run.skip, run.precond
     else:

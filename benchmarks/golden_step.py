@@ -44,9 +44,10 @@ def one_step(dtype: str) -> dict[str, float]:
   import numpy as np
 
   from configs import tiny
-  from soft_diffusion import corruptions, models, train
-  from soft_diffusion import settings as settings_lib
-  from soft_diffusion import state as state_lib
+  from soft_diffusion import corruptions, models
+  from soft_diffusion.run import settings as settings_lib
+  from soft_diffusion.run import state as state_lib
+  from soft_diffusion.run.modes import train
 
   config = tiny.get_config()
   for key, value in json.loads(GOLDEN.read_text())["pins"].items():

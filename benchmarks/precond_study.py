@@ -42,6 +42,8 @@ sys.path.insert(0, str(REPO))  # configs/
 import field_study  # noqa: E402  (benchmarks/, beside this script)
 import study_records  # noqa: E402
 
+from soft_diffusion.run.workdir import Workdir
+
 BLUR = "configs/gaussian_field.py"
 VE = "configs/gaussian_field_ve.py"
 # Every variant states its parameterisation and loss, so that a change of a config's default cannot
@@ -151,8 +153,9 @@ def measure(points: list[str], folder: pathlib.Path, setup, label: str) -> dict:
   """The points of `points` missing from folder/precond_quality.json, measured and added."""
   import jax
 
-  from soft_diffusion import data, gaussian_field, sample
+  from soft_diffusion import data, gaussian_field
   from soft_diffusion.evaluation import exact
+  from soft_diffusion.run.modes import sample
 
   path = folder / "precond_quality.json"
   record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
@@ -204,8 +207,8 @@ def loss_floor(settings, workdir: pathlib.Path, bins: int) -> list[float]:
 
 def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   """{'trained': points or None, 'oracle': the family's oracle points}."""
-  from soft_diffusion import corruptions, levels, sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion import corruptions
+  from soft_diffusion.run.modes import levels, sample
 
   family = FAMILY.get(variant, "blur")
   workdir = out / f"{variant}_s{seed}"
@@ -215,7 +218,7 @@ def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   def oracle_setup():
     folder = out / f"oracle_{family}"
     folder.mkdir(parents=True, exist_ok=True)
-    settings = levels.select_missing_levels(settings_lib.load(config, folder, resolve_levels=False), folder)
+    settings = levels.select_missing_levels(Workdir.of(folder).settings(config, resolve_levels=False), folder)
     corruption = corruptions.make(settings.corruption)
     prior = sample.make_prior(settings, corruption, folder, fit_missing=True)
     return settings, corruption, prior, None, None, None, None
@@ -224,12 +227,12 @@ def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   if (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
 
     def trained_setup():
-      run = sample.load_run(settings_lib.load(config, workdir), workdir)
+      run = sample.load_run(Workdir.of(workdir).settings(config), workdir)
       return run.settings, run.corruption, run.prior, run.params, run.network, run.precond, run.skip
 
     trained = measure(point_names(family, "trained"), workdir, trained_setup, f"{variant}_s{seed}")
     result["trained"] = trained["points"]
-    settings = settings_lib.load(config, workdir)
+    settings = Workdir.of(workdir).settings(config)
     if settings.model.precond != "none":  # the loss against its floor, per bin of t
       last = json.loads((workdir / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
       bins = settings.train.loss_bins

@@ -59,6 +59,7 @@ import study_records  # noqa: E402  (benchmarks/, beside this script)
 
 from configs import digits as digits_config  # noqa: E402
 from configs import digits_ve as digits_ve_config  # noqa: E402
+from soft_diffusion.run.workdir import Workdir
 
 SAMPLERS = ("momentum", "naive")
 NFES = (50, 100, 200)
@@ -176,8 +177,8 @@ def make_config(overrides: dict, seed: int, variant: str = "candidate"):
 
 def select_table(variant: str, pairing: str, workdir: pathlib.Path) -> tuple[float, ...]:
   """The levels of `pairing` on the digits, selected into WORKDIR (levels.json and .png)."""
-  from soft_diffusion import levels
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run import settings as settings_lib
+  from soft_diffusion.run.modes import levels
 
   path = settings_lib.levels_path(workdir)
   if not path.is_file():
@@ -211,15 +212,16 @@ class Reference:
   """The real digits, their Inception statistics (when asked for) and the held-out floor."""
 
   def __init__(self, out: pathlib.Path, inception: bool, timings: dict, inception_points: set[str] | None = None):
-    from soft_diffusion import artifacts, data, evaluate_fid
-    from soft_diffusion import settings as settings_lib
+    from soft_diffusion import data, evaluation
+    from soft_diffusion.run import settings as settings_lib
+    from soft_diffusion.run.modes import evaluate_fid
 
     self.settings = settings_lib.load(digits_config.get_config("paper"))
 
     def split(name):
       cfg = self.settings.data
       ds = data.make_dataset(cfg, split=name, batch_size=256, seed=0, train=False)
-      return np.concatenate([np.asarray(artifacts.to_uint8(b)) for b in ds])
+      return np.concatenate([np.asarray(evaluation.to_uint8(b)) for b in ds])
 
     self.train, self.held_out = split("train"), split("validation")
     self.inception = None
@@ -257,7 +259,8 @@ def noisy_draw_prior(run):
   import jax
   import jax.numpy as jnp
 
-  from soft_diffusion import priors, sample
+  from soft_diffusion import priors
+  from soft_diffusion.run.modes import sample
 
   images = sample.load_training_images(run.settings, run.settings.train.prior_num_images)
   corrupt = jax.jit(lambda x, k: run.corruption.corrupt(x, jnp.ones(x.shape[0]), jax.random.normal(k, x.shape)))
@@ -270,7 +273,8 @@ def noisy_draw_prior(run):
 def point_prior(run, name: str):
   """p_1 of a point: 'gaussian' (WORKDIR/prior.npz: the Gaussian fit, noise added exactly),
   'noisy_fit' (the earlier fit) or 'forward' (the exact forward marginal over the training images)."""
-  from soft_diffusion import priors, sample
+  from soft_diffusion import priors
+  from soft_diffusion.run.modes import sample
 
   if name == "gaussian":
     settings = dataclasses.replace(run.settings, sample=dataclasses.replace(run.settings.sample, prior="gaussian"))
@@ -308,8 +312,7 @@ def evaluate_run(
 ) -> dict:
   import jax
 
-  from soft_diffusion import sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run.modes import sample
 
   workdir = out / f"{variant}_s{seed}"
   path = workdir / "quality.json"
@@ -323,7 +326,7 @@ def evaluate_run(
   if not missing:
     return record
   start = time.perf_counter()
-  run = sample.load_run(settings_lib.load(make_config(overrides, seed, variant), workdir), workdir)
+  run = sample.load_run(Workdir.of(workdir).settings(make_config(overrides, seed, variant)), workdir)
   priors_of_points = {}
   for point in missing:
     sampler, nfe, *rest = point.split("/")

@@ -41,6 +41,8 @@ import subprocess
 import sys
 import time
 
+from soft_diffusion.run.workdir import Workdir
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # configs/
 
@@ -223,16 +225,16 @@ def digits_truth(out: pathlib.Path) -> dict:
 
   import numpy as np
 
-  from soft_diffusion import artifacts, data, evaluate_fid, evaluation
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion import data, evaluation
+  from soft_diffusion.run.modes import evaluate_fid
 
   path = out / "digits_truth.json"
   if path.is_file():
     return json.loads(path.read_text())
-  settings = settings_lib.load(config_of("digits"), out / "digits")
+  settings = Workdir.of(out / "digits").settings(config_of("digits"))
   cfg = settings.eval
   ds = data.make_dataset(settings.data, split="validation", batch_size=cfg.batch_size, seed=settings.seed, train=False)
-  images = np.concatenate([np.asarray(artifacts.to_uint8(batch)) for batch in ds])
+  images = np.concatenate([np.asarray(evaluation.to_uint8(batch)) for batch in ds])
   feats = evaluation.inception_features(images, params=evaluation.load_inception_params(), batch_size=cfg.batch_size)
   stats, kid_ref, _ = evaluate_fid.load_reference(evaluate_fid.stats_path(out / "digits", settings), settings, "")
   subset = min(cfg.kid_subset_size, len(images))
@@ -276,9 +278,9 @@ def plot_digits(path: pathlib.Path, results: dict, floor: dict | None = None) ->
   digits eval record), its samplers too (sample seed 0, dotted)."""
   import numpy as np
 
-  from soft_diffusion import artifacts, figures
+  from soft_diffusion.run import figures, image_files
 
-  plt = artifacts.pyplot()
+  plt = image_files.pyplot()
   fig, ax = plt.subplots(figsize=(9.0, 4.4))
   for name, by_seed in results.items():
     for sampler in DIGITS_SAMPLERS[name]:
@@ -306,7 +308,7 @@ def plot_digits(path: pathlib.Path, results: dict, floor: dict | None = None) ->
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
-  artifacts.save_figure(fig, path, dpi=120)
+  image_files.save_figure(fig, path, dpi=120)
 
 
 def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int = 16) -> None:
@@ -315,14 +317,14 @@ def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int 
 
   import numpy as np
 
-  from soft_diffusion import artifacts, gaussian_field
-  from soft_diffusion import sample as sample_lib
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion import gaussian_field
+  from soft_diffusion.run import image_files
+  from soft_diffusion.run.modes import sample as sample_lib
 
   columns = []
   truth_cfg = None
   for name, label in CONFIGS.items():
-    run = sample_lib.load_run(settings_lib.load(config_of(name), out / name), out / name)
+    run = sample_lib.load_run(Workdir.of(out / name).settings(config_of(name)), out / name)
     truth_cfg = truth_cfg or run.settings.data
     for sampler in run.settings.eval.samplers:
       cfg = dataclasses.replace(run.settings.sample, sampler=sampler, num_steps=nfe, batch_size=num)
@@ -331,7 +333,7 @@ def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int 
   v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
   rngs = [np.random.default_rng([99, i]) for i in range(num)]
   columns.insert(0, ("truth", gaussian_field.field_images(np.sqrt(v), rngs)))
-  plt = artifacts.pyplot()
+  plt = image_files.pyplot()
   rows = 4
   fig, axes = plt.subplots(1, len(columns), figsize=(1.45 * len(columns), 1.9))
   for ax, (title, images) in zip(axes, columns, strict=True):
@@ -344,7 +346,7 @@ def sample_grid(out: pathlib.Path, path: pathlib.Path, nfe: int = 100, num: int 
     ax.set_yticks([])
   fig.suptitle(f"Gaussian fields {d.image_size}×{d.image_size}: samples at {nfe} NFE (trained networks)", fontsize=8)
   fig.tight_layout()
-  artifacts.save_figure(fig, path, dpi=130)
+  image_files.save_figure(fig, path, dpi=130)
 
 
 GAP_SPLITS = (0.3, 0.6, 0.8)  # "oracle for t >= tau, network below"
@@ -366,13 +368,12 @@ def gap_analysis(out: pathlib.Path) -> dict:
   import jax.numpy as jnp
 
   from soft_diffusion import dct, gaussian_field
-  from soft_diffusion import sample as sample_lib
-  from soft_diffusion import settings as settings_lib
   from soft_diffusion.evaluation import exact
+  from soft_diffusion.run.modes import sample as sample_lib
 
   result = {}
   for name in CONFIGS:
-    run = sample_lib.load_run(settings_lib.load(config_of(name), out / name), out / name)
+    run = sample_lib.load_run(Workdir.of(out / name).settings(config_of(name)), out / name)
     d = run.settings.data
     v = gaussian_field.spectrum(d.image_size, d.image_size, d.field_k0, d.field_pixel_std)
     net = run.denoise_fn()
@@ -514,7 +515,7 @@ def main() -> None:
     records[name] = run_stage(out, name, timings)
     timings_path.write_text(json.dumps(timings, indent=2))
 
-  from soft_diffusion import figures
+  from soft_diffusion.run import figures
 
   runs = [(CONFIGS[name], record["points"]) for name, record in records.items()]
   figures.spectral_fd_vs_nfe(out / "spectral_fd_vs_nfe.png", runs)

@@ -29,9 +29,9 @@ from timing import corruption_for_timing, seconds_per_call
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
 from soft_diffusion import evaluation, models, preconditioning, samplers  # noqa: E402
-from soft_diffusion import settings as settings_lib  # noqa: E402
-from soft_diffusion import state as state_lib  # noqa: E402
 from soft_diffusion.models import make_denoise_fn  # noqa: E402
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
 
 
 def table(record: dict) -> str:

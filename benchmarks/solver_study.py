@@ -46,6 +46,7 @@ DIGITS_FORM = "paper"
 DIGITS_RUN = pathlib.Path("runs") / "digits_paper"
 
 from soft_diffusion import multistep  # noqa: E402
+from soft_diffusion.run.workdir import Workdir
 
 NFES = (5, 10, 15, 20, 35, 50)
 GRID_SPECS = [f"{s}@{g}" for s in ("multistep2", "multistep3", "momentum") for g in ("uniform", "logsnr", "edm")]
@@ -97,21 +98,21 @@ def field_setup(variant: str, trained: bool):
   """(settings, corruption, prior, params, net, skip) of runs/fields/<variant>_s0 (or the oracle setup)."""
   import jax
 
-  from soft_diffusion import sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run.modes import sample
 
   out = REPO / "runs" / "fields"
   if trained:
     workdir = out / f"{variant}_s0"
-    run = sample.load_run(settings_lib.load(field_study.make_config(variant, 0), workdir), workdir)
+    run = sample.load_run(Workdir.of(workdir).settings(field_study.make_config(variant, 0)), workdir)
     return run.settings, run.corruption, jax.device_put(run.prior), run.params, run.network, (run.skip, run.precond)
   settings, corruption, prior = field_study.oracle_setup(variant, 0, out)
   return settings, corruption, jax.device_put(prior), None, None, (None, None)
 
 
 def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), path=None) -> None:
-  from soft_diffusion import data, gaussian_field, sample
+  from soft_diffusion import data, gaussian_field
   from soft_diffusion.evaluation import exact
+  from soft_diffusion.run.modes import sample
 
   for denoiser in denoisers:
     want = [f"{variant}/{denoiser}/{s}/{n}" for s in specs for n in nfes]
@@ -167,8 +168,7 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
   import quality_study
 
   from configs import digits as digits_config
-  from soft_diffusion import sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run.modes import sample
 
   want = [f"{s}/{n}/s{seed}" for seed in DIGIT_SEEDS for s in DIGIT_SPECS for n in NFES]
   want += [f"{p}/s{seed}" for seed in DIGIT_SEEDS for p in REFERENCE_POINTS]
@@ -180,7 +180,9 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
   if not missing:
     return
   ref = quality_study.Reference(REPO / "runs" / "quality", True, {})
-  run = sample.load_run(settings_lib.load(digits_config.get_config(DIGITS_FORM), REPO / DIGITS_RUN), REPO / DIGITS_RUN)
+  run = sample.load_run(
+    Workdir.of(REPO / DIGITS_RUN).settings(digits_config.get_config(DIGITS_FORM)), REPO / DIGITS_RUN
+  )
   for point in missing:
     spec, nfe, seed = point.split("/")
     cfg = sample_cfg(run.settings.sample, spec, int(nfe), int(seed[1:]))

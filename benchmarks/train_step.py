@@ -34,12 +34,10 @@ from timing import compile_with_flops, corruption_for_timing, matmul_flops_per_s
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 
-from soft_diffusion import (
-  models,  # noqa: E402
-  train,  # noqa: E402
-)
-from soft_diffusion import settings as settings_lib  # noqa: E402
-from soft_diffusion import state as state_lib  # noqa: E402
+from soft_diffusion import models
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.modes import train
 
 
 def peak_bytes(compiled) -> int:

@@ -21,8 +21,6 @@ def preload() -> None:
   """What every mode imports, loaded before the forks (children share it)."""
   import jax  # noqa: F401
 
-  from soft_diffusion import evaluate, levels, main, restore, sample, train  # noqa: F401
-
 
 def run_case(argv: list[str], env: dict[str, str]) -> dict:
   with tempfile.TemporaryFile() as err:
@@ -33,7 +31,7 @@ def run_case(argv: list[str], env: dict[str, str]) -> dict:
         os.environ.update(env)
         os.dup2(err.fileno(), 2)
         sys.stderr = os.fdopen(2, "w", buffering=1)
-        from soft_diffusion import main
+        from soft_diffusion.run import main
 
         sys.argv = ["soft_diffusion.main", *argv]  # config_flags reads the overrides from sys.argv
         main.main(sys.argv)

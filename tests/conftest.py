@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from support import TRAINED_STEPS
 
+from soft_diffusion.run.workdir import Workdir
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # configs/ is a top-level folder, not part of the package
   sys.path.insert(0, str(REPO))
@@ -101,12 +103,11 @@ def trained_run(tfds_dir, tmp_path_factory):
   """The workdir of configs/tiny.py trained for TRAINED_STEPS steps (one checkpoint, step 2);
   sample from it with `tiny_config`."""
   from configs import tiny
-  from soft_diffusion import settings as settings_lib
-  from soft_diffusion import train
+  from soft_diffusion.run.modes import train
 
   config = tiny.get_config()
   config.data.path = tfds_dir
   config.train.num_steps = TRAINED_STEPS
   workdir = tmp_path_factory.mktemp("trained")
-  train.run_training(settings_lib.load(config, str(workdir), resolve_levels=False), str(workdir))
+  train.run_training(Workdir.of(str(workdir)).settings(config, resolve_levels=False), str(workdir))
   return workdir

@@ -16,6 +16,8 @@ import dataclasses
 import pathlib
 import sys
 
+from soft_diffusion.run.workdir import Workdir
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
@@ -52,13 +54,12 @@ def run_guard(
 ) -> dict[str, dict[str, float]]:
   """Trains the guard config (guard_config) in `workdir` (resumes if it holds a run) and measures
   both samplers: {sampler: {"pixel_kid_e3", "ratio_high", "top_excess_std"}}."""
-  from soft_diffusion import sample, train
-  from soft_diffusion import settings as settings_lib
   from soft_diffusion.evaluation import spectral
+  from soft_diffusion.run.modes import sample, train
 
   config = guard_config(tfds_dir, overrides, form)
-  train.run_training(settings_lib.load(config, str(workdir), resolve_levels=False), str(workdir))
-  run = sample.load_run(settings_lib.load(config, workdir), workdir)
+  train.run_training(Workdir.of(str(workdir)).settings(config, resolve_levels=False), str(workdir))
+  run = sample.load_run(Workdir.of(workdir).settings(config), workdir)
   real = sample.load_training_images(run.settings, 10_000)
   out = {}
   for sampler in ("momentum", "naive"):

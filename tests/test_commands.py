@@ -185,7 +185,7 @@ for argv in json.loads(sys.stdin.read()):
   for name in [n for n in flags.FLAGS if n.startswith("config.")]:  # each line defines its overrides anew
     delattr(flags.FLAGS, name)
   try:
-    settings.load(main.parse(["main", *argv]), resolve_levels=False)
+    settings.load(main.parse(["main", *argv]))
     results.append(None)
   except Exception as e:
     results.append(f"{type(e).__name__}: {errors.one_line(e)}")

@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 from soft_diffusion import corruptions, models, samplers
-from soft_diffusion import settings as settings_lib
-from soft_diffusion import state as state_lib
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(p for p in CONFIG_DIR.glob("*.py") if p.name != "__init__.py")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from soft_diffusion import corruptions, data, samplers
-from soft_diffusion import settings as settings_lib
+from soft_diffusion.run.workdir import Workdir
 
 TOY_MODULE = textwrap.dedent(
   '''
@@ -92,7 +92,7 @@ def test_a_toy_corruption_sampler_and_dataset_train_and_sample(registries, tiny_
   importlib.import_module("my_extensions")
   assert "fade" in corruptions.REGISTRY and "damped" in samplers.SAMPLERS and "stripes" in data.dataset_names()
 
-  from soft_diffusion import sample, train
+  from soft_diffusion.run.modes import sample, train
 
   config = tiny_config.copy_and_resolve_references()
   config.corruption.name = "fade"
@@ -101,11 +101,11 @@ def test_a_toy_corruption_sampler_and_dataset_train_and_sample(registries, tiny_
   config.sample.sampler = "damped"
   config.train.num_steps = 1
   config.checkpoint.every_steps = 1
-  settings = settings_lib.load(config, tmp_path, resolve_levels=False)
+  settings = Workdir.of(tmp_path).settings(config, resolve_levels=False)
   result = train.run_training(settings, tmp_path)
   assert result["step"] == 1 and np.isfinite(result["loss"])
 
-  run = sample.load_run(settings_lib.load(config, tmp_path), tmp_path)
+  run = sample.load_run(Workdir.of(tmp_path).settings(config), tmp_path)
   images = run.draw(num_images=8, progress=False)  # sample.sampler = 'damped', its default damping
   assert images.shape == (8, 8, 8, 1) and images.dtype == np.uint8
 

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from soft_diffusion import corruptions, data, errors, levels
-from soft_diffusion import settings as settings_lib
+from soft_diffusion import corruptions, data, errors
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run.modes import levels
+from soft_diffusion.run.workdir import Workdir
 
 
 def test_levels_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
@@ -42,25 +44,25 @@ def test_selected_levels_are_read_and_must_match_the_settings(tiny_config, tmp_p
   tiny_config.corruption.blur_schedule = "selected"
   settings_lib.load(tiny_config)  # without a workdir: the candidate range is checked, nothing read
   with pytest.raises(errors.MissingError, match="levels.json does not exist; run: .*--mode levels"):
-    settings_lib.load(tiny_config, tmp_path)
-  levels.write_levels(settings_lib.load(tiny_config, resolve_levels=False), tmp_path)
-  chosen = settings_lib.load(tiny_config, tmp_path)
+    Workdir.of(tmp_path).settings(tiny_config)
+  levels.write_levels(settings_lib.load(tiny_config), tmp_path)
+  chosen = Workdir.of(tmp_path).settings(tiny_config)
   assert len(chosen.corruption.blur_sigma_table) == tiny_config.levels.num_levels
   assert corruptions.make(chosen.corruption).operator.sigma_schedule.sigmas == chosen.corruption.blur_sigma_table
   tiny_config.data.image_size = 16
   with pytest.raises(errors.ConfigError, match=r"selected for other settings \(differ: image_size\)"):
-    settings_lib.load(tiny_config, tmp_path)
+    Workdir.of(tmp_path).settings(tiny_config)
   (tmp_path / "levels.json").write_text("{not json")
   with pytest.raises(errors.ConfigError, match="is not a levels file written by --mode levels"):
-    settings_lib.load(tiny_config, tmp_path)
+    Workdir.of(tmp_path).settings(tiny_config)
 
 
 def test_a_levels_file_under_its_old_name_is_read_with_a_warning(tiny_config, tmp_path, caplog):
   tiny_config.corruption.blur_schedule = "selected"
-  path = levels.write_levels(settings_lib.load(tiny_config, resolve_levels=False), tmp_path)
+  path = levels.write_levels(settings_lib.load(tiny_config), tmp_path)
   path.rename(tmp_path / "schedule.json")
   with caplog.at_level("WARNING"):
-    chosen = settings_lib.load(tiny_config, tmp_path)
+    chosen = Workdir.of(tmp_path).settings(tiny_config)
   assert len(chosen.corruption.blur_sigma_table) == tiny_config.levels.num_levels
   assert any("schedule.json is deprecated" in r.getMessage() for r in caplog.records)
 
@@ -74,10 +76,10 @@ def test_levels_mode_is_for_blur_only(tiny_config, tmp_path):
 
 def test_training_selects_missing_levels_first(tiny_config, tmp_path):
   tiny_config.corruption.blur_schedule = "selected"
-  settings = settings_lib.load(tiny_config, tmp_path, resolve_levels=False)
+  settings = Workdir.of(tmp_path).settings(tiny_config, resolve_levels=False)
   chosen = levels.select_missing_levels(settings, tmp_path)
   record = json.loads((tmp_path / "levels.json").read_text())
   assert chosen.corruption.blur_sigma_table == tuple(record["sigmas"])
   assert len(record["sigmas"]) == tiny_config.levels.num_levels
   assert levels.select_missing_levels(settings, tmp_path) == chosen  # present: read back, not selected again
-  assert settings_lib.load(settings, tmp_path).corruption == chosen.corruption
+  assert Workdir.of(tmp_path).settings(settings).corruption == chosen.corruption

@@ -244,7 +244,8 @@ def test_a_bug_keeps_its_traceback(tmp_path, tfds_dir):
   turned into one line."""
   script = (
     "import sys\n"
-    "from soft_diffusion import main, train\n"
+    "from soft_diffusion.run import main\n"
+    "from soft_diffusion.run.modes import train\n"
     "def bug(*args):\n"
     "  raise RuntimeError('a bug in the loop')\n"
     "train.run_training = bug\n"
@@ -273,7 +274,7 @@ def test_the_old_mode_name_still_selects_levels_with_a_one_line_warning(tmp_path
 
 def test_the_config_file_may_come_anywhere_on_the_line():
   """ml_collections refuses `--config.x=v` before `--config FILE`; main moves the file first."""
-  from soft_diffusion.main import config_first
+  from soft_diffusion.run.main import config_first
 
   assert config_first(["m", "--workdir=W", "--config.data.path=D", "--config", "c.py:paper", "--mode=eval"]) == [
     "m",

@@ -94,7 +94,8 @@ def test_the_configs_compute_in_bfloat16_on_gpu_and_tpu_and_float32_on_cpu(tiny)
   """model.dtype = 'auto' (configs/default.py): bfloat16 compute where matrix units are fast,
   float32 on the CPU; float32 parameters everywhere."""
   from configs import default
-  from soft_diffusion import models, settings
+  from soft_diffusion import models
+  from soft_diffusion.run import settings
 
   assert default.get_config().model.dtype == "auto"
   _, params, x, t = tiny

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from support import REPO, flat, saved_state
 
+from soft_diffusion.run.workdir import Workdir
+
 STEPS = 5
 
 
@@ -58,9 +60,9 @@ def finish(proc, label):
 
 
 def losses(workdir):
-  from soft_diffusion import artifacts
+  from soft_diffusion.run import workdir as workdir_lib
 
-  by_step = {r["step"]: r["loss"] for r in artifacts.read_metrics(pathlib.Path(workdir) / "logs")}
+  by_step = {r["step"]: r["loss"] for r in workdir_lib.read_metrics(pathlib.Path(workdir) / "logs")}
   return np.array([by_step[s] for s in range(1, STEPS + 1)])
 
 
@@ -131,8 +133,7 @@ def evaluated(runs, tfds_dir):
   import shutil
 
   from configs import tiny
-  from soft_diffusion import evaluate
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run.modes import evaluate
 
   single = runs / "eval_single"
   shutil.copytree(runs / "two_processes", single)
@@ -145,8 +146,8 @@ def evaluated(runs, tfds_dir):
   for key, value in {**pinned(tfds_dir), **EVAL}.items():
     block, field = key.split(".")
     config[block][field] = value
-  evaluate.reference_stats(settings_lib.load(config, single), single)
-  evaluate.evaluate(settings_lib.load(config, single), single)
+  evaluate.reference_stats(Workdir.of(single).settings(config), single)
+  evaluate.evaluate(Workdir.of(single).settings(config), single)
   return runs / "two_processes", single, outputs
 
 

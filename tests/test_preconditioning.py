@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from soft_diffusion import corruptions, dct, gaussian_field, losses, preconditioning
+from soft_diffusion.run.workdir import Workdir
 
 H = W = 8
 
@@ -116,8 +117,8 @@ def test_a_zero_network_scores_a_loss_of_one_on_any_data(tiny_config):
   """E[T(k)²] = 1 needs only that v is the data's second moment (docs/method.md §2.4): with v
   measured on a batch of real digits (not Gaussian, not centred), F = 0 scores a loss of 1
   averaged over the noise, at every time, for both corruptions the preconditioning serves."""
-  from soft_diffusion import sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run import settings as settings_lib
+  from soft_diffusion.run.modes import sample
 
   images = sample.load_training_images(settings_lib.load(tiny_config), 256)
   power = np.mean(dct.dct2_host(images.astype(np.float64)) ** 2, axis=0)
@@ -161,7 +162,7 @@ def test_bad_input_is_one_line():
 
 def test_the_config_refuses_what_the_preconditioning_replaces(tiny_config):
   from soft_diffusion import errors
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run import settings as settings_lib
 
   tiny_config.model.precond = "spectral"
   settings_lib.load(tiny_config)  # blur, uniform weighting: accepted
@@ -193,18 +194,18 @@ def test_the_config_refuses_what_the_preconditioning_replaces(tiny_config):
 def test_a_preconditioned_run_trains_and_samples(tiny_config, tmp_path):
   """model.precond = 'spectral' through the program: training writes the spectrum and learns with
   the preconditioned loss; sampling reads the spectrum back and draws finite images."""
-  from soft_diffusion import sample, train
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion.run import settings as settings_lib
+  from soft_diffusion.run.modes import sample, train
 
   tiny_config.model.precond = "spectral"
   tiny_config.model.precond_c_in = "coefficient"
   tiny_config.train.t_density = "lognormal"
   tiny_config.train.num_steps = 2
   tiny_config.sample.final = "denoise"
-  metrics = train.run_training(settings_lib.load(tiny_config, tmp_path, resolve_levels=False), tmp_path)
+  metrics = train.run_training(Workdir.of(tmp_path).settings(tiny_config, resolve_levels=False), tmp_path)
   # the network's last layer starts at 0, so the first steps score the preconditioned loss of F = 0: about 1
   assert 0.7 < metrics["loss"] < 1.3 and (tmp_path / "spectrum.npz").exists()
-  run = sample.load_run(settings_lib.load(tiny_config, tmp_path), tmp_path)
+  run = sample.load_run(Workdir.of(tmp_path).settings(tiny_config), tmp_path)
   assert isinstance(run.precond, preconditioning.Preconditioner) and run.precond.c_in == "coefficient"
   images = run.draw(num_images=8, progress=False)
   assert images.shape == (8, 8, 8, 1) and images.dtype == np.uint8
@@ -219,7 +220,7 @@ def test_a_preconditioned_run_trains_and_samples(tiny_config, tmp_path):
   tiny_config.train.t_lognormal_mean = 50.0
   tiny_config.train.num_steps = 4
   with pytest.raises(errors.ConfigError, match="config.train.t_lognormal_mean: the log-normal density has no mass"):
-    train.run_training(settings_lib.load(tiny_config, tmp_path, resolve_levels=False), tmp_path)
+    train.run_training(Workdir.of(tmp_path).settings(tiny_config, resolve_levels=False), tmp_path)
 
 
 def test_the_lognormal_density_draws_log_noise_to_signal_from_a_truncated_normal():

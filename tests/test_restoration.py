@@ -8,6 +8,7 @@ import pytest
 
 from soft_diffusion import corruptions, dct, gaussian_field, restoration, samplers, schedules
 from soft_diffusion.evaluation import posterior as posterior_metrics
+from soft_diffusion.run.workdir import Workdir
 
 SIZE = (6, 5)
 
@@ -232,14 +233,14 @@ def test_mode_restore_writes_samples_figures_and_scores_and_answers_bad_input_in
   then the same observations given back as an .npz (no truth); errors name the field."""
   import shutil
 
-  from soft_diffusion import errors, restore
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion import errors
+  from soft_diffusion.run.modes import restore
 
   workdir = tmp_path / "run"
   shutil.copytree(trained_run, workdir)
   r = tiny_config.restore
   r.num_images, r.num_samples, r.num_steps, r.batch_size, r.sigma_y = 3, 2, 3, 8, 0.05
-  out = restore.restore(settings_lib.load(tiny_config, str(workdir)), str(workdir))
+  out = restore.restore(Workdir.of(str(workdir)).settings(tiny_config), str(workdir))
   assert out.name == "gaussian_blur_1_s0.05_native"
   with np.load(out / "restorations.npz") as f:
     assert f["samples_trained"].shape == (2, 3, 8, 8, 1) and f["truth"].shape == (3, 8, 8, 1)
@@ -251,7 +252,7 @@ def test_mode_restore_writes_samples_figures_and_scores_and_answers_bad_input_in
 
   np.savez(tmp_path / "y.npz", y=y)
   r.input, r.method = str(tmp_path / "y.npz"), "guided"
-  out = restore.restore(settings_lib.load(tiny_config, str(workdir)), str(workdir))
+  out = restore.restore(Workdir.of(str(workdir)).settings(tiny_config), str(workdir))
   with np.load(out / "restorations.npz") as f:
     assert "truth" not in f and f["samples_trained"].shape == (2, 3, 8, 8, 1)
   assert "baselines" not in __import__("json").loads((out / "metrics.json").read_text())
@@ -267,7 +268,7 @@ def test_mode_restore_writes_samples_figures_and_scores_and_answers_bad_input_in
     for key, value in overrides.items():
       r[key] = value
     with pytest.raises((errors.UserError, ValueError), match=message):
-      restore.restore(settings_lib.load(tiny_config, str(workdir)), str(workdir))
+      restore.restore(Workdir.of(str(workdir)).settings(tiny_config), str(workdir))
     r.batch_size, r.sigma_y = 8, 0.05
 
 

@@ -5,13 +5,14 @@ import dataclasses
 import numpy as np
 from support import TRAINED_STEPS, cli
 
-from soft_diffusion import sample
-from soft_diffusion import settings as settings_lib
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run.modes import sample
+from soft_diffusion.run.workdir import Workdir
 
 
 def test_sampling_twice_gives_identical_images(tiny_config, trained_run):
-  first = np.load(sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run))["images"]
-  second = np.load(sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run))["images"]
+  first = np.load(sample.write_samples(Workdir.of(trained_run).settings(tiny_config), trained_run))["images"]
+  second = np.load(sample.write_samples(Workdir.of(trained_run).settings(tiny_config), trained_run))["images"]
   size = tiny_config.data.image_size
   assert first.shape == (tiny_config.sample.num_images, size, size, 1) and first.dtype == np.uint8
   np.testing.assert_array_equal(first, second)
@@ -19,7 +20,7 @@ def test_sampling_twice_gives_identical_images(tiny_config, trained_run):
 
 def test_sample_writes_images_and_figures_with_the_forward_prior(tiny_config, trained_run):
   tiny_config.sample.prior = "forward"
-  path = sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run, step=TRAINED_STEPS)
+  path = sample.write_samples(Workdir.of(trained_run).settings(tiny_config), trained_run, step=TRAINED_STEPS)
   assert np.load(path)["images"].shape[0] == tiny_config.sample.num_images
   assert path.parent == trained_run / "samples" / f"momentum_3_forward_noise_step{TRAINED_STEPS}"
   for name, least in (("samples.png", 200), ("trajectory.png", 5_000), ("forward.png", 5_000)):
@@ -31,7 +32,7 @@ def test_sampling_split_over_8_devices_gives_the_images_of_one(tiny_config, tiny
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "devices: 8 (cpu)" in proc.stderr
   eight = np.load(proc.stdout.strip().splitlines()[-1])["images"]  # main prints the .npz it wrote
-  one = np.load(sample.write_samples(settings_lib.load(tiny_config, trained_run), trained_run))["images"]
+  one = np.load(sample.write_samples(Workdir.of(trained_run).settings(tiny_config), trained_run))["images"]
   np.testing.assert_array_equal(eight, one)
 
 

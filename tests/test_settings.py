@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from soft_diffusion import errors, models
-from soft_diffusion import settings as settings_lib
+from soft_diffusion.run import settings as settings_lib
 
 
 def default_config():

@@ -15,10 +15,13 @@ import optax
 import pytest
 from support import REPO, checkpoint_steps, cli, cpu_env, flat, saved_state
 
-from soft_diffusion import artifacts, corruptions, losses, models, train
-from soft_diffusion import settings as settings_lib
-from soft_diffusion import state as state_lib
+from soft_diffusion import corruptions, losses, models
 from soft_diffusion.models import make_denoise_fn
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run import workdir as workdir_lib
+from soft_diffusion.run.modes import train
+from soft_diffusion.run.workdir import Workdir
 
 
 def test_resume_gives_bitwise_the_same_state(tiny_config, tmp_path, monkeypatch):
@@ -32,8 +35,8 @@ def test_resume_gives_bitwise_the_same_state(tiny_config, tmp_path, monkeypatch)
     if workdir == "straight":
       config.checkpoint.every_steps, config.checkpoint.max_to_keep, config.checkpoint.keep_every_steps = 1, 1, 3
       config.train.profile_steps = 2
-    resolved = artifacts.resolve_workdir(workdir)  # absolute, as the command line makes it
-    train.run_training(settings_lib.load(config, resolved, resolve_levels=False), resolved)
+    resolved = Workdir.resolve(workdir)  # absolute, as the command line makes it
+    train.run_training(Workdir.of(resolved).settings(config, resolve_levels=False), resolved)
   assert checkpoint_steps("straight") == [3, 4]  # 1 and 2 deleted, 3 kept as a multiple of 3
   traces = list(pathlib.Path("straight/logs/plugins/profile").glob("*/*.xplane.pb"))
   assert len(traces) == 1 and traces[0].stat().st_size > 0, "no profiler trace written"
@@ -170,7 +173,7 @@ def test_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tiny_
   workdir = tmp_path / "run"
   tiny_config.train.num_steps = 6
   with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step 3; last good checkpoint: 2"):
-    train.run_training(settings_lib.load(tiny_config, str(workdir), resolve_levels=False), str(workdir))
+    train.run_training(Workdir.of(str(workdir)).settings(tiny_config, resolve_levels=False), str(workdir))
   assert checkpoint_steps(workdir) == [2], f"checkpoints after a non-finite step 3: {checkpoint_steps(workdir)}"
   assert all(np.isfinite(leaf).all() for leaf in flat(saved_state(workdir, 2)).values())
 
@@ -247,7 +250,8 @@ class _FakeManager:
 
 
 def test_a_failed_async_save_is_reported_at_its_step(tmp_path):
-  from soft_diffusion import checkpoints, errors
+  from soft_diffusion import errors
+  from soft_diffusion.run import checkpoints
 
   (tmp_path / "4").mkdir()
   checkpoints.SaveWatcher(_FakeManager(tmp_path)).poll()  # nothing pending: nothing to say
@@ -273,8 +277,9 @@ def test_wiener_skip_spectrum_is_written_once_and_read_back(tiny_config, tmp_pat
   (The skip inside the train step and the samplers is `make_denoise_fn`'s, tested in test_models.)"""
   import jax.numpy as jnp
 
-  from soft_diffusion import corruptions, dct, errors, models, sample
-  from soft_diffusion import settings as settings_lib
+  from soft_diffusion import corruptions, dct, errors, models
+  from soft_diffusion.run import settings as settings_lib
+  from soft_diffusion.run.modes import sample
 
   tiny_config.model.skip = "wiener"
   settings = settings_lib.load(tiny_config)
@@ -296,13 +301,11 @@ def test_run_log_sends_scalars_and_sample_grids_to_tensorboard_and_metrics(tmp_p
   sample grids as TensorBoard images (read back from the event file)."""
   from tensorboard.backend.event_processing import event_accumulator
 
-  from soft_diffusion import artifacts
-
   log = train.RunLog(tmp_path, 0, tensorboard=True)
   log.scalars(1, {"loss": 0.5})
   log.images(1, {"samples": np.full((4, 8, 8, 1), 200, np.uint8)})
   log.close()
-  assert artifacts.read_metrics(tmp_path / "logs") == [{"step": 1, "loss": 0.5}]
+  assert workdir_lib.read_metrics(tmp_path / "logs") == [{"step": 1, "loss": 0.5}]
   events = event_accumulator.EventAccumulator(str(tmp_path / "logs"), size_guidance={"images": 0, "tensors": 0})
   events.Reload()
   tags = events.Tags()

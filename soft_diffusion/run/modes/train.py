@@ -24,14 +24,17 @@ import numpy as np
 import optax
 from etils import epath
 
-from soft_diffusion import artifacts, checkpoints, corruptions, data, errors, levels, losses, models, preconditioning
-from soft_diffusion import preemption as preemption_lib
-from soft_diffusion import sample as sample_lib
-from soft_diffusion import settings as settings_lib
-from soft_diffusion import state as state_lib
+from soft_diffusion import corruptions, data, errors, losses, models, preconditioning
 from soft_diffusion.models import make_denoise_fn
-from soft_diffusion.settings import Settings
-from soft_diffusion.state import TrainState
+from soft_diffusion.run import checkpoints, files, image_files, reporting
+from soft_diffusion.run import preemption as preemption_lib
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.modes import levels
+from soft_diffusion.run.modes import sample as sample_lib
+from soft_diffusion.run.settings import Settings
+from soft_diffusion.run.state import TrainState
+from soft_diffusion.run.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +216,11 @@ PROFILE_WARMUP_STEPS = 10  # steps after (re)start before a trace begins: compil
 
 
 class _Profiler:
-  """A `jax.profiler` trace of `num_steps` steps from step `start` into `logdir` (TensorBoard's
-  profile plugin reads logdir/plugins/profile/<run>/); off when `num_steps` is 0."""
+  """A `jax.profiler` trace of `num_steps` steps from step `start` into the run's logs (TensorBoard's
+  profile plugin reads `Workdir.profile`/<run>/); off when `num_steps` is 0."""
 
-  def __init__(self, logdir, start: int, num_steps: int):
-    self.logdir, self.start, self.end = logdir, start, start + num_steps
+  def __init__(self, workdir: Workdir, start: int, num_steps: int):
+    self.logdir, self.profile, self.start, self.end = workdir.logs, workdir.profile, start, start + num_steps
     self.active = False
     self.enabled = num_steps > 0
 
@@ -230,7 +233,7 @@ class _Profiler:
     if self.active and step >= self.end:
       jax.block_until_ready(state)  # the traced steps' device work belongs in the trace
       self.stop()
-      log.info("profile of steps %d-%d written under %s", self.start + 1, self.end, self.logdir / "plugins" / "profile")
+      log.info("profile of steps %d-%d written under %s", self.start + 1, self.end, self.profile)
 
   def stop(self) -> None:
     if self.active:
@@ -240,19 +243,19 @@ class _Profiler:
 
 class RunLog:
   """Where the loop's numbers and pictures go, besides the log lines every process writes: on the
-  primary process WORKDIR/logs/metrics.jsonl (`artifacts.MetricsLog`: segments on a bucket) and,
+  primary process WORKDIR/logs/metrics.jsonl (`workdir_lib.MetricsLog`: segments on a bucket) and,
   with train.tensorboard, TensorBoard (clu's writer: scalars, and sample grids as images). Only
   that writer imports TensorFlow, so the other processes, and runs without TensorBoard, start
   without it."""
 
   def __init__(self, workdir, start_step: int, *, tensorboard: bool):
     primary = jax.process_index() == 0
-    self.metrics = artifacts.MetricsLog(workdir / "logs", start_step) if primary else None
+    self.metrics = Workdir.of(workdir).metrics_log(start_step) if primary else None
     self.tensorboard = None
     if primary and tensorboard:
       from clu import metric_writers
 
-      self.tensorboard = metric_writers.SummaryWriter(str(workdir / "logs"))
+      self.tensorboard = metric_writers.SummaryWriter(str(Workdir.of(workdir).logs))
 
   def scalars(self, step: int, values: dict[str, float]) -> None:
     if self.metrics is not None:
@@ -261,9 +264,9 @@ class RunLog:
       self.tensorboard.write_scalars(step, values)
 
   def images(self, step: int, images: dict[str, np.ndarray]) -> None:
-    """uint8 [N, H, W, C] batches, each shown in TensorBoard as one grid (artifacts.image_grid)."""
+    """uint8 [N, H, W, C] batches, each shown in TensorBoard as one grid (image_files.image_grid)."""
     if self.tensorboard is not None:
-      self.tensorboard.write_images(step, {k: artifacts.image_grid(np.asarray(v))[None] for k, v in images.items()})
+      self.tensorboard.write_images(step, {k: image_files.image_grid(np.asarray(v))[None] for k, v in images.items()})
 
   def flush(self) -> None:
     if self.metrics is not None:
@@ -285,7 +288,8 @@ class InTrainingEval:
   recorded in WORKDIR/eval/best_in_training.json."""
 
   def __init__(self, settings: Settings, workdir, mesh):
-    from soft_diffusion import evaluate_fid, evaluation
+    from soft_diffusion import evaluation
+    from soft_diffusion.run.modes import evaluate_fid
 
     self.settings, self.mesh = settings, mesh
     state_lib.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
@@ -296,7 +300,7 @@ class InTrainingEval:
       log.info("eval.every_steps: no reference statistics in %s yet; computing them (as --mode stats)", path)
       evaluate_fid.reference_stats(settings, workdir, mesh, self.params)
     self.ref_stats, self.ref_kid, _ = evaluate_fid.load_reference(path, settings, f"--config ... --workdir {workdir}")
-    self.best_path = workdir / "eval" / "best_in_training.json"
+    self.best_path = Workdir.of(workdir).best_in_training
     self.best = json.loads(self.best_path.read_text())["fid"] if self.best_path.exists() else math.inf
 
   def __call__(self, step: int, draw_fn, ema_params, prior) -> dict[str, float]:
@@ -323,7 +327,7 @@ class InTrainingEval:
     if measured["fid"] < self.best:
       self.best = measured["fid"]
       if jax.process_index() == 0:
-        artifacts.write_json(self.best_path, {"step": step, "num_images": len(images), **measured})
+        files.write_json(self.best_path, {"step": step, "num_images": len(images), **measured})
     return measured
 
 
@@ -332,13 +336,13 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   returns the last logged metrics and the final step.
 
   Args:
-    settings: from `settings.load(config, workdir, resolve_levels=False)` (or with the levels
+    settings: from `Workdir.of(workdir).settings(config, resolve_levels=False)` (or with the levels
       resolved): 'selected' blur levels are read here, and selected first when missing.
-    workdir: the run's folder (`artifacts.resolve_workdir`).
+    workdir: the run's folder (`Workdir.resolve`).
   """
   # -- checks: everything is validated before anything is compiled or written
   given = settings_lib.require(settings, "run_training")  # recorded with the checkpoints as given
-  workdir = epath.Path(workdir)
+  workdir = Workdir.of(workdir)
   settings = levels.select_missing_levels(given, workdir)
   corruption = corruptions.make(settings.corruption)
   preemption_lib.check_service()
@@ -422,7 +426,7 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   pending: list[dict[str, jax.Array]] = []
   last_metrics: dict[str, Any] = {}
   interval_start, interval_step = time.perf_counter(), step
-  profiler = _Profiler(workdir / "logs", start=step + PROFILE_WARMUP_STEPS, num_steps=settings.train.profile_steps)
+  profiler = _Profiler(workdir, start=step + PROFILE_WARMUP_STEPS, num_steps=settings.train.profile_steps)
   failed = True
   try:
     with preemption_lib.Preemption(start_step=step) as preemption:
@@ -449,14 +453,14 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
           last_metrics = {**summarize(jax.device_get(pending), settings.train.loss_bins), "images_per_s": images_per_s}
           pending = []
           run_log.scalars(step, last_metrics)
-          eta = artifacts.format_duration((total - step) * (now - interval_start) / (step - interval_step))
+          eta = reporting.format_duration((total - step) * (now - interval_start) / (step - interval_step))
           log.info("step %d/%d  loss %.5f  %.0f images/s  ETA %s", step, total, last_metrics["loss"], images_per_s, eta)
           interval_start, interval_step = now, step
         if step % settings.train.sample_every_steps == 0:
           num = min(GRID_IMAGES, settings.sample.num_images)
           images = sample_lib.draw(draw_fn, state.ema_params, prior, settings.sample, num)
           if primary:
-            artifacts.write_png(images, workdir / "samples" / f"grid_step{step:08d}.png")
+            image_files.write_png(images, workdir.training_grid(step))
           run_log.images(step, {"samples": images})
         measured = None
         if evaluator is not None and step % settings.eval.every_steps == 0:

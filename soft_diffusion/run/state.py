@@ -25,7 +25,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from soft_diffusion import errors
 
 if TYPE_CHECKING:
-  from soft_diffusion.settings import OptimConfig
+  from soft_diffusion.run.settings import OptimConfig
 
 log = logging.getLogger(__name__)
 

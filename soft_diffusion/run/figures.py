@@ -6,8 +6,8 @@
 * `levels_figure`: what `--mode levels` selected.
 * `restoration_figure`: observations, posterior samples, their mean and spread.
 
-Each writes a PNG through `artifacts.save_figure` (atomic, local or gs://); matplotlib is
-imported on first use (`artifacts.pyplot`).
+Each writes a PNG through `image_files.save_figure` (atomic, local or gs://); matplotlib is
+imported on first use (`image_files.pyplot`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import matplotlib.ticker
 import numpy as np
 from etils import epath
 
-from soft_diffusion import artifacts
+from soft_diffusion.run import image_files
 
 # ----------------------------------------------------------------------------------------------
 # Image grids.
@@ -33,7 +33,7 @@ def to_display(x) -> np.ndarray:
 
 def image_rows(path: epath.Path, rows: list[tuple[str, list[np.ndarray]]], titles: list[str], suptitle: str) -> None:
   """A grid of display images (`to_display`): one row per (label, images), one title per column."""
-  plt = artifacts.pyplot()
+  plt = image_files.pyplot()
   cols = len(titles)
   fig, axes = plt.subplots(len(rows), cols, figsize=(1.5 * cols, 1.6 * len(rows) + 0.6), squeeze=False)
   for r, (label, images) in enumerate(rows):
@@ -48,7 +48,7 @@ def image_rows(path: epath.Path, rows: list[tuple[str, list[np.ndarray]]], title
         ax.set_ylabel(label, fontsize=8)
   fig.suptitle(suptitle, fontsize=9)
   fig.tight_layout()
-  artifacts.save_figure(fig, path)
+  image_files.save_figure(fig, path)
 
 
 def restoration_figure(path: epath.Path, y, samples, estimate, std, truth, title: str, num_images: int = 4) -> None:
@@ -72,7 +72,7 @@ def restoration_figure(path: epath.Path, y, samples, estimate, std, truth, title
 
 def fid_vs_nfe(path: epath.Path, points: list[dict], title: str, paper_curves: dict | None = None) -> None:
   """FID against NFE (log-log), a line per sampler; `paper_curves` {label: (nfes, fids)} beside them."""
-  plt = artifacts.pyplot()
+  plt = image_files.pyplot()
   fig, ax = plt.subplots(figsize=(5.2, 3.8))
   for sampler in dict.fromkeys(p["sampler"] for p in points):
     mine = sorted((p["num_steps"], p["fid"]) for p in points if p["sampler"] == sampler)
@@ -89,7 +89,7 @@ def fid_vs_nfe(path: epath.Path, points: list[dict], title: str, paper_curves: d
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  artifacts.save_figure(fig, path, dpi=120)
+  image_files.save_figure(fig, path, dpi=120)
 
 
 def nfe_axis(ax, nfes) -> None:
@@ -101,7 +101,7 @@ def nfe_axis(ax, nfes) -> None:
 
 def spectral_fd_vs_nfe(path: epath.Path, runs: list[tuple[str, list[dict]]], step: int | None = None) -> None:
   """Spectral FD vs NFE (log-log): a line per (run label, sampler), trained solid, oracle dashed."""
-  plt = artifacts.pyplot()
+  plt = image_files.pyplot()
   fig, ax = plt.subplots(figsize=(9.0, 4.4))
   colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
   nfes: set[int] = set()
@@ -125,12 +125,12 @@ def spectral_fd_vs_nfe(path: epath.Path, runs: list[tuple[str, list[dict]]], ste
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
-  artifacts.save_figure(fig, path, dpi=120)
+  image_files.save_figure(fig, path, dpi=120)
 
 
 def ring_ratios(path: epath.Path, runs: list[tuple[str, list[dict]]], step: int | None = None, nfe: int = 100) -> None:
   """v̂/v per ring k + l at the NFE closest to `nfe`: a line per (run, sampler), oracle dashed."""
-  plt = artifacts.pyplot()
+  plt = image_files.pyplot()
   fig, ax = plt.subplots(figsize=(9.0, 4.4))
   colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
   chosen = None
@@ -151,7 +151,7 @@ def ring_ratios(path: epath.Path, runs: list[tuple[str, list[dict]]], step: int 
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
-  artifacts.save_figure(fig, path, dpi=120)
+  image_files.save_figure(fig, path, dpi=120)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def ring_ratios(path: epath.Path, runs: list[tuple[str, list[dict]]], step: int 
 
 def levels_figure(path: epath.Path, levels: Any, settings: Any, power: np.ndarray) -> None:
   """Selected levels (σ_B(t) against log-spaced levels), hop distances against ε, and the data's radial spectrum."""
-  plt = artifacts.pyplot()
+  plt = image_files.pyplot()
   c = settings.corruption
   k = len(levels.sigmas)
   t = np.linspace(0, 1, k)
@@ -183,4 +183,4 @@ def levels_figure(path: epath.Path, levels: Any, settings: Any, power: np.ndarra
   ax.semilogy(np.arange(len(radial)), radial)
   ax.set(xlabel="DCT frequency radius", ylabel="mean power", title=f"data spectrum ({settings.data.name})")
   fig.tight_layout()
-  artifacts.save_figure(fig, path)
+  image_files.save_figure(fig, path)

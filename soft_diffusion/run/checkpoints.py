@@ -24,12 +24,14 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from soft_diffusion import errors, typed_config
-from soft_diffusion import state as state_lib
-from soft_diffusion.settings import CheckpointConfig, Settings
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.settings import CheckpointConfig, Settings
+from soft_diffusion.run.workdir import Workdir
 
 
-def directory(workdir: epath.Path) -> epath.Path:
-  return workdir / "checkpoints"
+def directory(workdir: Workdir | epath.Path) -> epath.Path:
+  """WORKDIR/checkpoints (`workdir`: a Workdir or its path)."""
+  return Workdir.of(workdir).checkpoints
 
 
 def preservation_policy(cfg: CheckpointConfig, keep_best: bool = False) -> Any:

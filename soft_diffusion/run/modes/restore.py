@@ -35,12 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from soft_diffusion import artifacts, data, dct, errors, figures, gaussian_field, restoration, samplers
-from soft_diffusion import sample as sample_lib
-from soft_diffusion import settings as settings_lib
-from soft_diffusion import state as state_lib
+from soft_diffusion import data, dct, errors, gaussian_field, restoration, samplers
 from soft_diffusion.evaluation import image_quality
 from soft_diffusion.evaluation import posterior as posterior_metrics
+from soft_diffusion.run import figures, files, reporting
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.modes import sample as sample_lib
+from soft_diffusion.run.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def load_observations(path: str, height: int, width: int, channels: int) -> np.n
     y = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
   else:
     try:
-      f = artifacts.load_npz(p)
+      f = files.load_npz(p)
     except Exception as e:  # not an npz
       raise errors.ConfigError(f"config.restore.input: {path} is not a readable .npz ({type(e).__name__})") from None
     if "y" not in f and len(f) != 1:
@@ -163,7 +165,7 @@ def draw_samples(fn, y: np.ndarray, cfg: settings_lib.RestoreConfig, label: str)
   k, n = cfg.num_samples, len(y)
   tiled = np.tile(y, (k, 1, 1, 1))
   out = []
-  report = artifacts.Progress(f"restored ({label})", k * n, note=" (first batch includes compiling)")
+  report = reporting.Progress(f"restored ({label})", k * n, note=" (first batch includes compiling)")
   for i, lo in enumerate(range(0, k * n, cfg.batch_size)):
     chunk = tiled[lo : lo + cfg.batch_size]
     pad = cfg.batch_size - len(chunk)
@@ -223,8 +225,8 @@ def restore(settings: settings_lib.Settings, workdir: epath.Path) -> epath.Path:
 
   size_tag = "" if cfg.operator == "lower_half" else f"_{cfg.size:g}"
   tag = f"{cfg.operator}{size_tag}_s{cfg.sigma_y:g}_{cfg.method}"
-  out = workdir / "restore" / tag
-  out.mkdir(parents=True, exist_ok=True)
+  out = Workdir.of(workdir).restoration(tag)
+  out.folder.mkdir(parents=True, exist_ok=True)
   record: dict[str, Any] = {
     "config": dataclasses.asdict(cfg),
     "operator": degradation.description,
@@ -256,7 +258,7 @@ def restore(settings: settings_lib.Settings, workdir: epath.Path) -> epath.Path:
     record[name] = entry
     log.info("%s: %s", name, entry)
     figures.restoration_figure(
-      out / f"restore_{name}.png",
+      out.figure(name),
       y,
       samples,
       estimate,
@@ -265,7 +267,7 @@ def restore(settings: settings_lib.Settings, workdir: epath.Path) -> epath.Path:
       f"{degradation.description}, σ_y={cfg.sigma_y:g}, {cfg.method}, {name}",
       num_images=FIGURE_IMAGES,
     )
-  artifacts.save_npz(out / "restorations.npz", **arrays)
-  artifacts.write_json(out / "metrics.json", record)
-  log.info("restorations, figures and metrics in %s", out)
-  return out
+  files.save_npz(out.arrays, **arrays)
+  files.write_json(out.metrics, record)
+  log.info("restorations, figures and metrics in %s", out.folder)
+  return out.folder

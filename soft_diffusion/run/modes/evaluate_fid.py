@@ -28,11 +28,13 @@ import jax
 import numpy as np
 from etils import epath
 
-from soft_diffusion import artifacts, data, errors, evaluation, figures
-from soft_diffusion import sample as sample_lib
-from soft_diffusion import state as state_lib
+from soft_diffusion import data, errors, evaluation
 from soft_diffusion.evaluation import weights
-from soft_diffusion.settings import Settings
+from soft_diffusion.run import figures, files, points, processes, reporting
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.modes import sample as sample_lib
+from soft_diffusion.run.settings import Settings
+from soft_diffusion.run.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def reference_meta(settings: Settings) -> dict[str, Any]:
 
 
 def stats_path(workdir: epath.Path, settings: Settings) -> epath.Path:
-  return workdir / "stats" / f"reference_{settings.eval.split}.npz"
+  return Workdir.of(workdir).reference_stats(settings.eval.split)
 
 
 def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: Any) -> epath.Path:
@@ -96,9 +98,9 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
   kid_feats: list[np.ndarray] = [np.zeros((0, 2048), np.float32)]
   kept = 0
   label = f"reference features ({settings.data.name}/{cfg.split})"
-  progress = artifacts.Progress(label + (f" (this process's {share})" if processes > 1 else ""), share)
+  progress = reporting.Progress(label + (f" (this process's {share})" if processes > 1 else ""), share)
   for batch in batches:
-    images = np.asarray(artifacts.to_uint8(batch))
+    images = np.asarray(evaluation.to_uint8(batch))
     feats = evaluation.inception_features(images, params=params, batch_size=cfg.batch_size, mesh=mesh)
     stats.update(feats)
     if kept < kid_wanted:
@@ -109,17 +111,17 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
   if processes > 1:
     stats = evaluation.FeatureStats(
       2048,
-      int(round(float(artifacts.sum_over_processes(np.float64(stats.count))))),
-      artifacts.sum_over_processes(stats.total),
-      artifacts.sum_over_processes(stats.outer),
+      int(round(float(processes.sum_over_processes(np.float64(stats.count))))),
+      processes.sum_over_processes(stats.total),
+      processes.sum_over_processes(stats.outer),
     )
-    kid = artifacts.gather_interleaved(kid, min(cfg.kid_ref_features, total))
+    kid = processes.gather_interleaved(kid, min(cfg.kid_ref_features, total))
   if stats.count < 2:
     raise errors.ConfigError(f"config.eval.split {cfg.split!r} gave {stats.count} images; statistics need at least 2")
   meta = {**reference_meta(settings), "num_images": stats.count}
   path = stats_path(workdir, settings)
-  artifacts.write_once(
-    artifacts.save_npz,
+  processes.write_once(
+    files.save_npz,
     path,
     mu=stats.mean,
     sigma=stats.cov,
@@ -137,7 +139,7 @@ def load_reference(path: epath.Path, settings: Settings, config_hint: str) -> tu
   if not path.is_file():
     raise errors.MissingError(f"no reference statistics at {path}; {hint}")
   try:
-    f = artifacts.load_npz(path)
+    f = files.load_npz(path)
     meta = json.loads(str(f["meta"]))
     stats = evaluation.FeatureStats.from_moments(f["mu"], f["sigma"], int(f["count"]))
     kid_feats = np.asarray(f["kid_features"])
@@ -199,13 +201,13 @@ def evaluate_fid(settings: Settings, workdir: epath.Path, mesh: Any, params: Any
     **sample_lib.sample_options(settings.sample),
   }
   grid = [{"sampler": s, "num_steps": n} for s in cfg.samplers for n in cfg.num_steps]
-  path = workdir / "eval" / f"eval_step{run.step}.json"
-  record = artifacts.run_points(path, header, grid, measure)
+  path = Workdir.of(workdir).eval_record(run.step)
+  record = points.run_points(path, header, grid, measure)
   d = settings.data
   title = f"{d.name} {d.image_size}px, {record['points'][0]['num_images']} samples, step {run.step}"
   paper = PAPER_CURVES if (d.name, d.image_size) == ("celeb_a", 64) else None
-  artifacts.write_once(
-    figures.fid_vs_nfe, workdir / "eval" / f"fid_vs_nfe_step{run.step}.png", record["points"], title, paper
+  processes.write_once(
+    figures.fid_vs_nfe, Workdir.of(workdir).eval_figure("fid_vs_nfe", run.step), record["points"], title, paper
   )
   log.info("wrote %s and fid_vs_nfe_step%d.png", path, run.step)
   return path

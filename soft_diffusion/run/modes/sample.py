@@ -33,28 +33,15 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from soft_diffusion import (
-  artifacts,
-  checkpoints,
-  corruptions,
-  data,
-  errors,
-  figures,
-  models,
-  preconditioning,
-  priors,
-  samplers,
-  time_grids,
-)
-from soft_diffusion import settings as settings_lib
-from soft_diffusion import state as state_lib
+from soft_diffusion import corruptions, data, errors, evaluation, models, preconditioning, priors, samplers, time_grids
 from soft_diffusion.models import make_denoise_fn, wiener_skip
-from soft_diffusion.settings import SampleConfig, Settings
+from soft_diffusion.run import checkpoints, figures, files, image_files, processes, reporting
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.settings import SampleConfig, Settings
+from soft_diffusion.run.workdir import Workdir
 
 log = logging.getLogger(__name__)
-
-PRIOR_FILE = "prior.npz"
-SPECTRUM_FILE = "spectrum.npz"
 
 # ----------------------------------------------------------------------------------------------
 # The start distribution p_1.
@@ -80,7 +67,7 @@ def load_training_images(settings: Settings, num: int, *, shared: bool = False) 
 def fit_prior(images: np.ndarray, corruption: corruptions.Corruption, reduce=None) -> priors.GaussianPrior:
   """Fits p_1 to training images [N, H, W, C]: the law of C_1 x_0 from the images, plus the
   noise s_1² I exactly (priors.fit_gaussian_prior); no random draws, so no seed. `reduce`: the
-  sum over processes when each holds a share of the images (artifacts.sum_over_processes)."""
+  sum over processes when each holds a share of the images (processes.sum_over_processes)."""
   apply_at_one = jax.jit(lambda x: corruption.apply(x, jnp.ones(x.shape[0])))
   signal = [np.asarray(apply_at_one(images[start : start + 256])) for start in range(0, len(images), 256)]
   signal = np.concatenate(signal) if signal else np.zeros((0, *images.shape[1:]), np.float32)
@@ -88,24 +75,20 @@ def fit_prior(images: np.ndarray, corruption: corruptions.Corruption, reduce=Non
   return priors.fit_gaussian_prior(signal, noise_std, reduce=reduce)
 
 
-def save_prior(prior: priors.GaussianPrior, path: epath.Path) -> None:
-  artifacts.save_npz(path, **prior._asdict())
+def save_prior(prior: priors.GaussianPrior, workdir: Workdir) -> None:
+  workdir.write_prior(prior._asdict())
 
 
-def load_prior(path: epath.Path) -> priors.GaussianPrior:
-  if not path.exists():
-    raise errors.MissingError(f"no prior at {path}; it is written when training starts in that workdir")
-  f = artifacts.load_npz(path)
-  missing = [k for k in priors.GaussianPrior._fields if k not in f]
-  if missing:
-    raise errors.ConfigError(f"{path} lacks {', '.join(missing)}: not a prior written by this version")
+def load_prior(workdir: Workdir) -> priors.GaussianPrior:
+  f = workdir.read_prior(priors.GaussianPrior._fields)
   return priors.GaussianPrior(**{k: jnp.asarray(f[k]) for k in priors.GaussianPrior._fields})
 
 
-def prior_is_current(path: epath.Path) -> bool:
-  """Whether `path` holds a prior of the current format. Files written before p_1's noise was
-  added exactly (no `noise_std` field) hold a noisy sample covariance and are refitted."""
-  return path.exists() and "noise_std" in artifacts.load_npz(path)
+def prior_is_current(workdir: Workdir) -> bool:
+  """Whether the run's prior file holds a prior of the current format. Files written before p_1's
+  noise was added exactly (no `noise_std` field) hold a noisy sample covariance and are refitted."""
+  path = workdir.prior_file
+  return path.exists() and "noise_std" in files.load_npz(path)
 
 
 def make_prior(
@@ -114,14 +97,15 @@ def make_prior(
   """p_1 as `sample.prior` says. With `fit_missing` (training), a missing WORKDIR/prior.npz is
   fitted and written (by process 0) first, whichever prior sampling uses. A prior.npz of the
   earlier format (a sample covariance of noisy draws) is refitted and rewritten in any mode."""
-  path = workdir / PRIOR_FILE
+  workdir = Workdir.of(workdir)
+  path = workdir.prior_file
   forward = settings.sample.prior == "forward"
   exists = path.exists()
-  stale = exists and not prior_is_current(path)
+  stale = exists and not prior_is_current(workdir)
   if stale:
     log.warning("%s was fitted to noisy draws (earlier format); refitting it with the noise added exactly", path)
   fit = (fit_missing and not exists) or (stale and not forward)
-  artifacts.barrier("prior checked")  # every process has decided before process 0 writes the file
+  processes.barrier("prior checked")  # every process has decided before process 0 writes the file
   num = settings.train.prior_num_images
   images = load_training_images(settings, num) if forward else None  # every process samples from all
   gaussian = None
@@ -131,12 +115,12 @@ def make_prior(
       share = images[jax.process_index() :: jax.process_count()]
     else:
       share = load_training_images(settings, num, shared=True)
-    gaussian = fit_prior(share, corruption, reduce=artifacts.sum_over_processes if multi else None)
+    gaussian = fit_prior(share, corruption, reduce=processes.sum_over_processes if multi else None)
     if jax.process_index() == 0:
-      save_prior(gaussian, path)
+      save_prior(gaussian, workdir)
   if forward:
     return priors.ForwardPrior(jnp.asarray(images))
-  return gaussian if gaussian is not None else load_prior(path)
+  return gaussian if gaussian is not None else load_prior(workdir)
 
 
 def data_power(settings: Settings, workdir: epath.Path, *, fit_missing: bool = False, needed_by: str) -> np.ndarray:
@@ -144,19 +128,17 @@ def data_power(settings: Settings, workdir: epath.Path, *, fit_missing: bool = F
   training computes once (one pass over the training split, `levels.power_spectrum`; the exact
   spectrum for a dataset whose law is known) into WORKDIR/spectrum.npz (key `power`) and
   sampling reads back. `needed_by` names the setting that needs it, for the error."""
-  from soft_diffusion import levels
+  from soft_diffusion.run.modes import levels
 
-  path = workdir / SPECTRUM_FILE
-  fit = fit_missing and not path.exists()
-  artifacts.barrier("spectrum checked")
+  workdir = Workdir.of(workdir)
+  fit = fit_missing and not workdir.spectrum_file.exists()
+  processes.barrier("spectrum checked")
   if fit:
     power, _ = levels.power_spectrum(settings)
     if jax.process_index() == 0:
-      artifacts.save_npz(path, power=power)
-  elif not path.exists():
-    raise errors.MissingError(f"no spectrum at {path}; {needed_by} writes it when training starts")
+      workdir.write_spectrum(power)
   else:
-    power = artifacts.load_npz(path)["power"]
+    power = workdir.read_spectrum(needed_by)
   return power[:, :, None] if power.ndim == 2 else power  # the fields' exact spectrum: one channel's
 
 
@@ -251,10 +233,10 @@ def draw(
   key fold_in(key(cfg.seed), i); with `progress`, a log line per batch with the rate and ETA.
   `raw`: float32 images as `draw_fn` returns them (no rounding to uint8)."""
   out = []
-  report = artifacts.Progress("drawn", num_images, note=" (first batch includes compiling)") if progress else None
+  report = reporting.Progress("drawn", num_images, note=" (first batch includes compiling)") if progress else None
   for i in range(math.ceil(num_images / cfg.batch_size)):
     x = draw_fn(params, prior, jax.random.fold_in(jax.random.key(cfg.seed), i))
-    x = x if raw else artifacts.to_uint8(x)
+    x = x if raw else evaluation.to_uint8(x)
     if not x.is_fully_addressable:  # batch split over several processes: every process gets all
       x = multihost_utils.process_allgather(x, tiled=True)
     out.append(np.asarray(x))
@@ -272,7 +254,7 @@ class Run:
   """What sampling needs from a trained workdir."""
 
   settings: Settings
-  workdir: epath.Path
+  workdir: Workdir
   network: Any
   corruption: corruptions.Corruption
   params: Any  # EMA parameters, replicated over the mesh
@@ -320,11 +302,11 @@ def load_run(
   """Checks the run, then loads the checkpoint's EMA params and p_1 (one-line errors).
 
   Args:
-    settings: from `settings.load(config, workdir)` (once per mode).
-    workdir: the run's folder (`artifacts.resolve_workdir`).
+    settings: from `Workdir.of(workdir).settings(config)` (once per mode).
+    workdir: the run's folder (`Workdir.resolve`).
   """
   settings = settings_lib.require(settings, "load_run")
-  workdir = epath.Path(workdir)
+  workdir = Workdir.of(workdir)
   mesh = mesh or state_lib.make_mesh()
   state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
   step = checkpoints.resolve_step(workdir, step)
@@ -434,11 +416,11 @@ def write_samples(settings: Settings, workdir: epath.Path, step: int | None = No
     time.perf_counter() - start,
     run.step,
   )
-  out = run.workdir / "samples" / draw_name(cfg, run.step)
+  out = run.workdir.draw(draw_name(cfg, run.step))
   if jax.process_index() == 0:
-    artifacts.save_npz(out / "samples.npz", images=images)
-    artifacts.write_png(images, out / "samples.png")
+    files.save_npz(out.arrays, images=images)
+    image_files.write_png(images, out.grid)
   if jax.process_count() == 1:  # the figures run small jitted programs on one process's devices
-    trajectory_figure(run, out / "trajectory.png")
-    forward_figure(run, out / "forward.png")
-  return out / "samples.npz"
+    trajectory_figure(run, out.trajectory)
+    forward_figure(run, out.forward)
+  return out.arrays

@@ -10,8 +10,9 @@ distances is `levels.pairing` (level_selection.PAIRINGS).
 
 It writes, atomically, `WORKDIR/levels.json` (the levels, ε, hop distances, candidates, and the
 `fingerprint` of the settings they were selected for) and `WORKDIR/levels.png` (σ_B(t) against
-the log-spaced levels, the hop distances against ε, the radial power spectrum). The file's name,
-fingerprint and reader belong to settings.py, which resolves the levels of every other mode.
+the log-spaced levels, the hop distances against ε, the radial power spectrum). The file and
+its reader belong to workdir.py (`Workdir.settings` resolves the levels of every other mode); the
+fingerprint is `settings.levels_fingerprint`.
 `select_missing_levels` is training's step: it selects and writes the levels first when the file
 is missing.
 """
@@ -27,9 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from soft_diffusion import artifacts, data, dct, errors, figures, level_selection, schedules
-from soft_diffusion import settings as settings_lib
-from soft_diffusion import state as state_lib
+from soft_diffusion import data, dct, errors, level_selection, schedules
+from soft_diffusion.run import figures, processes, reporting
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.workdir import Workdir
 
 Settings = settings_lib.Settings
 
@@ -39,7 +42,6 @@ METHOD = (
   "level selection: synchronous-coupling W2 bound on the mean DCT power spectrum; noise pairing levels.pairing "
   "(level_selection.PAIRINGS); smallest epsilon admitting K levels"
 )
-FIGURE_FILE = "levels.png"
 
 
 def power_spectrum(settings: Settings, *, progress: bool = True, announce: bool = False) -> tuple[np.ndarray, int]:
@@ -60,7 +62,7 @@ def power_spectrum(settings: Settings, *, progress: bool = True, announce: bool 
   # over processes: a pod decodes the data once in all, not once per host.
   index, processes = jax.process_index(), jax.process_count()
   share = len(range(index, limit, processes))
-  report = artifacts.Progress("power spectrum" + (f" (this process's {share})" if processes > 1 else ""), share)
+  report = reporting.Progress("power spectrum" + (f" (this process's {share})" if processes > 1 else ""), share)
   if limit == 0:
     raise errors.ConfigError(f"config.data.train_split: split {cfg.train_split!r} of {cfg.name!r} has no images")
   total, count = None, 0
@@ -85,8 +87,8 @@ def power_spectrum(settings: Settings, *, progress: bool = True, announce: bool 
     total = np.zeros(first.shape[1:], np.float32)
   if processes > 1:
     total, count = (
-      artifacts.sum_over_processes(total),
-      int(round(float(artifacts.sum_over_processes(np.float64(count))))),
+      processes.sum_over_processes(total),
+      int(round(float(processes.sum_over_processes(np.float64(count))))),
     )
   if count == 0:
     raise errors.ConfigError(f"config.data.train_split: split {cfg.train_split!r} of {cfg.name!r} has no images")
@@ -124,7 +126,7 @@ def _select(
     "selected %d levels in %.1f s (ε = %.4g)", len(levels.sigmas), time.perf_counter() - start, levels.selection.epsilon
   )
   record = {
-    "sigmas": [float(s) for s in levels.sigmas],  # read back by `read_levels`
+    "sigmas": [float(s) for s in levels.sigmas],  # read back by `Workdir.read_levels`
     "t": [float(x) for x in np.linspace(0, 1, len(levels.sigmas))],
     "epsilon": levels.selection.epsilon,
     "hop_distances": [float(x) for x in levels.selection.hop_distances],
@@ -137,24 +139,23 @@ def _select(
   return levels, record, power
 
 
-def _write(workdir: epath.Path, levels, record: dict[str, Any], settings: Settings, power: np.ndarray) -> epath.Path:
-  path = workdir / settings_lib.LEVELS_FILE
+def _write(workdir: Workdir, levels, record: dict[str, Any], settings: Settings, power: np.ndarray) -> epath.Path:
   if jax.process_index() == 0:  # every process selects the same levels; one writes them
-    artifacts.write_json(path, record)
-    figures.levels_figure(workdir / FIGURE_FILE, levels, settings, power)
+    workdir.write_levels(record)
+    figures.levels_figure(workdir.levels_figure, levels, settings, power)
     source = f"{record['num_images']} images" if record["num_images"] else "the exact spectrum"
-    log.info("wrote %s and %s (levels from %s)", path, FIGURE_FILE, source)
-  return path
+    log.info("wrote %s and %s (levels from %s)", workdir.levels_file, workdir.levels_figure.name, source)
+  return workdir.levels_file
 
 
 def write_levels(settings: Settings, workdir: epath.Path) -> epath.Path:
   """Runs level selection for `settings` and writes WORKDIR/levels.json and levels.png.
 
   Args:
-    settings: from `settings.load(config, workdir, resolve_levels=False)`.
-    workdir: the run's folder (`artifacts.resolve_workdir`).
+    settings: from `settings.load(config)`.
+    workdir: the run's folder (`Workdir.resolve`).
   """
-  workdir = epath.Path(workdir)
+  workdir = Workdir.of(workdir)
   levels, record, power = _select(settings, announce=True)
   return _write(workdir, levels, record, settings, power)
 
@@ -166,12 +167,12 @@ def select_missing_levels(settings: Settings, workdir: epath.Path) -> Settings:
   `settings` unchanged."""
   if not settings_lib.needs_levels(settings):
     return settings
-  workdir = epath.Path(workdir)
-  exists = settings_lib.levels_path(workdir).exists()
-  artifacts.barrier("levels checked")  # every process has decided before process 0 writes the file
+  workdir = Workdir.of(workdir)
+  exists = workdir.has_levels()
+  processes.barrier("levels checked")  # every process has decided before process 0 writes the file
   if exists:
-    return settings_lib.with_levels(settings, settings_lib.read_levels(workdir, settings))
-  log.info("blur_schedule = 'selected' and no %s in %s: selecting the levels first", settings_lib.LEVELS_FILE, workdir)
+    return workdir.settings(settings)
+  log.info("blur_schedule = 'selected' and no %s: selecting the levels first", workdir.levels_file)
   levels, record, power = _select(settings)
   _write(workdir, levels, record, settings, power)
   return settings_lib.with_levels(settings, tuple(float(s) for s in record["sigmas"]))

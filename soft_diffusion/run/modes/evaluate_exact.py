@@ -18,10 +18,12 @@ from typing import Any
 
 from etils import epath
 
-from soft_diffusion import artifacts, data, figures, gaussian_field
-from soft_diffusion import sample as sample_lib
+from soft_diffusion import data, gaussian_field
 from soft_diffusion.evaluation import exact
-from soft_diffusion.settings import Settings
+from soft_diffusion.run import figures, points, processes
+from soft_diffusion.run.modes import sample as sample_lib
+from soft_diffusion.run.settings import Settings
+from soft_diffusion.run.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +80,11 @@ def evaluate_exact(settings: Settings, workdir: epath.Path, mesh: Any, step: int
   grid = [
     {"denoiser": dn, "sampler": s, "num_steps": n} for dn in denoisers for s in cfg.samplers for n in cfg.num_steps
   ]
-  path = workdir / "eval" / f"eval_step{run.step}.json"
-  record = artifacts.run_points(path, header, grid, measure)
+  workdir = Workdir.of(workdir)
+  path = workdir.eval_record(run.step)
+  record = points.run_points(path, header, grid, measure)
   runs = [("", record["points"])]
-  out = workdir / "eval"
-  artifacts.write_once(figures.spectral_fd_vs_nfe, out / f"spectral_fd_vs_nfe_step{run.step}.png", runs, run.step)
-  artifacts.write_once(figures.ring_ratios, out / f"variance_ratio_step{run.step}.png", runs, run.step)
+  processes.write_once(figures.spectral_fd_vs_nfe, workdir.eval_figure("spectral_fd_vs_nfe", run.step), runs, run.step)
+  processes.write_once(figures.ring_ratios, workdir.eval_figure("variance_ratio", run.step), runs, run.step)
   log.info("wrote %s, spectral_fd_vs_nfe_step%d.png and variance_ratio_step%d.png", path, run.step, run.step)
   return path

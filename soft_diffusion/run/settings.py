@@ -1,33 +1,30 @@
-"""Settings: every config block as a typed, validated frozen dataclass, before anything runs.
+"""Settings: every config block as a typed, validated frozen dataclass, before anything runs. Pure:
+config in, typed settings out, no files.
 
-    from soft_diffusion import settings
-    s = settings.load(config, workdir)   # config: ml_collections ConfigDict, Mapping, or Settings
+    from soft_diffusion.run import settings
+    s = settings.load(config)            # config: ml_collections ConfigDict, Mapping, or Settings
+    s = Workdir.of(workdir).settings(config)   # the same, with a run's selected levels (workdir.py)
 
 * One dataclass per config block. Blocks the library owns keep their dataclass there
   (`data.DataConfig`, `corruptions.CorruptionConfig`, and `models.network_config`, which types
-  the model block as the config of the network `model.name` names); the driver blocks
+  the model block as the config of the network `model.name` names); the program's blocks
   are below. Every default is the value in configs/default.py, which documents each field
   (tests/test_settings.py keeps the two equal).
 * Errors are `errors.ConfigError` (a ValueError) naming the field and what is allowed; unknown
   blocks and keys are errors too. Cross-block rules (the image size against the U-Net's
   downsamplings, the corruption's schedules) are checked here as well.
-* `corruption.blur_schedule = 'selected'`: a table in the config is ignored; with a workdir, the
-  levels are read from WORKDIR/levels.json (`read_levels`, which refuses a file selected for other
-  settings) and become `corruption.blur_sigma_table`, so the corruption is built from the real
-  levels. Without a workdir (validating a config on its own) the range the levels are selected
-  from, [blur_sigma_min, blur_sigma_max], is checked instead. This module owns that file's name,
-  its fingerprint and its reader; `levels.py` (`--mode levels`) writes it.
+* `corruption.blur_schedule = 'selected'`: a table in the config is ignored; the levels of a run
+  are read from its levels.json (`Workdir.settings`, which refuses a file selected for other
+  settings: `levels_fingerprint`) and become `corruption.blur_sigma_table`, so the corruption is
+  built from the real levels. Without them (validating a config on its own) the range the levels
+  are selected from, [blur_sigma_min, blur_sigma_max], is checked instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import math
 from typing import Any
-
-from etils import epath
 
 from soft_diffusion import (
   corruptions,
@@ -41,8 +38,6 @@ from soft_diffusion import (
   time_grids,
   typed_config,
 )
-
-log = logging.getLogger(__name__)
 
 check = typed_config.check
 at_least = typed_config.is_int_at_least
@@ -372,11 +367,7 @@ def _check_corruption(cfg: corruptions.CorruptionConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# The selected blur levels of a run: WORKDIR/levels.json, written by `--mode levels` (levels.py).
-
-LEVELS_FILE = "levels.json"
-LEGACY_LEVELS_FILE = "schedule.json"  # the same record under its name before version 0.2
-LEVELS_HINT = "run: python -m soft_diffusion.main --mode levels --config ... --workdir {workdir}"
+# The selected blur levels of a run (the file itself: workdir.py).
 
 
 def pairing_label(pairing: str, min_blur_share: float) -> str:
@@ -405,35 +396,6 @@ def levels_fingerprint(settings: Settings) -> dict[str, Any]:
   }
 
 
-def levels_path(workdir: str | epath.Path) -> epath.Path:
-  """WORKDIR/levels.json, or the legacy WORKDIR/schedule.json when only that exists (a one-line
-  warning: rename it, or run --mode levels again)."""
-  path = epath.Path(workdir) / LEVELS_FILE
-  legacy = epath.Path(workdir) / LEGACY_LEVELS_FILE
-  if not path.exists() and legacy.exists():
-    log.warning("%s is deprecated: reading it as %s (rename it, or run --mode levels again)", legacy, LEVELS_FILE)
-    return legacy
-  return path
-
-
-def read_levels(workdir: str | epath.Path, settings: Settings) -> tuple[float, ...]:
-  """The σ_B levels of WORKDIR/levels.json, checked against `levels_fingerprint(settings)`."""
-  path = levels_path(workdir)
-  hint = LEVELS_HINT.format(workdir=workdir)
-  if not path.is_file():
-    raise errors.MissingError(f"corruption.blur_schedule = 'selected' but {path} does not exist; {hint}")
-  try:
-    record = json.loads(path.read_text())
-    sigmas, made_for = tuple(float(s) for s in record["sigmas"]), record["fingerprint"]
-  except (ValueError, KeyError, TypeError) as e:
-    raise errors.ConfigError(f"{path} is not a levels file written by --mode levels ({e}); delete it; {hint}") from None
-  expected = json.loads(json.dumps(levels_fingerprint(settings)))
-  differ = sorted(k for k in expected if made_for.get(k) != expected[k])
-  if differ:
-    raise errors.ConfigError(f"{path} was selected for other settings (differ: {', '.join(differ)}); {hint}")
-  return sigmas
-
-
 def needs_levels(settings: Settings) -> bool:
   """True when the corruption's blur levels are 'selected' and not read yet."""
   c = settings.corruption
@@ -446,27 +408,22 @@ def with_levels(settings: Settings, levels: tuple[float, ...]) -> Settings:
 
 
 def require(settings: Any, who: str) -> Settings:
-  """`settings` if it is Settings; the drivers take the Settings that `load` made once per mode."""
+  """`settings` if it is Settings; the modes take the Settings that the preamble made once."""
   if not isinstance(settings, Settings):
-    raise TypeError(f"{who} takes Settings (settings.load(config, workdir)), got {type(settings).__name__}")
+    raise TypeError(f"{who} takes Settings (Workdir.settings(config)), got {type(settings).__name__}")
   return settings
 
 
-def load(config: Any, workdir: str | epath.Path | None = None, *, resolve_levels: bool = True) -> Settings:
-  """Validates `config` (a ConfigDict, Mapping or Settings) into Settings.
+def load(config: Any) -> Settings:
+  """Validates `config` (a ConfigDict, Mapping or Settings) into Settings; pure (no files).
 
-  Args:
-    config: the config, or Settings from an earlier `load` (checked again, levels resolved).
-    workdir: the run's folder; with `resolve_levels`, 'selected' blur levels are read from its
-      levels.json (a missing or foreign file is a one-line error saying what to run).
-    resolve_levels: False for `--mode levels`, which writes that file, and for training, which
-      writes it first when it is missing (`levels.select_missing_levels`).
+  With `corruption.blur_schedule = 'selected'` and no levels yet, the range they are selected
+  from is checked; a run's levels come from its folder (`Workdir.settings`, which reads
+  levels.json and validates again with them: `with_levels`).
   Raises:
-    errors.ConfigError / errors.MissingError naming the field or file.
+    errors.ConfigError naming the field.
   """
   settings = config if isinstance(config, Settings) else _from_config(config)
-  if resolve_levels and workdir is not None and needs_levels(settings):
-    settings = with_levels(settings, read_levels(workdir, settings))
   _check_corruption(settings.corruption)
   check(
     settings.eval.every_steps == 0 or not data.has_exact_law(settings.data),

@@ -39,10 +39,13 @@ import logging
 import numpy as np
 from etils import epath
 
-from soft_diffusion import artifacts, checkpoints, data, errors, evaluate_exact, evaluate_fid, evaluation
-from soft_diffusion import settings as settings_lib
-from soft_diffusion import state as state_lib
-from soft_diffusion.settings import Settings
+from soft_diffusion import data, errors, evaluation
+from soft_diffusion.run import checkpoints, files, processes
+from soft_diffusion.run import settings as settings_lib
+from soft_diffusion.run import state as state_lib
+from soft_diffusion.run.modes import evaluate_exact, evaluate_fid
+from soft_diffusion.run.settings import Settings
+from soft_diffusion.run.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,8 @@ def evaluate_steps(settings: Settings, workdir: epath.Path, steps: str) -> epath
     "best_by_point": {point: {"step": min(v, key=v.get), metric: min(v.values())} for point, v in table.items()},
     "by_point": table,
   }
-  path = root / "eval" / "best.json"
-  artifacts.write_once(artifacts.write_json, path, summary)
+  path = Workdir.of(root).best_eval
+  processes.write_once(files.write_json, path, summary)
   log.info(
     "best checkpoint: %d (geometric mean %s %.4g over %d points); per checkpoint: %s; wrote %s",
     best_step,
