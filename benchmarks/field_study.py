@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))  # configs/
 
 import study_records  # noqa: E402  (benchmarks/, beside this script)
 
-from soft_diffusion.run.workdir import Workdir
+from soft_diffusion.run.workdir import Workdir  # noqa: E402
 
 # The recipes this study measured (configs/default.py apply_form; the defaults moved since).
 BLUR = "configs/gaussian_field.py:paper"

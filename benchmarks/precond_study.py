@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))  # configs/
 import field_study  # noqa: E402  (benchmarks/, beside this script)
 import study_records  # noqa: E402
 
-from soft_diffusion.run.workdir import Workdir
+from soft_diffusion.run.workdir import Workdir  # noqa: E402
 
 BLUR = "configs/gaussian_field.py"
 VE = "configs/gaussian_field_ve.py"

@@ -59,7 +59,7 @@ import study_records  # noqa: E402  (benchmarks/, beside this script)
 
 from configs import digits as digits_config  # noqa: E402
 from configs import digits_ve as digits_ve_config  # noqa: E402
-from soft_diffusion.run.workdir import Workdir
+from soft_diffusion.run.workdir import Workdir  # noqa: E402
 
 SAMPLERS = ("momentum", "naive")
 NFES = (50, 100, 200)
@@ -180,7 +180,7 @@ def select_table(variant: str, pairing: str, workdir: pathlib.Path) -> tuple[flo
   from soft_diffusion.run import settings as settings_lib
   from soft_diffusion.run.modes import levels
 
-  path = settings_lib.levels_path(workdir)
+  path = Workdir.of(workdir).find_levels_file()
   if not path.is_file():
     config = make_config({"levels.pairing": pairing}, 0)
     path = levels.write_levels(settings_lib.load(config), workdir)

@@ -46,7 +46,7 @@ DIGITS_FORM = "paper"
 DIGITS_RUN = pathlib.Path("runs") / "digits_paper"
 
 from soft_diffusion import multistep  # noqa: E402
-from soft_diffusion.run.workdir import Workdir
+from soft_diffusion.run.workdir import Workdir  # noqa: E402
 
 NFES = (5, 10, 15, 20, 35, 50)
 GRID_SPECS = [f"{s}@{g}" for s in ("multistep2", "multistep3", "momentum") for g in ("uniform", "logsnr", "edm")]
