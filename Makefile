@@ -26,7 +26,7 @@ demo: $(STAMP)
 	@# --mode sample prints the .npz it wrote (WORKDIR/samples/<sampler>_<NFE>_..._step<N>/) as its last line
 	out=$$($(BIN)/python -m soft_diffusion.main --config configs/digits.py --workdir $(DEMO_DIR) --mode sample | tail -n 1) && \
 	  test -f "$$out" && echo "samples: $$out" && \
-	  $(BIN)/python benchmarks/digits_quality.py "$$out" --json "$$(dirname "$$out")/quality.json"
+	  $(BIN)/python tools/digits_quality.py "$$out" --json "$$(dirname "$$out")/quality.json"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -61,7 +61,7 @@ newest-jax:
 
 # Does '.[train]' resolve as wheels on Linux x86-64, Linux aarch64 and macOS arm64? (asks the registry)
 resolve: $(STAMP)
-	$(BIN)/python benchmarks/resolve_platforms.py
+	$(BIN)/python tools/resolve_platforms.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

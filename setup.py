@@ -46,7 +46,7 @@ TRAIN = [
   "pillow",
   # TFDS preparation and clu's TensorBoard writers; never used on the accelerator.
   # tensorflow-cpu has wheels for x86-64 only; on Apple silicon and Linux aarch64 the full
-  # tensorflow wheel is the CPU build (benchmarks/resolve_platforms.py asks the registry).
+  # tensorflow wheel is the CPU build (tools/resolve_platforms.py asks the registry).
   'tensorflow-cpu>=2.21,<2.22; platform_machine == "x86_64" or platform_machine == "AMD64"',
   'tensorflow>=2.21,<2.22; platform_machine != "x86_64" and platform_machine != "AMD64"',
   "tensorboard>=2.21,<2.22",

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import os
 import pathlib
@@ -46,7 +45,6 @@ import time
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # configs/
 
 # Datasheet figures per chip: dense bf16 FLOP/s, HBM bytes/s, HBM bytes.
 CHIPS = {
@@ -238,8 +236,9 @@ def load_config(spec: str, batch: int, dtype: str | None, overrides: list[str]):
   if not (HERE.parent / "configs" / f"{name}.py").is_file():
     configs = sorted(p.stem for p in (HERE.parent / "configs").glob("*.py") if p.stem != "__init__")
     raise ValueError(f"--config {spec!r}: no configs/{name}.py; one of {configs}, optionally NAME@FORM")
-  get_config = importlib.import_module(f"configs.{name}").get_config
-  config = get_config(form) if form else get_config()
+  from soft_diffusion.run import schema
+
+  config = schema.load_config(str(HERE.parent / "configs" / f"{name}.py") + (f":{form}" if form else ""))
   config.train.batch_size = batch
   if dtype:
     config.model.dtype = dtype
@@ -275,7 +274,7 @@ def compile_step(config, target: str, hlo_dir: pathlib.Path | None = None) -> di
   size = settings.data.image_size
   channels = 1 if settings.data.name == "digits" else 3
   network = models.make_network(settings.model, backend=backend)
-  optimizer, schedule = state_lib.make_optimizer(settings.optim)
+  optimizer, lr_schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruption_for_timing(settings.corruption)
   precond = preconditioner_for_timing(settings, corruption, (size, size, channels))
   power = np.ones((size, size, channels), np.float32)  # a step's cost does not depend on the spectrum
@@ -298,7 +297,7 @@ def compile_step(config, target: str, hlo_dir: pathlib.Path | None = None) -> di
       (settings.train.batch_size, size, size, channels), np.float32, sharding=state_lib.batch_sharding(mesh)
     )
     step = train.jit_train_step(
-      network, corruption, optimizer, schedule, settings, state, mesh, precond=precond, t_sampler=t_sampler
+      network, corruption, optimizer, lr_schedule, settings, state, mesh, precond=precond, t_sampler=t_sampler
     )
     return step.lower(state, batch), state, mesh
 

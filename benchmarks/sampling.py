@@ -15,7 +15,6 @@ the initialisation (timing does not depend on training). A benchmark, not a test
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import pathlib
 import sys
@@ -23,21 +22,21 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import study_records
-from timing import corruption_for_timing, seconds_per_call
+from timing import corruption_for_timing, markdown_table, seconds_per_call
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
-
-from soft_diffusion import evaluation, models, preconditioning, samplers  # noqa: E402
-from soft_diffusion.models import make_denoise_fn  # noqa: E402
+from soft_diffusion import evaluation, models, preconditioning, samplers
+from soft_diffusion.models import make_denoise_fn
+from soft_diffusion.run import schema
 from soft_diffusion.run import settings as settings_lib
 from soft_diffusion.run import state as state_lib
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 def table(record: dict) -> str:
   """A --json record as a markdown table: seconds per batch, images/s, overhead over bare forwards."""
   batch, bare = record["batch"], record["seconds_per_batch"]["bare forwards"]
-  return study_records.markdown_table(
+  return markdown_table(
     f"{record['device']}; config {record['config']}, batch {batch}, NFE {record['nfe']}, median of {record['repeats']}",
     ("what", "s/batch", "images/s", "overhead over bare forwards"),
     [
@@ -73,9 +72,8 @@ def main(argv=None) -> int:
     print(table(json.loads(args.tables.read_text())))
     return 0
 
-  module, _, form = args.config.partition("@")  # FILE@FORM: the config's recipe (configs/default.py apply_form)
-  get_config = importlib.import_module(f"configs.{module}").get_config
-  config = get_config(form) if form else get_config()
+  module, _, form = args.config.partition("@")  # FILE@FORM: the config's recipe (schema.apply_form)
+  config = schema.load_config(str(CONFIGS / f"{module}.py") + (f":{form}" if form else ""))
   if args.dtype:
     config.model.dtype = args.dtype
   settings = settings_lib.load(config)  # 'selected' levels are not read: timing does not depend on them

@@ -2,7 +2,7 @@
 
     python benchmarks/startup.py [--config configs/digits.py] [--steps 2]
 
-Runs `python -m soft_diffusion.main --config C --workdir W --config.train.num_steps=STEPS` three
+Runs `python -m soft_diffusion.main --config C --workdir W --config.train.total_steps=STEPS` three
 times, each in a fresh workdir: without `--compilation_cache_dir`, then twice with one new cache
 folder (the first fills it, the second is a restart that finds it). Prints the wall time of each
 process (imports, data, prior, compiles, the steps, one checkpoint) and the ratio of the restart
@@ -29,7 +29,7 @@ def run(config: str, workdir: pathlib.Path, steps: int, cache: pathlib.Path | No
     "soft_diffusion.main",
     f"--config={config}",
     f"--workdir={workdir}",
-    f"--config.train.num_steps={steps}",
+    f"--config.train.total_steps={steps}",
     f"--config.train.log_every_steps={steps}",
     f"--config.train.sample_every_steps={10 * steps}",
   ]

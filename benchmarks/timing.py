@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -86,3 +87,10 @@ def preconditioner_for_timing(settings, corruption, image_shape):
     return None
   spectrum = preconditioning.spectrum_for(np.ones(image_shape, np.float32), settings.model.precond_spectrum)
   return preconditioning.Preconditioner(corruption, spectrum, c_in=settings.model.precond_c_in)
+
+
+def markdown_table(caption: str, header: Iterable[str], rows: Iterable[Iterable[object]], align: str) -> str:
+  """`caption`, a blank line, then a markdown table (a --json record's `--tables`); `align` is one
+  '|---|' cell spec per column, e.g. "|---|---:|" ('---' left, '---:' right)."""
+  lines = [caption, "", "| " + " | ".join(header) + " |", align]
+  return "\n".join([*lines, *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)])

@@ -4,8 +4,8 @@
     python benchmarks/train_step.py --configs celeba64 celeba64:unet --batch 128 --dtype bfloat16   # a GPU/TPU
     python benchmarks/train_step.py --memory --configs celeba64 --batch 32 --grad_accum 4   # memory only
 
-A config is a file in configs/, optionally with `@<form>` (its recipe, configs/default.py
-apply_form: `digits@paper`) and `:<model.name>` to swap its network. For each:
+A config is a file in configs/, optionally with `@<form>` (its recipe, schema.apply_form:
+`digits@paper`) and `:<model.name>` to swap its network. For each:
 images/s of `train.make_train_step` on a synthetic batch (the input pipeline is excluded; see
 benchmarks/data.py), the step's FLOPs from XLA's cost analysis, the achieved FLOP/s, and its
 ratio to the matmul FLOP/s measured in the same run: float32 (HIGHEST precision) for float32
@@ -21,7 +21,6 @@ the machine.
 from __future__ import annotations
 
 import argparse
-import importlib
 import pathlib
 import statistics
 import sys
@@ -32,12 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 from timing import compile_with_flops, corruption_for_timing, matmul_flops_per_second, preconditioner_for_timing
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
-
 from soft_diffusion import models
+from soft_diffusion.run import schema
 from soft_diffusion.run import settings as settings_lib
 from soft_diffusion.run import state as state_lib
 from soft_diffusion.run.modes import train
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 def peak_bytes(compiled) -> int:
@@ -63,8 +63,7 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: 
   """Compiles the train step of config `name` and times `steps` calls (none when steps is 0)."""
   spec, _, network = name.partition(":")
   module, _, form = spec.partition("@")
-  get_config = importlib.import_module(f"configs.{module}").get_config
-  config = get_config(form) if form else get_config()
+  config = schema.load_config(str(CONFIGS / f"{module}.py") + (f":{form}" if form else ""))
   if network:
     config.model.name = network
   config.model.remat = remat
@@ -79,11 +78,11 @@ def measure(name: str, batch: int | None, dtype: str | None, steps: int, remat: 
   channels = 1 if settings.data.name == "digits" else 3
   mesh = state_lib.make_mesh()
   model = models.make_network(settings.model)
-  optimizer, schedule = state_lib.make_optimizer(settings.optim)
+  optimizer, lr_schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruption_for_timing(settings.corruption)
   state = state_lib.create_state(model, optimizer, (size, size, channels), settings.seed, state_lib.replicated(mesh))
   precond = preconditioner_for_timing(settings, corruption, (size, size, channels))
-  step = train.jit_train_step(model, corruption, optimizer, schedule, settings, state, mesh, precond=precond)
+  step = train.jit_train_step(model, corruption, optimizer, lr_schedule, settings, state, mesh, precond=precond)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
   x = jax.device_put(x, state_lib.batch_sharding(mesh))
   print(f"{name}: compiling the train step, batch {batch} ...", file=sys.stderr, flush=True)

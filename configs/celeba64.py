@@ -21,14 +21,14 @@ that is about 29 h on one H100, 3.6 h on 8 H100s, 13 h on a TPU v4-16 (8 chips).
 launch/gpu.sh, launch/slurm.sh or launch/tpu_pod.sh.
 """
 
-from configs import default
+from soft_diffusion.run import schema
 
 
 def get_config(form: str = "preconditioned"):
-  """form (`--config configs/celeba64.py:FORM`, configs/default.py apply_form): 'preconditioned' (the
+  """form (`--config configs/celeba64.py:FORM`, schema.apply_form): 'preconditioned' (the
   per-coefficient preconditioning and the denoised end; the default since the preconditioning
   study, docs/results.md) or 'paper' (the paper's residual form, loss and end)."""
-  config = default.get_config()
+  config = schema.default_config()
   config.data.name = "celeb_a"
   config.data.image_size = 64
   config.data.crop_size = 140
@@ -52,4 +52,4 @@ def get_config(form: str = "preconditioned"):
   config.train.sample_every_steps = 50_000
   config.checkpoint.every_steps = 10_000
   config.sample.num_steps = 300
-  return default.apply_form(config, form)
+  return schema.apply_form(config, form)

@@ -10,8 +10,10 @@ Runtime and result: not measured yet; expected runtime as
 configs/celeba64.py (same network and steps).
 """
 
-from configs import celeba64, default
+from soft_diffusion.run import schema
+
+celeba64 = schema.sibling(__file__, "celeba64")
 
 
 def get_config():
-  return default.use_soft_masks(celeba64.get_config("paper"))  # masks: the paper's form (no preconditioning)
+  return schema.use_soft_masks(celeba64.get_config("paper"))  # masks: the paper's form (no preconditioning)

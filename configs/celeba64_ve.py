@@ -19,31 +19,20 @@ costs what configs/celeba64.py costs (same network, same steps), sampling twice 
 evaluations of a 1,000-step sampler.
 """
 
-from configs import celeba64, default
+from soft_diffusion.run import schema
+
+celeba64 = schema.sibling(__file__, "celeba64")
 
 
-def apply_ve_recipe(config, noise_std_max: float):
-  """score_sde's VE recipe in our units on any config (also used by the VE twins of the small
-  studies): C_t = I, geometric s_t from 0.02 to `noise_std_max`, inverse-noise-variance
-  weighting, the network's output scaled by s_t, and the PC sampler."""
-  config.corruption.name = "identity"
-  config.corruption.blur_schedule = "log"  # no blur here; 'selected' applies to blur only
-  config.corruption.blur_sigma_table = None
-  config.corruption.noise_schedule = "geometric"
-  config.corruption.noise_std_min = 0.02
-  config.corruption.noise_std_max = noise_std_max
-  config.loss.weighting = "inverse_noise_var"
-  config.model.output_scale = "noise_std"
-  config.sample.sampler = "pc"
-  return config
+apply_ve_recipe = schema.apply_ve_recipe  # its home; kept here for configs that import it from this file
 
 
 def get_config(form: str = "edm"):
-  """form (`--config configs/celeba64_ve.py:FORM`, configs/default.py apply_form): 'edm' (EDM's recipe:
+  """form (`--config configs/celeba64_ve.py:FORM`, schema.apply_form): 'edm' (EDM's recipe:
   the preconditioning, the log-normal density and the denoised end; the default since the
   preconditioning study) or 'score_sde' (score_sde's VE recipe, the paper's baseline)."""
   config = apply_ve_recipe(celeba64.get_config(), noise_std_max=180.0)
   config.sample.num_steps = 2000  # network evaluations: 1,000 levels × (corrector + predictor)
   config.eval.samplers = ("pc", "momentum")  # score_sde's sampler, and its predictor alone
   config.eval.num_steps = (200, 1000, 2000)
-  return default.apply_form(config, form, default.VE_FORMS)
+  return schema.apply_form(config, form, schema.VE_FORMS)

@@ -5,7 +5,7 @@
 
 Runtime (measured, 2 CPU cores, no accelerator): training 11 min 39 s on a busy machine (151.8 ms
 per step of 64, the same as the paper's form), sampling 256 images 19 s. Result (the default
-form), printed by `make demo` or by `python benchmarks/digits_quality.py
+form), printed by `make demo` or by `python tools/digits_quality.py
 runs/digits/samples/momentum_100_forward_denoise_step4000/samples.npz`: a nearest-neighbour share
 of 0.867 (target >= 0.80; the paper's form 0.910), 10/10 classes, a fine-detail variance ratio
 of 1.04 and 0.0042 of excess noise in the top rings (0.0114 in the paper's form, which ends
@@ -13,7 +13,7 @@ with the last step's noise); training is deterministic.
 Details: docs/results.md, "The digits demo" and "Sample quality on the digits".
 """
 
-from configs import default
+from soft_diffusion.run import schema
 
 # The 32 levels of the level selection (`--mode levels`, level_selection.select_blur_levels: mean
 # DCT power of the 16×16 train digits, 256 log-spaced candidates in [0.01, 5.75] px) with
@@ -38,12 +38,12 @@ DIGITS_BLUR_LEVELS_JOINT = (
 
 
 def get_config(form: str = "preconditioned"):
-  """form (`--config configs/digits.py:FORM`, configs/default.py apply_form): 'preconditioned' (the
+  """form (`--config configs/digits.py:FORM`, schema.apply_form): 'preconditioned' (the
   per-coefficient preconditioning and the denoised end; the default since the preconditioning
   study, docs/results.md) or 'paper' (the paper's residual form, loss and end)."""
-  config = default.get_config()
+  config = schema.default_config()
   config.data.name = "digits"
-  config.data.image_size = 16  # stored at 8×8; see configs/default.py for why 16
+  config.data.image_size = 16  # stored at 8×8; see data.DataConfig.image_size for why 16
   config.data.cache = True  # 1,617 images: decode once, not every epoch
 
   # σ_B up to 23 px on 64×64 scales to 5.75 px on 16×16; the levels: DIGITS_BLUR_LEVELS above.
@@ -65,7 +65,7 @@ def get_config(form: str = "preconditioned"):
   config.optim.decay_steps = 4000
 
   config.train.batch_size = 64
-  config.train.num_steps = 4000
+  config.train.total_steps = 4000
   config.train.log_every_steps = 100
   config.train.sample_every_steps = 4000  # one grid, at the end
   config.train.prior_num_images = 1617  # the whole train split (p_1 = their forward marginal)
@@ -81,4 +81,4 @@ def get_config(form: str = "preconditioned"):
   config.eval.num_images = 256
   config.eval.num_steps = (20, 50, 100, 200)
   config.eval.kid_subset_size = 256
-  return default.apply_form(config, form)
+  return schema.apply_form(config, form)

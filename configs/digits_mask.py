@@ -7,14 +7,16 @@ digits: the model that restores its own masks natively (docs/restoration.md).
 
 Everything but the corruption is configs/digits.py in its paper form (network, steps, optimiser,
 prior; the preconditioning needs a corruption diagonal in the DCT basis, which masks are not). Runtime
-as configs/digits.py (about 9 min on 2 CPU cores); benchmarks/restoration.py trains it when missing.
+as configs/digits.py (about 9 min on 2 CPU cores); studies/restoration.py trains it when missing.
 """
 
-from configs import default, digits
+from soft_diffusion.run import schema
+
+digits = schema.sibling(__file__, "digits")
 
 
 def get_config():
-  config = default.use_soft_masks(digits.get_config("paper"))
+  config = schema.use_soft_masks(digits.get_config("paper"))
   config.restore.operator = "model"
   config.restore.size = 0.5
   return config

@@ -7,7 +7,7 @@ The data are generated on the fly (`data.name = 'gaussian_field'`, nothing to do
 number `--mode eval` reports is an exact distance to the true law (evaluation/exact.py), next to
 the same sampler driven by the exact posterior mean (the oracle, the floor a perfect network
 reaches). The VE twin is configs/gaussian_field_ve.py: same network, same steps × batch.
-`benchmarks/reproduce_small.py` trains and evaluates both (docs/results.md, "Results at small scale").
+`studies/reproduce_small.py` trains and evaluates both (docs/results.md, "Results at small scale").
 
 Size: 16×16×3 (D = 768), so that training (4,000 steps of 64, about 9 min) and the whole eval
 grid fit a 2-core CPU; `--config.data.image_size=32` is docs/method.md §7's default size.
@@ -22,14 +22,14 @@ preconditioning's skip is already the posterior mean, so this run tests the pipe
 network can learn: the study's wrong-spectrum variants do that.
 """
 
-from configs import default
+from soft_diffusion.run import schema
 
 
 def get_config(form: str = "preconditioned"):
   """form (`--config configs/gaussian_field.py:FORM`): 'preconditioned' (the default since the
   preconditioning study: docs/results.md, "Training that learns what the samplers read") or
   'paper' (the paper's residual form and loss, this config before that study)."""
-  config = default.get_config()
+  config = schema.default_config()
   config.data.name = "gaussian_field"
   config.data.image_size = 16
 
@@ -37,7 +37,7 @@ def get_config(form: str = "preconditioned"):
   config.corruption.blur_sigma_max = 5.75
   config.corruption.blur_schedule = "selected"
   # Level pairing: 'candidate', the digits' default, measured against 'joint' (the earlier choice),
-  # 'blur' and 'joint_min_blur' here (benchmarks/field_study.py; docs/results.md "Results at small
+  # 'blur' and 'joint_min_blur' here (studies/field_study.py; docs/results.md "Results at small
   # scale"): with the oracle it beats 'joint' at 20, 50 and 100 NFE (0.885 / 0.238 / 0.135
   # against 1.01 / 0.262 / 0.141 spectral FD); trained, the tables tie (1.03-1.06 at 100 NFE).
   # 'blur' is best with the oracle at 20 NFE, but on the digits it makes the same first hop as
@@ -59,7 +59,7 @@ def get_config(form: str = "preconditioned"):
   config.optim.decay_steps = 4000
 
   config.train.batch_size = 64
-  config.train.num_steps = 4000
+  config.train.total_steps = 4000
   config.train.log_every_steps = 100
   config.train.sample_every_steps = 4000
   config.train.prior_num_images = 5000
@@ -72,4 +72,4 @@ def get_config(form: str = "preconditioned"):
   config.eval.samplers = ("momentum", "naive", "deterministic")
   config.eval.num_steps = (10, 20, 50, 100, 200, 300)
   config.eval.num_images = 1024  # spectral FD of the truth itself at this N: ~0.10 (finite-N bias)
-  return default.apply_form(config, form)
+  return schema.apply_form(config, form)

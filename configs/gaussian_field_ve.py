@@ -14,8 +14,9 @@ between two training images): 30 here (measured on 3,000 fields: max 29.9, media
 network, optimizer, steps and batch are those of configs/gaussian_field.py.
 """
 
-from configs import default, gaussian_field
-from configs.celeba64_ve import apply_ve_recipe
+from soft_diffusion.run import schema
+
+gaussian_field = schema.sibling(__file__, "gaussian_field")
 
 
 def get_config(form: str = "edm"):
@@ -23,6 +24,6 @@ def get_config(form: str = "edm"):
   with the data's spectrum and the log-normal training-time density; the default since the
   preconditioning study, docs/results.md "Training that learns what the samplers read") or
   'score_sde' (score_sde's VE recipe, this config before that study)."""
-  config = apply_ve_recipe(gaussian_field.get_config("paper"), noise_std_max=30.0)
+  config = schema.apply_ve_recipe(gaussian_field.get_config("paper"), noise_std_max=30.0)
   config.eval.samplers = ("momentum", "naive", "deterministic", "pc")
-  return default.apply_form(config, form, default.VE_FORMS)
+  return schema.apply_form(config, form, schema.VE_FORMS)

@@ -1,6 +1,6 @@
 """The smallest config that runs every mode: the digits at 8×8, a 2-level U-Net with 4 channels.
 
-    python -m soft_diffusion.main --config configs/tiny.py --workdir /tmp/tiny --config.train.num_steps=4
+    python -m soft_diffusion.main --config configs/tiny.py --workdir /tmp/tiny --config.train.total_steps=4
 
 For tests and quick checks of the plumbing (a few seconds a mode on a CPU); its samples are not
 meant to look like digits. The tests pin the numbers they check (for example the learning rate of
@@ -11,7 +11,9 @@ their arithmetic are the paper's loss and residual form. `configs/tiny.py:precon
 recipe configs/digits.py trains by default (tests/test_preconditioning.py trains and samples it).
 """
 
-from configs import digits
+from soft_diffusion.run import schema
+
+digits = schema.sibling(__file__, "digits")
 
 
 def get_config(form: str = "paper"):
@@ -26,7 +28,7 @@ def get_config(form: str = "paper"):
   config.optim.decay = "constant"
 
   config.train.batch_size = 8
-  config.train.num_steps = 4
+  config.train.total_steps = 4
   config.train.log_every_steps = 2
   config.train.sample_every_steps = 1000
   config.train.tensorboard = False  # no TensorFlow import: seconds less per start (metrics.jsonl still written)

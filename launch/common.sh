@@ -1,5 +1,6 @@
-# Sourced by the launch scripts: go to the repository root (configs/ are imported from there) and
-# pick the Python that has soft_diffusion installed: $PYTHON, else the repo's .venv, else python3.
+# Sourced by the launch scripts: go to the repository root (the configs named on the command line
+# are relative to it) and pick the Python that has soft_diffusion installed: $PYTHON, else the
+# repo's .venv, else python3.
 # Hyper-parameters never live here: they are in configs/ and in --config.x.y=v overrides.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

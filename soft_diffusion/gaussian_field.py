@@ -15,7 +15,7 @@ has independent DCT coefficients N(0, c² v + s²) and the posterior mean is exa
 
 * `spectrum(height, width, k0, pixel_std)`: v, float64 [H, W].
 * `field_images(spectrum_sqrt, rngs)`: images from numpy generators (the data pipeline's
-  per-element generator, `data/gaussian_field.py`).
+  per-element generator, `data/field_source.py`).
 * `dct_multipliers(corruption, t, height, width)`: c_t(k, l) for blur or identity.
 * `oracle_denoiser(corruption, v)`: the posterior mean as a `denoise_fn(x_t, t)` (jit-able), the
   floor a perfect network reaches with any sampler.

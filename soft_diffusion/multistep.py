@@ -134,8 +134,7 @@ def multistep_sampler(
   order: int = 2,
   time_grid: Any = "auto",
   rho: float = 7.0,
-  return_x0_hat: bool = False,
-  return_trajectory: bool = False,
+  trace: bool = False,
   t_start: float = 1.0,
   stochastic: bool = False,
   final: str = "noise",
@@ -189,14 +188,13 @@ def multistep_sampler(
       x_next = dct.from_basis(coeffs + s_b * jnp.sqrt(jnp.maximum(1.0 - jnp.square(r), 0.0)) * noise, basis)
     if final == "denoise":
       x_next = jnp.where(i == num_steps - 1, x0_hat.astype(jnp.float32), x_next)
-    return (x_next.astype(x.dtype), history, x0_hat), ((x, x0_hat) if return_trajectory else None)
+    return (x_next.astype(x.dtype), history, x0_hat), ((x, x0_hat) if trace else None)
 
   init = (x_init, jnp.zeros((order, *x_init.shape), jnp.float32), jnp.zeros_like(x_init))
   (x0, _, x0_hat), trajectory = jax.lax.scan(body, init, jnp.arange(num_steps))
-  outputs = [x0, x0_hat] if return_x0_hat else [x0]
-  if return_trajectory:
-    outputs.append(trajectory)
-  return tuple(outputs) if len(outputs) > 1 else x0
+  if not trace:
+    return x0
+  return time_grids.Trace(x0, x0_hat, times[order - 1 : order - 1 + num_steps], *trajectory)
 
 
 multistep_sde_sampler = functools.partial(multistep_sampler, stochastic=True)

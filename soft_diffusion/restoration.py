@@ -17,7 +17,7 @@ all channels ('dct': Gaussian and box blur with reflecting boundaries; 'pixel': 
   process runs from t* to 0. With an exact denoiser this samples p(x_0 | x_{t*}) up to
   discretisation. It equals p(x_0 | y) when nothing of y is lost on the way, i.e. when A is C_{t*}
   itself and s_{t*} = σ_y; otherwise extra blur or noise costs information
-  (`benchmarks/restoration.py` measures how much against the exact posterior).
+  (`studies/restoration.py` measures how much against the exact posterior).
   One-line ValueError when no t < 1 qualifies (say which) or the bases differ.
 
 * `guided_denoiser` (with `guided_init` and `restore_guided`): any diagonal A; the sampler runs

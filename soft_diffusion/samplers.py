@@ -2,7 +2,7 @@
 
 Every sampler has the signature
 
-    sampler(denoise_fn, x_init, corruption, *, num_steps, key, return_x0_hat=False, return_trajectory=False)
+    sampler(denoise_fn, x_init, corruption, *, num_steps, key, trace=False) -> x_0, or a Trace
 
 (plus `time_grid` and `rho` for all, and options with defaults, such as `snr` for 'pc' and
 `order` for 'multistep'). The one-call-per-step samplers run from t = 1 to t = 0 in `num_steps`
@@ -11,7 +11,10 @@ t = 1 - i/num_steps (never at t < 0) and moves to t - Δt with an update rule
 `update(corruption, x_t, x0_hat, t, t_next, noise)` run by `reverse_process` (which can also
 start below t = 1, `t_start`, as restoration does from an observation's level, and visit any
 grid of `time_grids.py`: `time_grid`); adding one is a new update function,
-`sampler_from_update`, and one `SAMPLERS` entry. `pc_sampler` makes two calls per level and
+`sampler_from_update`, and one `SAMPLERS` entry. `integrate` is that loop on a resolved grid
+(`time_grids.table`: the N+1 times as an array). With `trace=True` every sampler returns a
+`Trace` (the sample, the last estimate, and each network call's time, input and estimate)
+instead of the sample: one form for all, which the trajectory figure reads. `pc_sampler` makes two calls per level and
 `multistep.multistep_sampler` remembers earlier estimates: each has its own loop.
 
 * `momentum_sampler`: the paper's Algorithm 2 (Momentum Sampler):
@@ -134,64 +137,40 @@ def ancestral_update(
   return dct.from_basis(mean + std * to_b(noise.astype(jnp.float32)), basis).astype(x_t.dtype)
 
 
-def reverse_process(
+Trace = time_grids.Trace  # what every sampler returns with trace=True
+
+
+def integrate(
   update: UpdateFn,
   denoise_fn: DenoiseFn,
   x_init: jax.Array,
   corruption: Any,
+  times: jax.Array,
   *,
-  num_steps: int,
   key: jax.Array,
-  return_x0_hat: bool = False,
-  return_trajectory: bool = False,
-  t_start: float = 1.0,
-  time_grid: Any = "auto",
-  rho: float = 7.0,
   final: str = "noise",
+  trace: bool = False,
 ) -> Any:
-  """Runs `update` from t = t_start (default 1) to t = 0 in `num_steps` steps (one
-  denoise_fn call each), on the time grid `time_grid` (equal steps by default).
+  """Runs `update` along the resolved grid `times` ([N + 1]: t_0 > … > t_N = 0,
+  `time_grids.table`): step i evaluates x̂_0 = denoise_fn(x, t_i) and moves to t_{i+1}.
 
   Args:
     update: (corruption, x_t, x0_hat, t, t_next, noise) -> x_{t_next}.
     denoise_fn: (x_t [B,H,W,C], t [B]) -> x̂_0 [B,H,W,C].
-    x_init: [B, H, W, C] sample of p_1.
+    x_init: [B, H, W, C], a sample of p_{t_0}.
     corruption: object with `apply`, `noise_std`, `corrupt`.
-    num_steps: N ≥ 1, the number of network evaluations.
+    times: the N + 1 times (a jax array; its dtype is the times' dtype).
     key: PRNG key; step i draws its noise from fold_in(key, i).
-    return_x0_hat: also return the last clean-image estimate.
-    return_trajectory: also return every step's input x_t and estimate x̂_0, each
-      [N, B, H, W, C] (step i is at t = t_start (1 - i/N)); the same keys, so x_0 is unchanged.
-    t_start: the level of x_init, in (0, 1]: x_init is a sample of p_{t_start} (restoration
-      starts from an observation's level, `soft_diffusion.restoration`).
-    time_grid: 'auto' (= 'uniform' for these samplers), a family of `time_grids.FAMILIES`, or
-      num_steps + 1 explicit times (`time_grids.resolve`); with a grid other than 'uniform', step
-      i is at t_i of that grid.
-    rho: ρ of the 'edm' family.
     final: 'noise' (the last update's x_0, the paper's end) or 'denoise' (the last step's x̂_0).
-  Returns:
-    x_0 [B, H, W, C], then the final x̂_0 when return_x0_hat, then (x_ts, x̂_0s) when
-    return_trajectory (a tuple whenever either flag is set).
+    trace: return a `Trace` (every step's input and estimate) instead of x_0; the same keys, so
+      x_0 is unchanged.
   """
-  time_grids.check_num_steps(num_steps)
   check_final(final)
-  if not 0 < t_start <= 1:
-    raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
-  x_init = base.check_images(x_init, "x_init")
-  batch, height, width, _ = x_init.shape
-  dtype = jnp.promote_types(x_init.dtype, jnp.float32)
-  if isinstance(time_grid, str) and time_grid in ("auto", "uniform"):
+  num_steps = times.shape[0] - 1
+  batch = x_init.shape[0]
 
-    def level(j):  # t_start (N - j)/N: exactly 0 at the last step (and exactly 1 - j/N for t_start = 1)
-      frac = (num_steps - j) / num_steps
-      return jnp.full((batch,), frac if t_start == 1 else t_start * frac, dtype)
-
-  else:
-    times = time_grids.resolve(time_grid, corruption, num_steps, height, width, t_start=t_start, rho=rho)
-    table = jnp.asarray(times, dtype)
-
-    def level(j):
-      return jnp.full((batch,), table[j], dtype)
+  def level(j):
+    return jnp.full((batch,), times[j], times.dtype)
 
   def body(i, carry):
     x_t, _ = carry
@@ -204,16 +183,57 @@ def reverse_process(
     return x_next, x0_hat
 
   init = (x_init, jnp.zeros_like(x_init))
-  if not return_trajectory:
-    x0, x0_hat = jax.lax.fori_loop(0, num_steps, body, init)
-    return (x0, x0_hat) if return_x0_hat else x0
+  if not trace:
+    x0, _ = jax.lax.fori_loop(0, num_steps, body, init)
+    return x0
 
   def scan_body(carry, i):
     new = body(i, carry)
     return new, (carry[0], new[1])
 
   (x0, x0_hat), (x_ts, x0_hats) = jax.lax.scan(scan_body, init, jnp.arange(num_steps))
-  return (x0, x0_hat, (x_ts, x0_hats)) if return_x0_hat else (x0, (x_ts, x0_hats))
+  return Trace(x0, x0_hat, times[:num_steps], x_ts, x0_hats)
+
+
+def reverse_process(
+  update: UpdateFn,
+  denoise_fn: DenoiseFn,
+  x_init: jax.Array,
+  corruption: Any,
+  *,
+  num_steps: int,
+  key: jax.Array,
+  trace: bool = False,
+  t_start: float = 1.0,
+  time_grid: Any = "auto",
+  rho: float = 7.0,
+  final: str = "noise",
+) -> Any:
+  """Runs `update` from t = t_start (default 1) to t = 0 in `num_steps` steps (one denoise_fn
+  call each): the grid `time_grid` resolved (`time_grids.table`), then `integrate`.
+
+  Args:
+    update, denoise_fn, corruption, key, final, trace: as `integrate`.
+    x_init: [B, H, W, C] sample of p_{t_start}.
+    num_steps: N ≥ 1, the number of network evaluations.
+    t_start: the level of x_init, in (0, 1] (restoration starts from an observation's level,
+      `soft_diffusion.restoration`).
+    time_grid: 'auto' (= 'uniform' for these samplers: t_i = t_start (1 - i/N)), a family of
+      `time_grids.FAMILIES`, or num_steps + 1 explicit times.
+    rho: ρ of the 'edm' family.
+  Returns:
+    x_0 [B, H, W, C]; with `trace`, a `Trace`.
+  """
+  time_grids.check_num_steps(num_steps)
+  check_final(final)
+  if not 0 < t_start <= 1:
+    raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
+  x_init = base.check_images(x_init, "x_init")
+  _, height, width, _ = x_init.shape
+  dtype = jnp.promote_types(x_init.dtype, jnp.float32)
+  grid = "uniform" if isinstance(time_grid, str) and time_grid == "auto" else time_grid
+  times = time_grids.table(grid, corruption, num_steps, height, width, t_start=t_start, rho=rho, dtype=dtype)
+  return integrate(update, denoise_fn, x_init, corruption, times, key=key, final=final, trace=trace)
 
 
 def pc_sampler(
@@ -224,8 +244,7 @@ def pc_sampler(
   num_steps: int,
   key: jax.Array,
   snr: float = 0.17,
-  return_x0_hat: bool = False,
-  return_trajectory: bool = False,
+  trace: bool = False,
   time_grid: Any = "auto",
   rho: float = 7.0,
   final: str = "denoise",
@@ -248,7 +267,7 @@ def pc_sampler(
     samples do not keep noise of about s_0 (`final = 'denoise'`, the default here; 'noise' returns
     the last Momentum update's x instead, as the other samplers do by default).
 
-  Signature and returns as `reverse_process`; the trajectory has one entry per network call.
+  Signature and returns as `reverse_process`; a `Trace` has one entry per network call.
   """
   time_grids.check_num_steps(num_steps)
   check_final(final)
@@ -259,18 +278,16 @@ def pc_sampler(
   dtype = jnp.promote_types(x_init.dtype, jnp.float32)
   levels = (num_steps + 1) // 2
   if isinstance(time_grid, str) and time_grid in ("auto", "uniform"):
-
-    def level_time(l):
-      # t_l = (L-1-l)/(L-1), clamped at 0: the last level is t = 0 (and t = 1 when L = 1).
-      return jnp.full((batch,), jnp.maximum(levels - 1 - l, 0) / max(levels - 1, 1), dtype)
-
+    # t_l = (L-1-l)/(L-1), clamped at 0 (the last level is t = 0), for l = 0 … L.
+    table = jnp.asarray(jnp.maximum(levels - 1 - jnp.arange(levels + 1), 0) / max(levels - 1, 1), dtype)
   else:
     if levels < 2:
       raise ValueError(f"pc with time_grid {time_grid!r} needs num_steps >= 3 (two levels), got {num_steps}")
-    table = jnp.asarray(time_grids.resolve(time_grid, corruption, levels - 1, height, width, rho=rho), dtype)
+    grid = time_grids.table(time_grid, corruption, levels - 1, height, width, rho=rho, dtype=dtype)
+    table = jnp.concatenate([grid, grid[-1:]])  # the predictor of the last level steps to t = 0 again
 
-    def level_time(l):
-      return jnp.full((batch,), table[jnp.minimum(l, levels - 1)], dtype)
+  def level_time(l):
+    return jnp.full((batch,), table[l], dtype)
 
   def per_image_norm(v):
     return jnp.sqrt(jnp.sum(jnp.square(v), axis=(1, 2, 3)))
@@ -307,13 +324,14 @@ def pc_sampler(
     first_x0 = [x0_hat[None]]
     start = 1
   (x0, x0_hat), (x_ts, x0_hats) = jax.lax.scan(level, (x, x0_hat), jnp.arange(start, levels))
-  outputs = [x0, x0_hat] if return_x0_hat else [x0]
-  if return_trajectory:
-    flat = lambda a: a.reshape(-1, *a.shape[2:])
-    x_ts = jnp.concatenate([*first_x, flat(x_ts)])
-    x0_hats = jnp.concatenate([*first_x0, flat(x0_hats)])
-    outputs.append((x_ts, x0_hats))
-  return tuple(outputs) if len(outputs) > 1 else x0
+  if not trace:
+    return x0
+  flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731
+  calls = jnp.repeat(table[start:levels], 2)  # corrector, then predictor, at each level
+  times = jnp.concatenate([table[:1], calls]) if start else calls
+  x_ts = jnp.concatenate([*first_x, flat(x_ts)])
+  x0_hats = jnp.concatenate([*first_x0, flat(x0_hats)])
+  return Trace(x0, x0_hat, times, x_ts, x0_hats)
 
 
 def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
@@ -326,8 +344,7 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
     *,
     num_steps: int,
     key: jax.Array,
-    return_x0_hat: bool = False,
-    return_trajectory: bool = False,
+    trace: bool = False,
     t_start: float = 1.0,
     time_grid: Any = "auto",
     rho: float = 7.0,
@@ -340,8 +357,7 @@ def sampler_from_update(update: UpdateFn, name: str, doc: str) -> Sampler:
       corruption,
       num_steps=num_steps,
       key=key,
-      return_x0_hat=return_x0_hat,
-      return_trajectory=return_trajectory,
+      trace=trace,
       t_start=t_start,
       time_grid=time_grid,
       rho=rho,
@@ -398,6 +414,12 @@ def ends_denoised(name: str, final: str = "auto") -> bool:
     return final == "denoise"
   parameter = inspect.signature(SAMPLERS[name]).parameters.get("final")
   return parameter is not None and parameter.default == "denoise"
+
+
+def starts_below_one(name: str) -> bool:
+  """Whether sampler `name` can start from a sample of p_t at t < 1 (it takes `t_start`): what
+  restoration from an observation's level needs."""
+  return "t_start" in inspect.signature(SAMPLERS[name]).parameters
 
 
 def get(name: str, **options: Any) -> Sampler:

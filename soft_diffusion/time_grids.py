@@ -20,13 +20,18 @@ identity). They invert λ(t) numerically on a dense grid of 4,097 points (float6
 at trace time); c_ref is floored at 1e-6 (a mid frequency blurred away), and λ is tilted by
 1e-3 of its range so the inverse exists where λ is flat.
 
+`Trace` is what every sampler returns with `trace=True`: the sample, and the time, input and
+estimate of each network call (so a figure shows the grid the sampler used). `table` gives a
+grid in the dtype the samplers compute in (the uniform family with the exact arithmetic they
+always used), which is what their loops take.
+
 Pure: numpy and jax only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -116,3 +121,45 @@ def resolve(
   if t_start != 1.0 and times[0] != t_start:
     raise ValueError(f"time_grid starts at {times[0]}, but t_start = {t_start}")
   return times
+
+
+def table(
+  time_grid: str | Sequence[float] | np.ndarray,
+  corruption: Any,
+  num_steps: int,
+  height: int,
+  width: int,
+  *,
+  t_start: float = 1.0,
+  rho: float = 7.0,
+  dtype: Any = jnp.float32,
+) -> jax.Array:
+  """`resolve`'s [num_steps + 1] times as a jax array in `dtype`: the grid a sampler's loop takes.
+  'uniform' is computed in the traced program as (N - i)/N (times t_start), the arithmetic the
+  samplers have always used for it (XLA may turn the division into a product with 1/N, so the
+  same formula evaluated on the host could differ in the last bit)."""
+  if isinstance(time_grid, str) and time_grid == "uniform":
+    check_num_steps(num_steps)
+    if not 0 < t_start <= 1:
+      raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
+    frac = (num_steps - jnp.arange(num_steps + 1)) / num_steps
+    return jnp.asarray(frac if t_start == 1 else t_start * frac, dtype)
+  return jnp.asarray(resolve(time_grid, corruption, num_steps, height, width, t_start=t_start, rho=rho), dtype)
+
+
+class Trace(NamedTuple):
+  """What every sampler returns with `trace=True` (the one trajectory form).
+
+  x0: [B, H, W, C], the sample (what the sampler returns without `trace`).
+  x0_hat: [B, H, W, C], the last network estimate.
+  times: [M], the time of each network call, in call order (M = num_steps): the grid the sampler
+    used (for 'pc' each level's time twice, corrector then predictor).
+  x_t: [M, B, H, W, C], each call's input.
+  x0_hats: [M, B, H, W, C], each call's output h(x_t, t).
+  """
+
+  x0: jax.Array
+  x0_hat: jax.Array
+  times: jax.Array
+  x_t: jax.Array
+  x0_hats: jax.Array

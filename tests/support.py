@@ -1,5 +1,6 @@
 """Helpers shared by several test files (fixtures live in conftest.py)."""
 
+import importlib.util
 import os
 import pathlib
 import socket
@@ -57,3 +58,25 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
+
+
+def load_script(path: str, *siblings: str):
+  """The module of a script in studies/, benchmarks/ or tools/ (folders, not packages), loaded by
+  `path` (from the repository root) and kept in sys.modules under its file's name; `siblings` are
+  the modules beside it that it imports plainly (as `python FOLDER/SCRIPT.py` finds them), loaded
+  the same way first. A module already loaded from that file is returned as it is."""
+  file = REPO / path
+  for name in siblings:
+    load_script(str(file.parent.relative_to(REPO) / f"{name}.py"))
+  module = sys.modules.get(file.stem)
+  if module is not None and getattr(module, "__file__", None) == str(file):
+    return module
+  spec = importlib.util.spec_from_file_location(file.stem, file)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[file.stem] = module
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    sys.modules.pop(file.stem, None)
+    raise
+  return module

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+from support import load_script
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -13,8 +15,7 @@ def test_benchmark_flops_count_every_device_and_know_the_tpu_kinds():
   """benchmarks/timing.compile_with_flops: XLA's cost analysis of a compiled SPMD program counts
   one device's share; the benchmark reports the whole call's FLOPs (times the devices), and the
   datasheet peaks know JAX's names for v5p ('TPU v5') and v5e ('TPU v5 lite')."""
-  code = (
-    "import sys; sys.path.insert(0, 'benchmarks')\n"
+  code = (  # run in benchmarks/, where the scripts import their helpers from
     "import jax, jax.numpy as jnp, numpy as np\n"
     "from jax.sharding import Mesh, NamedSharding, PartitionSpec as P\n"
     "from timing import compile_with_flops\n"
@@ -25,25 +26,25 @@ def test_benchmark_flops_count_every_device_and_know_the_tpu_kinds():
     "print(jax.device_count(), flops, datasheet_peak('TPU v5'), datasheet_peak('TPU v5 lite'))\n"
   )
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO / "benchmarks", env=env, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-2000:]
   devices, flops, v5p, v5e = out.stdout.split()
   assert int(devices) == 4 and float(flops) == 2 * 64 * 256 * 256 and float(v5p) == 459e12 and float(v5e) == 197e12
 
 
 def test_accelerator_script_refuses_a_cpu_only_jax_in_one_line(tmp_path):
-  """benchmarks/accelerator.sh is for a GPU or TPU: on a CPU-only jax it stops after the device
+  """tools/accelerator.sh is for a GPU or TPU: on a CPU-only jax it stops after the device
   check (one line naming the opt-out) and has written only that check into its output folder.
   (Run on a CPU with ACCELERATOR_ALLOW_CPU=1 and --config digits --batches 8 --steps 2 --nfe 2
   it completes in about 3 minutes on 2 cores: too slow for the suite.)"""
   env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu", "ACCELERATOR_ALLOW_CPU": ""}
   out = subprocess.run(
-    ["bash", "benchmarks/accelerator.sh", str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True
+    ["bash", "tools/accelerator.sh", str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True
   )
   errors = [line for line in out.stderr.splitlines() if line.startswith("accelerator.sh:")]
   assert out.returncode == 2 and len(errors) == 1 and "ACCELERATOR_ALLOW_CPU=1" in errors[0], out.stderr[-2000:]
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["accelerator.log", "devices.txt"]
-  usage = subprocess.run(["bash", "benchmarks/accelerator.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+  usage = subprocess.run(["bash", "tools/accelerator.sh"], cwd=REPO, env=env, capture_output=True, text=True)
   assert usage.returncode == 2 and "give the output folder" in usage.stderr
 
 
@@ -94,8 +95,7 @@ def test_compile_only_reads_kernel_bytes_by_class_from_optimised_hlo():
   """benchmarks/compile_only.py's accounting on a hand-written optimised program: tuple types,
   cuDNN custom calls and fused convolutions count as matmul/conv, input fusions as reductions,
   a while body's kernels times its known trip count."""
-  sys.path.insert(0, str(REPO / "benchmarks"))
-  import compile_only
+  compile_only = load_script("benchmarks/compile_only.py", "timing")
 
   conv_in, weights, conv_out, y = 8 * 16 * 16 * 4 * 2, 3 * 3 * 4 * 8 * 2, 8 * 16 * 16 * 8 * 2, 8 * 256 * 8 * 4
   assert compile_only.type_bytes("(bf16[8,16,16,8]{3,2,1,0}, u8[0]{0})") == conv_out

@@ -45,7 +45,7 @@ def test_train_resume_sample_stats_eval_with_a_bucket_workdir(gcs, tiny_flags, t
   monkeypatch.chdir(tmp_path)  # a relative "gs:" folder would appear here if a path were mangled
   workdir = f"gs://{BUCKET}/runs/tiny"
   # 'selected' levels: training writes levels.json first, and every later command reads it back
-  common = [*tiny_flags, "--config.train.tensorboard=False", "--config.train.num_steps=2"]
+  common = [*tiny_flags, "--config.train.tensorboard=False", "--config.train.total_steps=2"]
   common.append("--config.train.log_every_steps=1")
   common.append("--config.corruption.blur_schedule=selected")
 
@@ -56,7 +56,7 @@ def test_train_resume_sample_stats_eval_with_a_bucket_workdir(gcs, tiny_flags, t
 
   run()
   assert any(n.startswith("runs/tiny/checkpoints/2/") for n in gcs_emulator.list_objects(url, BUCKET, "runs/tiny/"))
-  resumed = run("--config.train.num_steps=4")  # a preempted VM's replacement finds the bucket's state
+  resumed = run("--config.train.total_steps=4")  # a preempted VM's replacement finds the bucket's state
   assert "resumed from step 2" in resumed.stderr
   run("--mode", "sample")
   run("--mode", "stats")

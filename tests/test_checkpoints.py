@@ -12,18 +12,18 @@ from soft_diffusion.run.workdir import Workdir
 
 def test_half_written_foreign_and_damaged_checkpoints(tiny_config, tmp_path):
   workdir = tmp_path / "run"
-  tiny_config.train.num_steps = 2
+  tiny_config.train.total_steps = 2
   train.run_training(Workdir.of(str(workdir)).settings(tiny_config, resolve_levels=False), str(workdir))
   half = workdir / "checkpoints" / "4.orbax-checkpoint-tmp-1700000000"
   (half / "state").mkdir(parents=True)
   (half / "state" / "garbage").write_bytes(b"\0" * 64)
-  tiny_config.train.num_steps = 4
+  tiny_config.train.total_steps = 4
   result = train.run_training(Workdir.of(str(workdir)).settings(tiny_config, resolve_levels=False), str(workdir))
   assert result["step"] == 4 and checkpoint_steps(workdir) == [2, 4]
   assert int(flat(saved_state(workdir, 4))["['step']"]) == 4
 
   other = tiny_config.copy_and_resolve_references()
-  other.train.num_steps = 6
+  other.train.total_steps = 6
   other.model.channels = 8
   with pytest.raises(errors.CheckpointError, match=r"checkpoint 4 in .* cannot be restored into this config's state"):
     train.run_training(Workdir.of(str(workdir)).settings(other, resolve_levels=False), str(workdir))

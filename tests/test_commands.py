@@ -178,7 +178,8 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 RUNNER = """
 import json, sys
 from absl import flags
-from soft_diffusion import errors, main, settings
+from soft_diffusion import errors
+from soft_diffusion.run import main, settings
 results = []
 for argv in json.loads(sys.stdin.read()):
   flags.FLAGS.unparse_flags()

@@ -342,7 +342,7 @@ def test_gaussian_field_stream_is_the_documented_function_of_seed_and_index():
   fixed set from its own seed; the stream resumes exactly and does not depend on the process
   count (2 processes × 2 rows = 1 × 4)."""
   from soft_diffusion import gaussian_field as gf
-  from soft_diffusion.data import gaussian_field as source_lib
+  from soft_diffusion.data import field_source as source_lib
 
   cfg = data.DataConfig(name="gaussian_field", image_size=8, field_k0=3.0, field_pixel_std=0.5)
   root = np.sqrt(gf.spectrum(8, 8, 3.0, 0.5))

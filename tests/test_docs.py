@@ -174,8 +174,9 @@ def test_make_refuses_a_python_older_than_3_11_in_one_line(tmp_path):
 
 def test_counts_and_lists_in_the_docs_match_the_code():
   """Numbers and lists the docs state that the repository can count: the pinned packages and the
-  samplers configs/default.py lists."""
+  samplers the schema's sample.sampler comment lists (docs/config.md)."""
   from soft_diffusion import samplers
+  from soft_diffusion.run import schema
 
   pins = [line for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line]
   contributing = (REPO / "docs" / "contributing.md").read_text()
@@ -183,7 +184,6 @@ def test_counts_and_lists_in_the_docs_match_the_code():
   assert stated and int(stated.group(1)) == len(pins), (
     f"docs/contributing.md: {stated and stated[0]}, pinned: {len(pins)}"
   )
-  default = (REPO / "configs" / "default.py").read_text()
-  block = default[default.index("# Sampling") : default.index("config.sample.sampler =")]
+  (block,) = [f.comment for f in schema.fields() if f.key == "sample.sampler"]
   missing = [name for name in samplers.SAMPLERS if f"'{name}'" not in block]
-  assert not missing, f"configs/default.py's sampler list lacks {missing}"
+  assert not missing, f"the comment of SampleConfig.sampler (run/settings.py) lacks {missing}"

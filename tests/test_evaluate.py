@@ -6,7 +6,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from support import TRAINED_STEPS
+from support import REPO, TRAINED_STEPS
 
 from soft_diffusion import errors, evaluation
 from soft_diffusion.run.modes import evaluate, evaluate_exact
@@ -59,14 +59,14 @@ def test_gaussian_field_trains_and_evaluates_exactly_and_eval_resumes(tmp_path, 
   (no data pass), --mode eval reports the exact distances for the trained network and the
   oracle without Inception, and a restart measures only the points its JSON lacks; --mode stats
   is refused."""
-  from configs import tiny
+  from soft_diffusion.run import schema
   from soft_diffusion.run.modes import train
 
-  config = tiny.get_config()
+  config = schema.load_config(str(REPO / "configs" / "tiny.py"))
   config.data.name = "gaussian_field"
   config.data.cache = False
   config.corruption.blur_schedule = "selected"
-  config.train.num_steps = TRAINED_STEPS
+  config.train.total_steps = TRAINED_STEPS
   config.checkpoint.every_steps = 1  # two checkpoints, for --steps
   config.eval.num_images = 16
   config.eval.num_steps = (2,)
@@ -135,7 +135,7 @@ def test_in_training_evaluation_logs_kid_and_fid_and_keeps_the_best_checkpoint(t
   from soft_diffusion.run.modes import train
 
   config = tiny_config
-  config.train.num_steps = 3
+  config.train.total_steps = 3
   config.train.tensorboard = False
   config.eval.every_steps = 1
   config.eval.train_num_images = 8

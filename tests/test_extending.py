@@ -99,7 +99,7 @@ def test_a_toy_corruption_sampler_and_dataset_train_and_sample(registries, tiny_
   config.data.name = "stripes"
   config.data.cache = False
   config.sample.sampler = "damped"
-  config.train.num_steps = 1
+  config.train.total_steps = 1
   config.checkpoint.every_steps = 1
   settings = Workdir.of(tmp_path).settings(config, resolve_levels=False)
   result = train.run_training(settings, tmp_path)

@@ -82,7 +82,7 @@ def test_slurm_job_submitted_from_elsewhere_runs_one_process_per_node_with_all_g
   workdir = tmp_path / "run"
   flags = ["--config", "configs/tiny.py", "--workdir", str(workdir), f"--config.data.path={tfds_dir}"]
   proc = subprocess.run(
-    ["bash", str(copy), *flags, "--config.train.num_steps=2", "--config.train.tensorboard=False"],
+    ["bash", str(copy), *flags, "--config.train.total_steps=2", "--config.train.tensorboard=False"],
     cwd=elsewhere,
     env=env,
     capture_output=True,
@@ -211,7 +211,7 @@ def test_tpu_pod_on_a_fake_pod(tmp_path, tfds_dir):
   # A worker on another commit: nothing starts anywhere
   git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "--allow-empty", "-m", "local"]
   subprocess.run(git, cwd=workers[1] / "soft_diffusion", check=True)  # worker 1 drifts to another commit
-  run_args = ["--", "--config", "configs/celeba64.py", "--workdir", "gs://b/runs/c 1", "--config.train.num_steps=10"]
+  run_args = ["--", "--config", "configs/celeba64.py", "--workdir", "gs://b/runs/c 1", "--config.train.total_steps=10"]
   refused = launch("tpu_pod.sh", *pod, *run_args, env=env)
   assert refused.returncode == 2 and f"workers not on this checkout's commit {head[:12]}: worker1" in refused.stderr
   assert not any((w / "run_args").exists() for w in workers)
@@ -235,7 +235,7 @@ def test_tpu_pod_on_a_fake_pod(tmp_path, tfds_dir):
     wait_until(lambda w=w: (w / "run_env").exists())
     assert (w / "run_args").read_text().split() == [
       "-m", "soft_diffusion.main", "--distributed", "--compilation_cache_dir=gs://b/runs/compilation_cache",
-      "--config", "configs/celeba64.py", "--workdir", "gs://b/runs/c", "1", "--config.train.num_steps=10",
+      "--config", "configs/celeba64.py", "--workdir", "gs://b/runs/c", "1", "--config.train.total_steps=10",
     ]  # fmt: skip
     assert (w / "run_env").read_text().split() == ["--xla_tpu_enable_foo=true", "unset"]
   ssh_calls = [line for line in (root / "calls").read_text().splitlines() if " ssh " in line]

@@ -15,7 +15,7 @@ PROGRAM = "soft_diffusion.run"
 # The program's layers, lowest first (names under soft_diffusion.run).
 PROGRAM_LAYERS = (
   ("files", "reporting", "preemption", "settings"),
-  ("processes", "image_files", "workdir"),
+  ("processes", "image_files", "workdir", "schema"),
   ("points", "state", "figures"),
   ("checkpoints",),
   ("modes.levels",),

@@ -4,15 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from support import REPO
 
 from soft_diffusion import corruptions, data, errors
+from soft_diffusion.run import schema
 from soft_diffusion.run import settings as settings_lib
 from soft_diffusion.run.modes import levels
 from soft_diffusion.run.workdir import Workdir
 
 
 def test_levels_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
-  from configs import digits
+  digits = schema.sibling(str(REPO / "configs" / "digits.py"), "digits")  # the module: its tables
 
   config = digits.get_config()
   config.data.path = tfds_dir
@@ -30,7 +32,7 @@ def test_levels_mode_reproduces_the_digits_table(tfds_dir, tmp_path):
 def test_joint_pairing_reproduces_the_earlier_digits_table(tfds_dir, tmp_path):
   """levels.pairing = 'joint' is the selection the digits config used from 4ce04ed until the quality study
   (its table is in configs/digits.py as DIGITS_BLUR_LEVELS_JOINT)."""
-  from configs import digits
+  digits = schema.sibling(str(REPO / "configs" / "digits.py"), "digits")  # the module: its tables
 
   config = digits.get_config()
   config.data.path = tfds_dir

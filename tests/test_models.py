@@ -93,14 +93,13 @@ def test_bfloat16_compute_keeps_float32_params_and_output(tiny):
 def test_the_configs_compute_in_bfloat16_on_gpu_and_tpu_and_float32_on_cpu(tiny):
   """model.dtype = 'auto' (configs/default.py): bfloat16 compute where matrix units are fast,
   float32 on the CPU; float32 parameters everywhere."""
-  from configs import default
   from soft_diffusion import models
-  from soft_diffusion.run import settings
+  from soft_diffusion.run import schema, settings
 
-  assert default.get_config().model.dtype == "auto"
+  assert schema.default_config().model.dtype == "auto"
   _, params, x, t = tiny
   auto = dataclasses.replace(TINY, dtype="auto")
-  assert settings.load(default.get_config()).model.dtype == "auto"  # resolved where the network runs
+  assert settings.load(schema.default_config()).model.dtype == "auto"  # resolved where the network runs
   for backend, expected in (("gpu", "bfloat16"), ("tpu", "bfloat16"), ("cpu", "float32")):
     assert models.make_network(auto, backend=backend).config.dtype == expected
   traced = jax.make_jaxpr(UNet(auto).apply)({"params": params}, x, t)  # this machine: the CPU

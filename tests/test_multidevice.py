@@ -26,7 +26,7 @@ def pinned(tfds_dir):
   return {
     "data.path": tfds_dir,
     "train.log_every_steps": 1,
-    "train.num_steps": STEPS,
+    "train.total_steps": STEPS,
     "checkpoint.every_steps": 100,
     "optim.warmup_steps": 0,
     "optim.lr": 2e-3,
@@ -132,7 +132,7 @@ def evaluated(runs, tfds_dir):
   (on a copy of the workdir) in this process on its one device."""
   import shutil
 
-  from configs import tiny
+  from soft_diffusion.run import schema
   from soft_diffusion.run.modes import evaluate
 
   single = runs / "eval_single"
@@ -142,7 +142,7 @@ def evaluated(runs, tfds_dir):
     out = finish(start(runs / "two_processes", tfds_dir, 4, processes=2, mode=mode), f"--mode {mode}, 2 x 4")
     assert out.count("devices: 8 (cpu), processes: 2") == 2, out[-3000:]
     outputs[mode] = out
-  config = tiny.get_config()
+  config = schema.load_config(str(REPO / "configs" / "tiny.py"))
   for key, value in {**pinned(tfds_dir), **EVAL}.items():
     block, field = key.split(".")
     config[block][field] = value

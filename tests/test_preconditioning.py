@@ -200,7 +200,7 @@ def test_a_preconditioned_run_trains_and_samples(tiny_config, tmp_path):
   tiny_config.model.precond = "spectral"
   tiny_config.model.precond_c_in = "coefficient"
   tiny_config.train.t_density = "lognormal"
-  tiny_config.train.num_steps = 2
+  tiny_config.train.total_steps = 2
   tiny_config.sample.final = "denoise"
   metrics = train.run_training(Workdir.of(tmp_path).settings(tiny_config, resolve_levels=False), tmp_path)
   # the network's last layer starts at 0, so the first steps score the preconditioned loss of F = 0: about 1
@@ -218,7 +218,7 @@ def test_a_preconditioned_run_trains_and_samples(tiny_config, tmp_path):
       read()
   # train.t_density = 'lognormal' with a mean no level reaches: one line naming the field
   tiny_config.train.t_lognormal_mean = 50.0
-  tiny_config.train.num_steps = 4
+  tiny_config.train.total_steps = 4
   with pytest.raises(errors.ConfigError, match="config.train.t_lognormal_mean: the log-normal density has no mass"):
     train.run_training(Workdir.of(tmp_path).settings(tiny_config, resolve_levels=False), tmp_path)
 

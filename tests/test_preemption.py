@@ -36,7 +36,7 @@ def start_pair(workdir, tfds_dir, num_steps, logs):
     f"--coordinator_address=127.0.0.1:{port}",
     "--num_processes=2",
     f"--config.data.path={tfds_dir}",
-    f"--config.train.num_steps={num_steps}",
+    f"--config.train.total_steps={num_steps}",
     "--config.train.log_every_steps=1000",
     "--config.train.sample_every_steps=1000000",
     "--config.checkpoint.every_steps=1000000",

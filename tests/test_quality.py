@@ -2,10 +2,10 @@
 
 configs/digits.py trained for quality_guard.GUARD_STEPS = 1,500 steps (the demo's 4,000 cut
 short, its cosine decay with it), 256 samples per sampler at 100 NFE, measured against the real
-train digits with the cheap measures of quality_guard.py (pixel KID, the DCT variance ratio over
+train digits with the cheap measures of studies/quality_guard.py (pixel KID, the DCT variance ratio over
 the fine-detail rings 12 ≤ k+l < 20, the excess noise std over the rings k+l ≥ 20).
 
-`python benchmarks/quality_guard.py` trains this run for the default config (the preconditioned
+`python studies/quality_guard.py` trains this run for the default config (the preconditioned
 form, ending with the denoised estimate), for the paper's form (`configs/digits.py:paper`, the
 default until the preconditioning study), for the regressed one (the paper's form with the joint
 level table's one-hop start and the Gaussian p_1, the defaults before the quality study) and for
@@ -38,7 +38,10 @@ run, so it no longer tells a regression apart.
 """
 
 import pytest
-from quality_guard import run_guard, summary
+from support import load_script
+
+quality_guard = load_script("studies/quality_guard.py", "harness")  # the guard's run, shared with its study
+run_guard, summary = quality_guard.run_guard, quality_guard.summary
 
 MEASURED_MOMENTUM_PIXEL_KID_E3 = 1.72  # the default config's guard run (docstring table)
 FINE_DETAIL_RATIO = (0.85, 1.16)

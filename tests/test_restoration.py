@@ -134,9 +134,7 @@ def test_reverse_process_starts_at_t_start():
   corruption = blur_corruption()
   x = jnp.zeros((2, *SIZE, 1))
   key = jax.random.key(0)
-  _, (_, x0_hats) = samplers.naive_sampler(
-    denoise, x, corruption, num_steps=4, key=key, return_trajectory=True, t_start=0.5
-  )
+  x0_hats = samplers.naive_sampler(denoise, x, corruption, num_steps=4, key=key, trace=True, t_start=0.5).x0_hats
   np.testing.assert_allclose(np.asarray(x0_hats)[:, 0, 0, 0, 0], [0.5, 0.375, 0.25, 0.125], rtol=1e-6)
   a = samplers.momentum_sampler(denoise, x, corruption, num_steps=4, key=key)
   b = samplers.momentum_sampler(denoise, x, corruption, num_steps=4, key=key, t_start=1.0)

@@ -138,7 +138,8 @@ def test_pc_corrector_is_score_sdes_langevin_step_and_the_last_step_denoises():
   x = jax.random.normal(jax.random.key(0), (3, 4, 4, 1)) * 4.0
   key = jax.random.key(5)
   half = lambda x_t, t: 0.5 * x_t
-  got, (x_ts, _) = samplers.pc_sampler(half, x, corruption, num_steps=4, key=key, snr=0.2, return_trajectory=True)
+  trace = samplers.pc_sampler(half, x, corruption, num_steps=4, key=key, snr=0.2, trace=True)
+  got, x_ts = trace.x0, trace.x_t
   s1 = float(corruption.noise_std(jnp.ones(1))[0])
   z = jax.random.normal(jax.random.split(jax.random.fold_in(key, 0))[0], x.shape)
   g = -0.5 * x / s1**2
@@ -184,19 +185,19 @@ def test_deterministic_sampler_ignores_the_key_and_stochastic_ones_do_not():
       assert not np.allclose(a, b), f"{name} sampler gave the same output for two keys"
 
 
-def test_return_x0_hat_and_jit_equals_eager():
+def test_trace_and_jit_equals_eager():
   corruption = corruptions.make({"name": "mask"})
   x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
   denoise_fn = lambda x_t, t: jnp.tanh(x_t) * (1.0 - 0.5 * t[:, None, None, None])
-  eager = samplers.momentum_sampler(denoise_fn, x, corruption, num_steps=3, key=jax.random.key(1), return_x0_hat=True)
+  eager = samplers.momentum_sampler(denoise_fn, x, corruption, num_steps=3, key=jax.random.key(1), trace=True)
   jitted = jax.jit(
-    lambda x: samplers.momentum_sampler(
-      denoise_fn, x, corruption, num_steps=3, key=jax.random.key(1), return_x0_hat=True
-    )
+    lambda x: samplers.momentum_sampler(denoise_fn, x, corruption, num_steps=3, key=jax.random.key(1), trace=True)
   )(x)
+  assert isinstance(eager, samplers.Trace) and isinstance(jitted, samplers.Trace)
   for a, b in zip(eager, jitted, strict=True):
     np.testing.assert_allclose(a, b, atol=1e-6)
-  assert eager[1].shape == x.shape
+  assert eager.x0_hat.shape == x.shape
+  np.testing.assert_allclose(eager.times, [1, 2 / 3, 1 / 3], atol=1e-6)  # the grid it used
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])
@@ -218,9 +219,10 @@ def test_pc_trajectory_has_one_entry_per_network_call():
   denoise_fn = lambda x_t, t: 0.5 * x_t
   kwargs = dict(num_steps=5, key=jax.random.key(3))
   plain = samplers.pc_sampler(denoise_fn, x, corruption, **kwargs)
-  x0, (x_ts, x0_hats) = samplers.pc_sampler(denoise_fn, x, corruption, return_trajectory=True, **kwargs)
+  x0, _, times, x_ts, x0_hats = samplers.pc_sampler(denoise_fn, x, corruption, trace=True, **kwargs)
   np.testing.assert_allclose(x0, plain, atol=1e-6)
   assert x_ts.shape == x0_hats.shape == (5, 2, 4, 4, 1)
+  np.testing.assert_allclose(times, [1, 0.5, 0.5, 0, 0], atol=1e-6)  # odd: a predictor alone first
   np.testing.assert_array_equal(x_ts[0], x)
 
 
@@ -230,7 +232,8 @@ def test_trajectory_records_every_step_and_leaves_x0_unchanged():
   denoise_fn = lambda x_t, t: jnp.tanh(x_t) * (1.0 - 0.5 * t[:, None, None, None])
   kwargs = dict(num_steps=4, key=jax.random.key(3))
   plain = samplers.momentum_sampler(denoise_fn, x, corruption, **kwargs)
-  x0, (x_ts, x0_hats) = samplers.momentum_sampler(denoise_fn, x, corruption, return_trajectory=True, **kwargs)
+  x0, _, times, x_ts, x0_hats = samplers.momentum_sampler(denoise_fn, x, corruption, trace=True, **kwargs)
+  np.testing.assert_allclose(times, [1, 0.75, 0.5, 0.25], atol=1e-6)
   np.testing.assert_allclose(x0, plain, atol=1e-6)
   assert x_ts.shape == x0_hats.shape == (4, 2, 8, 8, 1)
   np.testing.assert_array_equal(x_ts[0], x)  # step 0 starts from x_init at t = 1
@@ -305,17 +308,21 @@ def test_final_denoise_returns_the_last_estimate_and_noise_the_last_update(name)
   corruption = corruptions.make({"name": "blur"})
   x = jax.random.normal(jax.random.key(0), (2, 6, 6, 1))
   denoise_fn = lambda x_t, t: jnp.tanh(x_t) * (1.0 - 0.5 * t[:, None, None, None])  # noqa: E731
-  run = lambda final: samplers.get(name, final=final)(  # noqa: E731
-    denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3), return_x0_hat=True
+  run = (
+    lambda final: samplers.get(name, final=final)(  # noqa: E731
+      denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3), trace=True
+    )[:2]
   )
   x_noise, last_noise = run("noise")
   x_denoise, last_denoise = run("denoise")
   np.testing.assert_array_equal(last_noise, last_denoise)
   np.testing.assert_array_equal(x_denoise, last_denoise)
   traced = lambda final: samplers.get(name, final=final)(  # noqa: E731  the scan path
-    denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3), return_trajectory=True
+    denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3), trace=True
   )
-  (x_scan, (x_ts, hats)), (_, (x_ts_noise, hats_noise)) = traced("denoise"), traced("noise")
+  (x_scan, _, _, x_ts, hats), (_, _, _, x_ts_noise, hats_noise) = traced("denoise"), traced("noise")
+  plain = samplers.get(name, final="denoise")(denoise_fn, x, corruption, num_steps=4, key=jax.random.key(3))
+  np.testing.assert_allclose(plain, x_scan, atol=1e-6)  # the sample is the same with and without trace
   np.testing.assert_array_equal(x_scan, hats[-1])  # the end is the last estimate
   np.testing.assert_array_equal(x_ts, x_ts_noise)  # and the trajectory is the same
   np.testing.assert_array_equal(hats, hats_noise)

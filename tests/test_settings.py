@@ -1,29 +1,67 @@
-"""Settings: one default per field (configs/default.py = the typed blocks), one-line errors naming
-the field, unknown keys refused."""
+"""Settings: one default per field (the typed blocks' dataclasses, schema.default_config), one-line
+errors naming the field, unknown keys refused."""
 
 import dataclasses
 
 import pytest
 
 from soft_diffusion import errors, models
+from soft_diffusion.run import schema
 from soft_diffusion.run import settings as settings_lib
 
-
-def default_config():
-  from configs import default
-
-  return default.get_config()
+default_config = schema.default_config
 
 
 @pytest.mark.parametrize("block", sorted(settings_lib.BLOCKS))
 def test_default_config_is_the_typed_defaults(block):
-  """Every field of every block is declared once: configs/default.py holds exactly the fields of
-  the block's dataclass, with its default values."""
+  """Every field of every block is declared once, in its dataclass: the default config holds
+  exactly the fields of the block's dataclass, with its default values."""
   cls = settings_lib.BLOCKS[block]
   written = default_config()[block]
   assert set(written.keys()) == {f.name for f in dataclasses.fields(cls)}, block
   typed = settings_lib.load(default_config())
-  assert getattr(typed, block) == cls(), f"configs/default.py's {block} block differs from {cls.__name__}()"
+  assert getattr(typed, block) == cls(), f"the default {block} block differs from {cls.__name__}()"
+
+
+def test_every_field_has_a_comment_and_a_place_in_the_default_config():
+  """The schema's reference (`python -m soft_diffusion.run.schema`, docs/config.md) documents
+  every field: each has a non-empty comment in its dataclass, and the fields are the config's."""
+  fields = schema.fields()
+  undocumented = [f.key for f in fields if not f.comment.strip()]
+  assert not undocumented, f"fields without a comment in their dataclass: {undocumented}"
+  config = default_config()
+  keys = {f"{b}.{k}" for b, block in config.items() if b != "seed" for k in block}
+  assert {f.key for f in fields} == {"seed", *keys}
+  for field in fields:
+    value = config[field.name] if not field.block else config[field.block][field.name]
+    assert value == field.default, field.key
+  assert config.model.name == models.network_config({}).name == "ncsnpp"  # the default network
+
+
+def test_comments_are_read_from_above_and_beside_a_field():
+  loss = {f.name: f for f in schema.fields() if f.block == "loss"}
+  assert loss["weighting"].comment == "w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)"  # beside
+  assert loss["lag"].comment.startswith("> 0 (extension, not the paper): C_t in the loss becomes C_{max(t - lag, 0)}")
+  assert loss["lag"].comment.endswith("0 with loss.floor > 0")  # three lines above, joined
+  assert (loss["lag"].type, loss["lag"].default) == ("float", 0.0)
+  data = {f.name: f for f in schema.fields() if f.block == "data"}
+  assert data["crop_size"].type == "int | None" and data["crop_size"].default is None
+
+
+def test_none_defaults_are_typed_placeholders():
+  """`--config.data.crop_size=140` must parse as an int: a None default is a placeholder of its type."""
+  config = default_config()
+  assert config.data.get_ref("crop_size").get_type() is int
+  assert config.data.get_ref("path").get_type() is str
+  assert config.corruption.get_ref("blur_sigma_table").get_type() is tuple
+  assert isinstance(config.model.channel_mult, tuple) and isinstance(config.eval.samplers, tuple)
+
+
+def test_the_schema_prints_every_field():
+  text = schema.text()
+  assert text.splitlines()[0].startswith("seed = 0  # one seed for everything")
+  assert "model.fir_kernel = (1, 3, 3, 1)  # FIR resampling filter" in text
+  assert len(text.splitlines()) == len(schema.fields())
 
 
 @pytest.mark.parametrize("name", sorted(models.NETWORKS))

@@ -31,7 +31,7 @@ def test_resume_gives_bitwise_the_same_state(tiny_config, tmp_path, monkeypatch)
   monkeypatch.setattr(train, "PROFILE_WARMUP_STEPS", 1)
   for workdir, num_steps in (("straight", 4), ("resumed", 2), ("resumed", 4)):  # the last resumes at step 2
     config = tiny_config.copy_and_resolve_references()
-    config.train.num_steps = num_steps
+    config.train.total_steps = num_steps
     if workdir == "straight":
       config.checkpoint.every_steps, config.checkpoint.max_to_keep, config.checkpoint.keep_every_steps = 1, 1, 3
       config.train.profile_steps = 2
@@ -57,7 +57,7 @@ def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tiny_flags, tmp_path):
     "--config=configs/tiny.py",
     f"--workdir={workdir}",
     *flags,
-    "--config.train.num_steps=100000",
+    "--config.train.total_steps=100000",
   ]
   proc = subprocess.Popen(command, cwd=REPO, env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   lines = []
@@ -71,14 +71,14 @@ def test_sigterm_saves_exits_cleanly_and_the_run_resumes(tiny_flags, tmp_path):
   assert proc.returncode == 0, log[-3000:]
   saved = checkpoint_steps(workdir)
   assert len(saved) == 1 and 10 <= saved[0] < 100000, f"checkpoints after SIGTERM: {saved}"
-  resumed = cli(workdir, *flags, f"--config.train.num_steps={saved[0] + 5}")
+  resumed = cli(workdir, *flags, f"--config.train.total_steps={saved[0] + 5}")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"resumed from step {saved[0]}" in resumed.stderr
   assert checkpoint_steps(workdir)[-1] == saved[0] + 5
 
 
 # Recorded by this test on the tiny config (CPU, float32), with the config pins it names:
-# tests/golden_train_step.json (benchmarks/golden_step.py checks a GPU or TPU against it too).
+# tests/golden_train_step.json (tools/golden_step.py checks a GPU or TPU against it too).
 GOLDEN_FILE = pathlib.Path(__file__).with_name("golden_train_step.json")
 GOLDEN = json.loads(GOLDEN_FILE.read_text())["values"]
 PINS = json.loads(GOLDEN_FILE.read_text())["pins"]
@@ -91,7 +91,7 @@ def test_one_train_step_against_golden_values_and_first_principles(tiny_config):
     config[block][field] = value
   settings = settings_lib.load(config)
   model = models.make_network(settings.model)
-  optimizer, schedule = state_lib.make_optimizer(settings.optim)
+  optimizer, lr_schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruptions.make(settings.corruption)
   state = state_lib.create_state(
     model, optimizer, (8, 8, 1), settings.seed, state_lib.replicated(state_lib.make_mesh())
@@ -100,7 +100,7 @@ def test_one_train_step_against_golden_values_and_first_principles(tiny_config):
   yy, xx = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 8), indexing="ij")
   batch = np.stack([np.sin(3 * (k + 1) * xx * yy + k) for k in range(8)])[..., None].astype(np.float32)
 
-  step = jax.jit(train.make_train_step(model, corruption, optimizer, schedule, settings))
+  step = jax.jit(train.make_train_step(model, corruption, optimizer, lr_schedule, settings))
   new, metrics = step(state, jnp.asarray(batch))
 
   # First principles: the step's loss is the loss of docs/method.md §2 at the documented keys; Adam's first step
@@ -171,7 +171,7 @@ def test_non_finite_step_stops_training_and_keeps_the_last_good_checkpoint(tiny_
 
   monkeypatch.setattr(train.data, "to_global_array", poisoned)
   workdir = tmp_path / "run"
-  tiny_config.train.num_steps = 6
+  tiny_config.train.total_steps = 6
   with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step 3; last good checkpoint: 2"):
     train.run_training(Workdir.of(str(workdir)).settings(tiny_config, resolve_levels=False), str(workdir))
   assert checkpoint_steps(workdir) == [2], f"checkpoints after a non-finite step 3: {checkpoint_steps(workdir)}"
@@ -204,18 +204,18 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_config):
     config.train.grad_accum_steps, config.model.remat = accum, remat
     settings = settings_lib.load(config)
     model = models.make_network(settings.model)
-    optimizer, schedule = state_lib.make_optimizer(settings.optim)
+    optimizer, lr_schedule = state_lib.make_optimizer(settings.optim)
     state = state_lib.create_state(
       model, optimizer, (8, 8, 1), settings.seed, state_lib.replicated(state_lib.make_mesh())
     )
     corruption = corruptions.make(settings.corruption)
-    step = jax.jit(train.make_train_step(model, corruption, optimizer, schedule, settings))
+    step = jax.jit(train.make_train_step(model, corruption, optimizer, lr_schedule, settings))
     lrs = []
     for batch in batches:
       state, metrics = step(state, batch)
       lrs.append(float(metrics["lr"]))
       assert float(metrics["bin_count"].sum()) == 16
-    assert int(state.step) == 3 and lrs == [float(schedule(i)) for i in range(3)]
+    assert int(state.step) == 3 and lrs == [float(lr_schedule(i)) for i in range(3)]
     finals[accum] = (flat(state.params), flat(state.ema_params), float(metrics["loss"]))
   (p1, e1, loss1), (p4, e4, loss4) = finals[1], finals[4]
   assert p1.keys() == p4.keys()

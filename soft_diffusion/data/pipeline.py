@@ -3,7 +3,7 @@ decode/crop/resize -> random flip -> batch, run by grain with background workers
 
 * Sources (`sources.py`): prepared TFDS splits (`celeb_a`, the embedded `digits`) read from
   ArrayRecord files, or a folder of PNG/JPEG images; these yield encoded bytes. The
-  `gaussian_field` source (`gaussian_field.py`) generates float images from (seed, index): no
+  `gaussian_field` source (`field_source.py`) generates float images from (seed, index): no
   shuffle or decoding, the rest of the pipeline is the same.
 * Training: every process defines the same seeded stream (shuffle of the whole split, reseeded
   every epoch, repeated forever) cut into global batches; process i decodes only rows
@@ -32,7 +32,7 @@ import grain
 import numpy as np
 
 from soft_diffusion import typed_config
-from soft_diffusion.data import gaussian_field, preprocess, sources
+from soft_diffusion.data import field_source, preprocess, sources
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ class GeneratedDataset:
 
 GENERATED: dict[str, GeneratedDataset] = {
   "gaussian_field": GeneratedDataset(
-    gaussian_field.from_config,
+    field_source.from_config,
     fingerprint=lambda cfg: {"field": [cfg.field_k0, cfg.field_pixel_std]},
-    exact_spectrum=lambda cfg: gaussian_field.from_config(cfg, "train", 0).spectrum(),
+    exact_spectrum=lambda cfg: field_source.from_config(cfg, "train", 0).spectrum(),
   )
 }
 DATASETS = (*FILE_DATASETS, *GENERATED)  # the built-in names; `dataset_names()` includes registered ones
@@ -96,21 +96,32 @@ def fingerprint_extra(cfg: Any) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """Typed form of `config.data` (field comments: configs/default.py)."""
+  """The `data` block: the input pipeline (soft_diffusion/data).
 
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  # 'digits' (embedded, 8×8 scikit-learn digits) | 'celeb_a' (TFDS) | 'folder' (your images) |
+  # 'gaussian_field' (generated stationary Gaussian fields with a known law: docs/method.md §7, exact metrics)
   name: str = "digits"
-  path: str | None = None
+  path: str | None = None  # folder for 'folder'; TFDS data_dir otherwise (None = default)
+  # side of the square training images, pixels. The digits are stored at 8×8; 16×16 leaves room for
+  # a U-Net with three resolutions (16, 8, 4) and for blur levels between "sharp" and "one blob",
+  # while staying cheap enough for a 2-core CPU.
   image_size: int = 16
-  crop_size: int | None = None
-  random_flip: bool = False
-  train_split: str = "train"
-  folder_holdout_every: int = 10
-  cache: bool = False
-  num_workers: int = 0
-  read_threads: int = 4
-  prefetch_buffer_size: int = 64
+  crop_size: int | None = None  # central crop before resizing; None = largest square
+  random_flip: bool = False  # random horizontal flip in training (digits: no, faces: yes)
+  train_split: str = "train"  # split read for training
+  folder_holdout_every: int = 10  # 'folder': every n-th file (sorted by path) is the validation split; 0 = none
+  cache: bool = False  # decode + resize the whole training split once, into memory (small datasets only)
+  num_workers: int = 0  # grain worker processes decoding in the background (0 = in the main process)
+  read_threads: int = 4  # grain threads reading records
+  prefetch_buffer_size: int = 64  # elements grain reads ahead
+  # 'gaussian_field' only: spectrum v(k, l) = a / (1 + (k² + l²)/k0²) in the DCT basis, a set so the
+  # pixel std is field_pixel_std (docs/method.md §7); this is k0
   field_k0: float = 2.0
-  field_pixel_std: float = 0.3
+  field_pixel_std: float = 0.3  # 'gaussian_field' only: the fields' pixel std, which sets a (see field_k0)
 
   def __post_init__(self):
     typed_config.check(self.name in dataset_names(), "data.name", f"one of {dataset_names()}", self.name)

@@ -55,21 +55,40 @@ from soft_diffusion.models.common import (
 
 @dataclasses.dataclass(frozen=True)
 class NCSNppConfig:
-  """Typed form of `config.model` for model.name = 'ncsnpp' (field comments: configs/default.py)."""
+  """The `model` block for model.name = 'ncsnpp' (NCSN++, the default network): the defaults of
+  docs/method.md §6, score_sde's NCSN++ CelebA-64 recipe.
 
-  name: str = "ncsnpp"
-  channels: int = 128
-  channel_mult: tuple[int, ...] = (1, 2, 2, 2)
-  num_res_blocks: int = 4
-  attention_resolutions: tuple[int, ...] = (16,)
-  dropout: float = 0.1
-  fir_kernel: tuple[int, ...] = (1, 3, 3, 1)
-  dtype: str = "auto"  # bfloat16 compute on GPU/TPU, float32 on CPU (models.resolve_dtype)
+  The config schema: each field's comment is its documentation, here for the fields every network
+  shares too (UNetConfig documents only its own; `python -m soft_diffusion.run.schema` lists every
+  field, docs/config.md shows them).
+  """
+
+  name: str = "ncsnpp"  # 'ncsnpp' (NCSN++, the paper's comparison network) | 'unet' (DDPM-style U-Net)
+  channels: int = 128  # base channel count (NCSN++'s nf)
+  channel_mult: tuple[int, ...] = (1, 2, 2, 2)  # channels per resolution level = channels * mult
+  num_res_blocks: int = 4  # residual blocks per level
+  attention_resolutions: tuple[int, ...] = (16,)  # feature-map sides with self-attention
+  dropout: float = 0.1  # dropout rate in the residual blocks
+  fir_kernel: tuple[int, ...] = (1, 3, 3, 1)  # FIR resampling filter, separable taps ('ncsnpp' only)
+  # compute dtype: 'auto' (bfloat16 on GPU/TPU, float32 on CPU: models.resolve_dtype) | 'float32' |
+  # 'bfloat16'; the parameters, optimizer state, corruption and loss stay float32 either way
+  dtype: str = "auto"
+  # h = x_t + φ ('none') or x_t + s_t·φ ('noise_std': score_sde's scale_by_sigma; see models/denoiser.py)
   output_scale: str = "none"
+  # h = S_t x_t + c·φ with S_t = I ('identity', the paper's residual form) or the linear MMSE
+  # (Wiener) estimate per DCT frequency ('wiener', extension: blur/identity; see models/denoiser.py)
   skip: str = "identity"
+  # 'none': the residual form above with the loss of config.loss (the paper's) | 'spectral'
+  # (extension, blur/identity): EDM's preconditioning per DCT coefficient, x̂_0 = c_skip x_t +
+  # c_out F(c_in x_t) with the data's power spectrum, and its loss (weight 1/c_out² per
+  # coefficient; loss.weighting 'uniform', no floor or lag): docs/method.md §2.4
   precond: str = "none"
-  precond_c_in: str = "scalar"
+  precond_c_in: str = "scalar"  # 'spectral' only: c_in = 1/√(total power of x_t) | 'coefficient' (x_t whitened)
+  # 'spectral' only: the v it uses: 'data' | 'flat' (its mean everywhere) | 'tilted' (× the
+  # frequency radius: ×2 per octave); the last two are deliberately wrong, for the field study
   precond_spectrum: str = "data"
+  # recompute each residual block's activations in the backward pass instead of storing them
+  # (less memory for about one more forward pass; parameters and checkpoints are unchanged)
   remat: bool = False
 
   def __post_init__(self):

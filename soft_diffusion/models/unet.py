@@ -38,7 +38,12 @@ from soft_diffusion.models.common import (
 
 @dataclasses.dataclass(frozen=True)
 class UNetConfig:
-  """Typed form of `config.model` for model.name = 'unet' (field comments: configs/default.py)."""
+  """The `model` block for model.name = 'unet' (a DDPM-style U-Net).
+
+  The config schema: the fields it shares with NCSNppConfig (the default network) are documented
+  there, once; its own are documented here (`python -m soft_diffusion.run.schema` lists every
+  field, docs/config.md shows them).
+  """
 
   name: str = "unet"
   channels: int = 128
@@ -46,8 +51,8 @@ class UNetConfig:
   num_res_blocks: int = 4
   attention_resolutions: tuple[int, ...] = (16,)
   dropout: float = 0.1
-  num_heads: int = 1
-  dtype: str = "auto"  # bfloat16 compute on GPU/TPU, float32 on CPU (models.resolve_dtype)
+  num_heads: int = 1  # attention heads ('unet' only; NCSN++ attention has one head)
+  dtype: str = "auto"
   output_scale: str = "none"
   skip: str = "identity"
   precond: str = "none"

@@ -1,6 +1,6 @@
 """Command line: train, sample, select corruption levels, reference statistics, evaluate.
 
-    python -m soft_diffusion.main --config configs/digits.py --workdir runs/digits [--config.train.num_steps=100]
+    python -m soft_diffusion.main --config configs/digits.py --workdir runs/digits [--config.train.total_steps=100]
     python -m soft_diffusion.main --mode sample --config configs/digits.py --workdir runs/digits [--step N]
     python -m soft_diffusion.main --mode levels --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode stats --config configs/digits.py --workdir runs/digits
@@ -237,9 +237,6 @@ def parse(argv: list[str]) -> ConfigDict:
     file, _ = _split_config_arg(path)
     if not os.path.isfile(file):
       raise errors.MissingError(f"--config {file}: no such file")
-    root = str(pathlib.Path(file).resolve().parent.parent)  # configs import `configs.default`
-    if root not in sys.path:
-      sys.path.insert(1, root)
     _check_config_file(path)
   argv = config_first(argv)
   sys.argv = list(argv)  # ml_collections looks for the config's overrides in sys.argv, not in argv
@@ -261,23 +258,25 @@ def parse(argv: list[str]) -> ConfigDict:
 # One function per mode.
 
 
-def run(config: ConfigDict) -> Any:
-  """Validates the settings once, starts jax.distributed if asked, runs the mode; returns its result."""
-  # Imported after the flags are checked (a bad command line is answered at once), and each
-  # mode's module only for that mode.
+def _preamble(config: ConfigDict) -> tuple[str, Any, Any]:
+  """The one preamble every mode shares, in this order: the workdir (checked), the settings
+  (validated, pure), jax.distributed and the backend check, then the run's selected levels
+  (read from its levels.json; --mode levels writes them and training selects them first when
+  they are missing). Each mode makes its mesh from the devices the preamble leaves it. Returns
+  (mode, workdir, settings)."""
   import jax
 
+  from soft_diffusion.run import settings as settings_lib
   from soft_diffusion.run.workdir import Workdir
 
-  mode, workdir = _MODE.value, _WORKDIR.value
+  mode = _MODE.value
   if mode in DEPRECATED_MODES:
     logging.warning("--mode %s is deprecated: it is now --mode %s", mode, DEPRECATED_MODES[mode])
     mode = DEPRECATED_MODES[mode]
   if _COMPILATION_CACHE.value:  # before anything compiles
     jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
-  # --mode levels writes the levels; training selects them first when they are missing.
-  workdir = Workdir.resolve(workdir)
-  settings = workdir.settings(config, resolve_levels=mode not in ("levels", "train"))
+  workdir = Workdir.resolve(_WORKDIR.value)
+  settings = settings_lib.load(config)
   if _DISTRIBUTED.value:
     ids = _LOCAL_DEVICE_IDS.value
     jax.distributed.initialize(
@@ -293,6 +292,16 @@ def run(config: ConfigDict) -> Any:
       f"({jax.device_count()} devices); install its {required} build (pip install -c constraints.txt "
       f"-e '.[train,{required}]') or, to run anyway, drop the flag (launch scripts: SOFT_DIFFUSION_ALLOW_CPU=1)"
     )
+  if mode not in ("levels", "train"):
+    settings = workdir.settings(settings)
+  return mode, workdir, settings
+
+
+def run(config: ConfigDict) -> Any:
+  """The preamble, then the mode; returns its result."""
+  # Imported after the flags are checked (a bad command line is answered at once), and each
+  # mode's module only for that mode.
+  mode, workdir, settings = _preamble(config)
   if mode == "train":
     from soft_diffusion.run.modes import train
 

@@ -8,8 +8,9 @@ config in, typed settings out, no files.
 * One dataclass per config block. Blocks the library owns keep their dataclass there
   (`data.DataConfig`, `corruptions.CorruptionConfig`, and `models.network_config`, which types
   the model block as the config of the network `model.name` names); the program's blocks
-  are below. Every default is the value in configs/default.py, which documents each field
-  (tests/test_settings.py keeps the two equal).
+  are below. The dataclasses are the config schema: each field's default and comment are written
+  there once; run/schema.py builds configs/default.py's config from them and lists them
+  (`python -m soft_diffusion.run.schema`, docs/config.md).
 * Errors are `errors.ConfigError` (a ValueError) naming the field and what is allowed; unknown
   blocks and keys are errors too. Cross-block rules (the image size against the U-Net's
   downsamplings, the corruption's schedules) are checked here as well.
@@ -53,9 +54,22 @@ def _ints_at_least(block: Any, prefix: str, fields: tuple[str, ...], minimum: in
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-  weighting: str = "uniform"
+  """The `loss` block: Soft Score Matching (docs/method.md §2).
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  weighting: str = "uniform"  # w(t): 'uniform' (1) | 'inverse_noise_var' (1/s_t²)
+  # over an example's pixel values: 'mean' | 'sum' (score_sde: a loss H·W·C times larger, so its
+  # gradient clip at optim.grad_clip = 1.0 acts on most steps)
   reduction: str = "mean"
+  # > 0 (extension, not the paper): C_t in the loss becomes (1 - floor) C_t + floor I, so the
+  # network is also taught at the frequencies C_t removes; the minimiser is unchanged
   floor: float = 0.0
+  # > 0 (extension, not the paper): C_t in the loss becomes C_{max(t - lag, 0)}, the operator the
+  # Momentum step reads one step later, so every frequency its deblurring move reads is taught;
+  # the minimiser is unchanged (for blur); at least one sampler step (1/NFE); 0 with loss.floor > 0
   lag: float = 0.0
 
   def __post_init__(self):
@@ -68,16 +82,23 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-  lr: float = 2e-4
-  beta1: float = 0.9
-  beta2: float = 0.999
-  eps: float = 1e-8
-  warmup_steps: int = 5000
-  grad_clip: float = 1.0
-  ema_decay: float = 0.999
-  ema_warmup: bool = True
+  """The `optim` block: the optimizer (docs/method.md §6).
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  lr: float = 2e-4  # Adam learning rate after warm-up
+  beta1: float = 0.9  # Adam's β1 (first-moment decay)
+  beta2: float = 0.999  # Adam's β2 (second-moment decay)
+  eps: float = 1e-8  # Adam's ε
+  warmup_steps: int = 5000  # linear learning-rate warm-up
+  grad_clip: float = 1.0  # global-norm gradient clipping
+  ema_decay: float = 0.999  # EMA of the parameters, used for sampling
+  ema_warmup: bool = True  # decay min(ema_decay, (1+step)/(10+step)): short runs are not dominated by the init
+  # learning rate after warm-up: 'constant' (docs/method.md §6) | 'cosine' (to 0 at decay_steps)
   decay: str = "constant"
-  decay_steps: int = 0
+  decay_steps: int = 0  # end of the cosine decay (> warmup_steps); unused for 'constant'
 
   def __post_init__(self):
     check(self.lr > 0, "optim.lr", "> 0", self.lr)
@@ -101,22 +122,37 @@ T_DENSITIES = ("uniform", "lognormal")  # train.t_density
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  batch_size: int = 128
-  num_steps: int = 1_300_000
-  t_min: float = 0.0
-  log_every_steps: int = 100
-  sample_every_steps: int = 10_000
-  loss_bins: int = 4
-  prior_num_images: int = 5000
+  """The `train` block: the training loop.
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  batch_size: int = 128  # global batch (all devices, all hosts)
+  total_steps: int = 1_300_000  # optimizer steps
+  t_min: float = 0.0  # t ~ U(t_min, 1), or the density t_density on [t_min, 1]
+  log_every_steps: int = 100  # metrics + progress line
+  sample_every_steps: int = 10_000  # sample grid from fixed seeds (EMA params) into WORKDIR/samples
+  loss_bins: int = 4  # loss is also reported in this many equal bins of t
+  prior_num_images: int = 5000  # training images behind the sampler's prior p_1 (forward marginal or Gaussian fit)
+  # micro-batches per optimizer step: each device step sees batch_size / grad_accum_steps images
+  # (trades time for memory; the optimizer, EMA, learning rate and checkpoints see one step)
   grad_accum_steps: int = 1
+  # > 0: a jax.profiler trace of this many steps, from the 10th step after (re)start, into
+  # WORKDIR/logs/plugins/profile (TensorBoard's profile plugin)
   profile_steps: int = 0
+  # TensorBoard event files in WORKDIR/logs (through tf.io.gfile, so any path TensorFlow reads);
+  # False: metrics go to the log and WORKDIR/logs/metrics.jsonl only
   tensorboard: bool = True
+  # training-time density: 'uniform' (t ~ U(t_min, 1), the paper's) | 'lognormal' (extension,
+  # blur/identity: EDM's, ln r ~ N(mean, std²) for the noise-to-signal ratio r(t) of x_t,
+  # truncated to the levels t covers; docs/method.md §2.5)
   t_density: str = "uniform"
-  t_lognormal_mean: float = -0.5
-  t_lognormal_std: float = 1.2
+  t_lognormal_mean: float = -0.5  # EDM's P_mean = -1.2 for σ, with σ_data = 0.5: -1.2 - ln 0.5
+  t_lognormal_std: float = 1.2  # EDM's P_std
 
   def __post_init__(self):
-    fields = ("batch_size", "num_steps", "log_every_steps", "sample_every_steps", "loss_bins", "prior_num_images")
+    fields = ("batch_size", "total_steps", "log_every_steps", "sample_every_steps", "loss_bins", "prior_num_images")
     _ints_at_least(self, "train", fields, 1)
     _ints_at_least(self, "train", ("grad_accum_steps",), 1)
     _ints_at_least(self, "train", ("profile_steps",), 0)
@@ -137,8 +173,16 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
-  every_steps: int = 5000
-  max_to_keep: int = 3
+  """The `checkpoint` block: Orbax checkpoints in WORKDIR.
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  every_steps: int = 5000  # Orbax checkpoint interval (async, atomic)
+  max_to_keep: int = 3  # the newest checkpoints kept (older ones are deleted)
+  # > 0: also keep every checkpoint whose step is a multiple of this, forever (for choosing the
+  # best by FID: `--mode eval --steps all`); a multiple of every_steps
   keep_every_steps: int = 0
 
   def __post_init__(self):
@@ -154,16 +198,36 @@ class CheckpointConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
+  """The `sample` block: sampling (docs/method.md §4).
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  # 'momentum' (Algorithm 2) | 'naive' (Algorithm 1) | 'deterministic' (extension) | 'ancestral' (extension,
+  # for diagonal corruptions: samplers.py) | 'pc' (score_sde's) | 'multistep' (extension, for diagonal
+  # corruptions: the exponential integrator of multistep.py, for few steps) | 'multistep_sde' (extension:
+  # the same integrator for the reverse SDE)
   sampler: str = "momentum"
-  num_steps: int = 300
-  num_images: int = 64
-  seed: int = 0
-  batch_size: int = 256
+  num_steps: int = 300  # network evaluations per sample
+  num_images: int = 64  # images drawn by --mode sample
+  seed: int = 0  # same checkpoint + same seed -> identical images
+  batch_size: int = 256  # images per sampler call
+  # p_1: 'forward' (the exact forward marginal: train.prior_num_images real training images x_0,
+  # corrupted to t = 1 with fresh noise; the default, measured best on the digits: docs/results.md "Sample
+  # quality on the digits") | 'gaussian' (a Gaussian fit of C_1 x_0 plus s_1² I exactly, stored in
+  # WORKDIR/prior.npz)
   prior: str = "forward"
-  snr: float = 0.17
+  snr: float = 0.17  # 'pc' only: the Langevin corrector's signal-to-noise ratio (score_sde's CelebA value)
+  # Levels the sampler visits: 'auto' (the sampler's default: 'uniform', and for 'multistep' its
+  # measured default) | 'uniform' (equal steps in t) | 'logsnr' (equal steps in the mid frequency's
+  # log-SNR) | 'edm' (EDM's rho-spacing of that frequency's noise-to-signal ratio): time_grids.py
   time_grid: str = "auto"
-  rho: float = 7.0
-  order: int = 2
+  rho: float = 7.0  # time_grid = 'edm' only: EDM's rho
+  order: int = 2  # 'multistep' only: 1 (= the deterministic sampler), 2 or 3
+  # the sampler's end: 'auto' (its own: 'denoise' for 'pc', 'noise' for the others) | 'noise' (x at
+  # t = 0, still holding about s_0 of noise: the paper's end) | 'denoise' (the last step's estimate
+  # x̂_0, score_sde's and EDM's end); the same number of network evaluations (samplers.py)
   final: str = "auto"
 
   def __post_init__(self):
@@ -183,11 +247,22 @@ class SampleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LevelsConfig:
-  num_candidates: int = 256
-  num_levels: int = 32
-  num_images: int = 0
-  pairing: str = "candidate"
-  min_blur_share: float = 0.5
+  """The `levels` block: level selection, --mode levels (docs/method.md §3): writes
+  WORKDIR/levels.json + levels.png; training and sampling use it when corruption.blur_schedule =
+  'selected'.
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  num_candidates: int = 256  # log-spaced candidate blur levels in [blur_sigma_min, blur_sigma_max]
+  num_levels: int = 32  # levels kept, at t_k = k/(K-1)
+  num_images: int = 0  # training images in the mean DCT power spectrum; 0 = the whole split
+  # how the noise s(t) enters the distance (level_selection.py): 'joint' ((σ_B, s(t_k)) pairs) |
+  # 'joint_min_blur' (joint, every hop at least min_blur_share blur) | 'candidate' (candidate i
+  # carries s(i/(M-1))) | 'blur' (the blur term alone)
+  pairing: str = "candidate"  # measured best on the digits (docs/results.md "Sample quality on the digits")
+  min_blur_share: float = 0.5  # 'joint_min_blur' only: d_blur >= this share of each hop, in (0, 1)
 
   def __post_init__(self):
     check(at_least(self.num_candidates, 2), "levels.num_candidates", "an int >= 2", self.num_candidates)
@@ -206,18 +281,31 @@ class LevelsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  split: str = "train"
-  ref_num_images: int = 0
-  num_images: int = 10_000
-  samplers: tuple[str, ...] = ("momentum", "naive")
-  num_steps: tuple[int, ...] = (50, 100, 200, 300)
-  batch_size: int = 64
-  kid_subset_size: int = 1000
-  kid_num_subsets: int = 100
-  kid_ref_features: int = 10_000
+  """The `eval` block: evaluation, --mode stats and --mode eval (FID/KID with the JAX Inception-v3;
+  see docs/evaluation.md).
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  split: str = "train"  # reference split for --mode stats (the paper's CelebA FIDs use the train split)
+  ref_num_images: int = 0  # reference images; 0 = the whole split
+  num_images: int = 10_000  # samples per (sampler, NFE) point of --mode eval (the paper: 50k)
+  samplers: tuple[str, ...] = ("momentum", "naive")  # samplers compared
+  num_steps: tuple[int, ...] = (50, 100, 200, 300)  # network evaluations per sample (NFE), as sample.num_steps
+  batch_size: int = 64  # images per Inception call (a multiple of the device count)
+  kid_subset_size: int = 1000  # KID subset size (capped at the smaller set)
+  kid_num_subsets: int = 100  # KID subsets averaged
+  kid_ref_features: int = 10_000  # reference feature vectors kept in the stats file for KID
+  # data.name = 'gaussian_field': no Inception; exact distances to the known law (evaluation/exact.py),
+  # and with oracle=True every point also with the exact posterior mean as denoiser (the floor)
   oracle: bool = True
+  # While training: every `every_steps` steps (0 = never) draw `train_num_images` samples with the
+  # EMA parameters and the sample block's sampler, log their KID and FID against the reference
+  # statistics (computed first if missing) to metrics.jsonl and TensorBoard, and save a checkpoint
+  # with them; the best of those (lowest FID) is kept whatever checkpoint.max_to_keep says.
   every_steps: int = 0
-  train_num_images: int = 1000
+  train_num_images: int = 1000  # samples drawn at each evaluation while training (see every_steps)
 
   def __post_init__(self):
     check(isinstance(self.split, str) and bool(self.split), "eval.split", "a split name", self.split)
@@ -249,24 +337,47 @@ class EvalConfig:
 
 RESTORE_OPERATORS = ("gaussian_blur", "box_blur", "random_mask", "lower_half", "model")
 RESTORE_METHODS = ("native", "guided")
-RESTORE_SAMPLERS = ("ancestral", "momentum", "naive", "deterministic")  # those that can start at t* < 1
+
+
+def restore_samplers() -> tuple[str, ...]:
+  """The samplers restoration can use: those that start from a level t* < 1 (they take `t_start`),
+  read from the samplers themselves (registered extensions included)."""
+  return tuple(name for name in samplers.SAMPLERS if samplers.starts_below_one(name))
 
 
 @dataclasses.dataclass(frozen=True)
 class RestoreConfig:
+  """The `restore` block: restoration, --mode restore (soft_diffusion/restoration.py;
+  docs/restoration.md): posterior samples for y = A x_0 + sigma_y n with this run's model.
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  # A: 'gaussian_blur' (size = sigma in px) | 'box_blur' (size = odd width in px) | 'random_mask'
+  # (size = fraction of pixels kept) | 'lower_half' (the lower half removed; size unused) |
+  # 'model' (the model's own corruption C_t at t = size, e.g. its masks: native restoration's home ground)
   operator: str = "gaussian_blur"
-  size: float = 1.0
-  sigma_y: float = 0.02
+  size: float = 1.0  # the operator's size (its meaning: operator above)
+  sigma_y: float = 0.02  # observation noise std, images in [-1, 1]
+  # 'native': start the reverse process at the model's own level of y (A within the model's
+  # corruption family) | 'guided': from p_1 with a conditional denoiser (any operator above)
   method: str = "native"
+  # '' = the first num_images images of `split`, degraded here and scored against the originals;
+  # else a folder of PNGs or an .npz (array 'y' [N, H, W, C] in [-1, 1], or uint8) of degraded images
   input: str = ""
-  split: str = "validation"
-  num_images: int = 16
-  num_samples: int = 8
-  num_steps: int = 100
+  split: str = "validation"  # the digits', CelebA's and the fields' held-out split
+  num_images: int = 16  # observations restored
+  num_samples: int = 8  # posterior samples per observation (their mean: the MMSE estimate)
+  num_steps: int = 100  # network evaluations per sample (native: from t* to 0)
+  # 'ancestral' (random at every step: from a fixed start it samples p(x_0 | x_t*); the Momentum
+  # Sampler adds no noise while s_t is constant, so native restoration with it has almost no
+  # spread: docs/restoration.md) | 'momentum' | 'naive' | 'deterministic' | 'multistep' | 'multistep_sde'
+  # (any sampler that starts below t = 1: samplers.starts_below_one)
   sampler: str = "ancestral"
-  batch_size: int = 64
-  seed: int = 0
-  mask_seed: int = 0
+  batch_size: int = 64  # images per sampler call
+  seed: int = 0  # the observation noise's and the samplers' seed
+  mask_seed: int = 0  # the random mask's pixels
 
   def __post_init__(self):
     ops = RESTORE_OPERATORS
@@ -285,7 +396,8 @@ class RestoreConfig:
     sigma_y = self.sigma_y
     check(isinstance(sigma_y, (int, float)) and 0 < sigma_y <= 1, "restore.sigma_y", "in (0, 1]", sigma_y)
     check(self.method in RESTORE_METHODS, "restore.method", f"one of {RESTORE_METHODS}", self.method)
-    check(self.sampler in RESTORE_SAMPLERS, "restore.sampler", f"one of {RESTORE_SAMPLERS}", self.sampler)
+    restarting = restore_samplers()
+    check(self.sampler in restarting, "restore.sampler", f"one of {restarting}", self.sampler)
     check(
       isinstance(self.input, str), "restore.input", "'' (the split, degraded here) or a folder/.npz path", self.input
     )
@@ -300,7 +412,7 @@ class RestoreConfig:
 class Settings:
   """Every config block, typed and validated."""
 
-  seed: int
+  seed: int  # one seed for everything; per-step keys are fold_in(key(seed), step)
   data: data.DataConfig
   corruption: corruptions.CorruptionConfig
   loss: LossConfig
@@ -347,8 +459,9 @@ def _from_config(config: Any) -> Settings:
   return Settings(seed=blocks["seed"], **typed)
 
 
-def _check_corruption(cfg: corruptions.CorruptionConfig) -> None:
-  """Builds the corruption once to validate its names and schedules (one-line errors)."""
+def _check_corruption(cfg: corruptions.CorruptionConfig) -> str | None:
+  """Builds the corruption once to validate its names and schedules (one-line errors); returns the
+  basis its operator is diagonal in ('dct', 'pixel'), or None."""
   check(
     cfg.blur_schedule != "selected" or cfg.name == "blur",
     "corruption.blur_schedule",
@@ -359,11 +472,12 @@ def _check_corruption(cfg: corruptions.CorruptionConfig) -> None:
     # Levels not read yet: check the log-spaced range the selection chooses them from.
     cfg = dataclasses.replace(cfg, blur_schedule="log")
   try:
-    corruptions.make(cfg)
+    corruption = corruptions.make(cfg)
   except errors.UserError:
     raise
   except ValueError as e:
     raise errors.ConfigError(f"config.corruption: {errors.one_line(e)}") from None
+  return getattr(corruption.operator, "basis", None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -424,7 +538,10 @@ def load(config: Any) -> Settings:
     errors.ConfigError naming the field.
   """
   settings = config if isinstance(config, Settings) else _from_config(config)
-  _check_corruption(settings.corruption)
+  basis = _check_corruption(settings.corruption)
+  # What needs C_t diagonal in the DCT basis (blur, identity) is read from the operator itself.
+  dct_diagonal = basis == "dct"
+  operator = f"corruption.name = {settings.corruption.name!r} is diagonal in the {basis or 'no known'} basis"
   check(
     settings.eval.every_steps == 0 or not data.has_exact_law(settings.data),
     "eval.every_steps",
@@ -439,22 +556,22 @@ def load(config: Any) -> Settings:
     settings.data.image_size,
   )
   check(
-    settings.model.skip == "identity" or settings.corruption.name in ("blur", "identity"),
+    settings.model.skip == "identity" or dct_diagonal,
     "model.skip",
-    "'identity' unless corruption.name is 'blur' or 'identity' ('wiener' needs C_t diagonal in the DCT basis)",
+    f"'identity' unless C_t is diagonal in the DCT basis ('wiener' needs it; {operator})",
     settings.model.skip,
   )
   check(
-    settings.train.t_density == "uniform" or settings.corruption.name in ("blur", "identity"),
+    settings.train.t_density == "uniform" or dct_diagonal,
     "train.t_density",
-    "'uniform' unless corruption.name is 'blur' or 'identity' ('lognormal' uses the data's DCT power spectrum)",
+    f"'uniform' unless C_t is diagonal in the DCT basis ('lognormal' uses the data's DCT power spectrum; {operator})",
     settings.train.t_density,
   )
   if settings.model.precond != "none":
     check(
-      settings.corruption.name in ("blur", "identity"),
+      dct_diagonal,
       "model.precond",
-      "'none' unless corruption.name is 'blur' or 'identity' ('spectral' uses the data's DCT power spectrum)",
+      f"'none' unless C_t is diagonal in the DCT basis ('spectral' uses the data's DCT power spectrum; {operator})",
       settings.model.precond,
     )
     loss = settings.loss

@@ -65,15 +65,15 @@ def check_batch_split(field: str, batch_size: int, mesh: jax.sharding.Mesh) -> N
 def make_optimizer(cfg: OptimConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Adam with linear warm-up and global-norm clipping (docs/method.md §6); optionally cosine decay to 0."""
   if cfg.decay == "cosine":
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, cfg.decay_steps, 0.0)
+    lr_schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, cfg.decay_steps, 0.0)
   elif cfg.warmup_steps:
-    schedule = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+    lr_schedule = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
   else:
-    schedule = optax.constant_schedule(cfg.lr)
+    lr_schedule = optax.constant_schedule(cfg.lr)
   optimizer = optax.chain(
-    optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    optax.clip_by_global_norm(cfg.grad_clip), optax.adam(lr_schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
   )
-  return optimizer, schedule
+  return optimizer, lr_schedule
 
 
 # ----------------------------------------------------------------------------------------------

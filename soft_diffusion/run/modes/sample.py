@@ -33,7 +33,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from soft_diffusion import corruptions, data, errors, evaluation, models, preconditioning, priors, samplers, time_grids
+from soft_diffusion import corruptions, data, errors, evaluation, models, preconditioning, priors, samplers
 from soft_diffusion.models import make_denoise_fn, wiener_skip
 from soft_diffusion.run import checkpoints, figures, files, image_files, processes, reporting
 from soft_diffusion.run import settings as settings_lib
@@ -341,21 +341,17 @@ def trajectory_figure(run: Run, path: epath.Path, num_frames: int = 8) -> None:
   k_prior, k_sampler = jax.random.split(key)
   x_init = priors.sample_p1(run.prior, run.corruption, k_prior, 1)
   sampler = sampler_of(cfg)
-  x0, (x_ts, x0_hats) = jax.jit(
-    lambda x: sampler(denoise_fn, x, run.corruption, num_steps=cfg.num_steps, key=k_sampler, return_trajectory=True)
-  )(x_init)
+  trace = jax.jit(lambda x: sampler(denoise_fn, x, run.corruption, num_steps=cfg.num_steps, key=k_sampler, trace=True))(
+    x_init
+  )
+  x0 = trace.x0
   frames = np.unique(np.linspace(0, cfg.num_steps - 1, num_frames).round().astype(int))
-  if cfg.sampler == "pc":  # two calls per level
-    times = [(cfg.num_steps - i) / cfg.num_steps for i in frames]
-  else:
-    grid = samplers.default_time_grid(cfg.sampler) if cfg.time_grid == "auto" else cfg.time_grid
-    shape = x_init.shape[1:3]
-    times = time_grids.resolve(grid, run.corruption, cfg.num_steps, *shape, rho=cfg.rho)[frames].tolist()
+  times = np.asarray(trace.times)[frames].tolist()  # the grid the sampler used ('pc': two calls per level)
   end = "x̂_0 of the last step" if samplers.ends_denoised(cfg.sampler, cfg.final) else "t=0"
   titles = [_level_title(run.corruption, t) for t in times] + [f"{end}\nfinal"]
   rows = [
-    ("x_t", [figures.to_display(x_ts[i, 0]) for i in frames] + [figures.to_display(x0[0])]),
-    ("x̂_0 = h(x_t, t)", [figures.to_display(x0_hats[i, 0]) for i in frames] + [figures.to_display(x0[0])]),
+    ("x_t", [figures.to_display(trace.x_t[i, 0]) for i in frames] + [figures.to_display(x0[0])]),
+    ("x̂_0 = h(x_t, t)", [figures.to_display(trace.x0_hats[i, 0]) for i in frames] + [figures.to_display(x0[0])]),
   ]
   figures.image_rows(
     path, rows, titles, f"reverse trajectory: {cfg.sampler} sampler, {cfg.num_steps} steps (step {run.step})"

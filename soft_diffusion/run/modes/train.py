@@ -7,7 +7,7 @@ progress, sample grids, checkpoints and SIGTERM).
 Randomness: step n uses fold_in(key(seed), n), split into t, noise and dropout keys, so a resumed
 run draws exactly what an uninterrupted one would, for any device count. Everything else lives
 in its own module: settings.py (config), state.py (mesh, network, optimizer, state),
-checkpoints.py (Orbax), sample.py (p_1, sample grids), artifacts.py (files).
+checkpoints.py (Orbax), modes/sample.py (p_1, sample grids), workdir.py and files.py (the run folder).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ GRID_IMAGES = 64  # images in the sample grids written during training
 
 
 def make_train_step(
-  network, corruption, optimizer, schedule, settings: Settings, skip=None, precond=None, t_sampler=None
+  network, corruption, optimizer, lr_schedule, settings: Settings, skip=None, precond=None, t_sampler=None
 ):
   """(state, batch [B,H,W,C]) -> (state, metrics). A step with a non-finite loss or gradient
   leaves the state unchanged and records its number (1-based: the n-th step, the numbering of the
@@ -140,7 +140,7 @@ def make_train_step(
     metrics = {
       "loss": loss,
       "grad_norm": grad_norm,
-      "lr": schedule(state.step),
+      "lr": lr_schedule(state.step),
       "bin_sum": jax.ops.segment_sum(per_example, bins, num_bins),
       "bin_count": jax.ops.segment_sum(jnp.ones_like(per_example), bins, num_bins),
     }
@@ -153,7 +153,7 @@ def jit_train_step(
   network,
   corruption,
   optimizer,
-  schedule,
+  lr_schedule,
   settings: Settings,
   state: TrainState,
   mesh,
@@ -165,7 +165,7 @@ def jit_train_step(
   replicated = state_lib.replicated(mesh)
   state_shardings = jax.tree.map(lambda _: replicated, state)
   return jax.jit(
-    make_train_step(network, corruption, optimizer, schedule, settings, skip, precond, t_sampler),
+    make_train_step(network, corruption, optimizer, lr_schedule, settings, skip, precond, t_sampler),
     in_shardings=(state_shardings, state_lib.batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated),
     donate_argnums=(0,),
@@ -380,7 +380,7 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
 
   # -- state, step, checkpoints (resume if there is one)
   network = models.make_network(settings.model)
-  optimizer, schedule = state_lib.make_optimizer(settings.optim)
+  optimizer, lr_schedule = state_lib.make_optimizer(settings.optim)
   manager = checkpoints.training_manager(workdir, settings.checkpoint, keep_best=evaluator is not None)
   if manager.latest_step() is not None:  # a resumed run keeps the parameterisation it was trained with
     checkpoints.check_recipe(workdir, manager.latest_step(), settings)
@@ -391,7 +391,9 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   skip = sample_lib.make_skip(settings, corruption, workdir, fit_missing=True)  # model.skip = 'wiener' only
   precond = sample_lib.make_precond(settings, corruption, workdir, fit_missing=True)  # model.precond only
   t_sampler = make_t_sampler(settings, corruption, workdir)
-  train_step = jit_train_step(network, corruption, optimizer, schedule, settings, state, mesh, skip, precond, t_sampler)
+  train_step = jit_train_step(
+    network, corruption, optimizer, lr_schedule, settings, state, mesh, skip, precond, t_sampler
+  )
   state, resumed = checkpoints.restore_training(manager, state, iterator)
   if resumed is not None:
     log.info("resumed from step %d", int(state.step))
@@ -420,7 +422,7 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   # -- loop
   primary = jax.process_index() == 0
   step = int(state.step)
-  total = settings.train.num_steps
+  total = settings.train.total_steps
   start_step = step
   run_log = RunLog(workdir, step, tensorboard=settings.train.tensorboard)
   pending: list[dict[str, jax.Array]] = []

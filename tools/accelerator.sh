@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # GPU/TPU numbers for celeba64's NCSN++ in one prepared run of at most about 8 minutes: first
-# the golden train step of the tiny config against the CPU's values (benchmarks/golden_step.py:
+# the golden train step of the tiny config against the CPU's values (tools/golden_step.py:
 # float32 within 1e-4, bf16 within 5e-2; exit status 3 when only that fails), then the
 # largest bf16 batch of 256/128/64 whose train step compiles and runs (compile time apart from
 # step time), its images/s, FLOPs (XLA's cost analysis, all devices) and MFU against the chip's
 # datasheet bf16 peak and the measured matmul rate; then sampling images/s at 100 NFE and
 # Inception images/s. Everything it prints also goes to OUT_DIR.
 #
-#   benchmarks/accelerator.sh OUT_DIR [--config celeba64] [--batches "256 128 64"] [--steps 20]
+#   tools/accelerator.sh OUT_DIR [--config celeba64] [--batches "256 128 64"] [--steps 20]
 #
 # Made for a machine with no network at all (no package registry either), no .venv, and its own
 # Python and jax: it runs the checkout in place (PYTHONPATH), with the interpreter $PYTHON, else
 # .venv/bin/python, else python3. Packages that machine lacks (grain, array_record, portpicker
-# on a CUDA image with jax and flax) travel as wheels in .whl/ (benchmarks/accelerator_wheels.sh
+# on a CUDA image with jax and flax) travel as wheels in .whl/ (tools/accelerator_wheels.sh
 # downloads them here) and are installed into a scratch folder first, without network, when
 # the interpreter lacks them. The
 # Inception step uses the FID weights when they are cached and random weights of the same shapes
@@ -32,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     *) [[ -z "$out" ]] || { echo "accelerator.sh: one OUT_DIR, got '$out' and '$1'" >&2; exit 2; }; out="$1"; shift ;;
   esac
 done
-[[ -n "$out" ]] || { echo "accelerator.sh: give the output folder: benchmarks/accelerator.sh OUT_DIR" >&2; exit 2; }
+[[ -n "$out" ]] || { echo "accelerator.sh: give the output folder: tools/accelerator.sh OUT_DIR" >&2; exit 2; }
 mkdir -p "$out" || exit 2
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
@@ -60,7 +60,7 @@ EOF
 [[ "${PIPESTATUS[0]}" == 0 ]] || exit 2
 
 log "golden step: tiny config, float32 and bf16, against the CPU's values"
-timeout 150 "$PYTHON" benchmarks/golden_step.py --json "$out/golden_step.json" 2>&1 | tee "$out/golden_step.txt"
+timeout 150 "$PYTHON" tools/golden_step.py --json "$out/golden_step.json" 2>&1 | tee "$out/golden_step.txt"
 golden="${PIPESTATUS[0]}"  # a mismatch is reported at the end; the timings still run
 
 batch=""

@@ -1,11 +1,11 @@
 """Sample-quality studies on the digits: which level table, loss and parameterisation make the
 paper's Momentum Sampler good, measured with the project's own metrics.
 
-    python benchmarks/quality_study.py --study accounting --seeds 0 1 --inception
-    python benchmarks/quality_study.py --study levels --seeds 0 1
-    python benchmarks/quality_study.py --study loss --seeds 0 1 2
-    python benchmarks/quality_study.py --study ve --seeds 0 --priors forward
-    python benchmarks/quality_study.py --study precond --seeds 0 --variants precond paper
+    python studies/quality_study.py --study accounting --seeds 0 1 --inception
+    python studies/quality_study.py --study levels --seeds 0 1
+    python studies/quality_study.py --study loss --seeds 0 1 2
+    python studies/quality_study.py --study ve --seeds 0 --priors forward
+    python studies/quality_study.py --study precond --seeds 0 --variants precond paper
 
 Each variant is configs/digits.py with a few overrides (VARIANTS), except `ve`, which is
 configs/digits_ve.py (the VE baseline); each (variant, training seed)
@@ -42,25 +42,19 @@ the tables (mean ± std over training seeds) are printed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import functools
 import json
 import pathlib
-import subprocess
-import sys
 import time
 
+import harness  # studies/, beside this script
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # configs/
+from soft_diffusion.run.workdir import Workdir
 
-import study_records  # noqa: E402  (benchmarks/, beside this script)
-
-from configs import digits as digits_config  # noqa: E402
-from configs import digits_ve as digits_ve_config  # noqa: E402
-from soft_diffusion.run.workdir import Workdir  # noqa: E402
-
+# DIGITS_BLUR_LEVELS_JOINT (the 'joint' variant) and DIGITS_BLUR_LEVELS
+digits_levels = harness.config_module("digits")
 SAMPLERS = ("momentum", "naive")
 NFES = (50, 100, 200)
 NUM_SAMPLES = 256
@@ -70,7 +64,7 @@ SAMPLE_SEED = 0
 VARIANTS: dict[str, tuple[str, dict, str | None]] = {
   "joint": (
     "levels.pairing = joint (configs/digits.py's table from 4ce04ed until this study)",
-    {"corruption.blur_sigma_table": digits_config.DIGITS_BLUR_LEVELS_JOINT},
+    {"corruption.blur_sigma_table": digits_levels.DIGITS_BLUR_LEVELS_JOINT},
     None,
   ),
   "candidate": ("levels.pairing = candidate (configs/digits.py's table before 4ce04ed and now)", {}, None),
@@ -117,12 +111,12 @@ VARIANTS: dict[str, tuple[str, dict, str | None]] = {
 # Every digits variant states its skip (the residual form unless it says otherwise), so that a
 # change of configs/digits.py's default cannot change what a variant's name stands for.
 BASE_OVERRIDES = {"model.skip": "identity"}
-# variant -> (config file, module, form); others: DIGITS_CONFIG. Every variant loads its config in a
-# named form (configs/default.py apply_form) and states the rest, so that a change of a config's
-# default form cannot change what a variant's name stands for.
-DIGITS_CONFIG = ("configs/digits.py", digits_config, "paper")
-VE_CONFIG = ("configs/digits_ve.py", digits_ve_config, "score_sde")
-CONFIG_MODULES = {"ve": VE_CONFIG, "ve_precond": VE_CONFIG}
+# variant -> config (FILE:FORM); others: DIGITS_CONFIG. Every variant loads its config in a named
+# form (schema.apply_form) and states the rest, so that a change of a config's default
+# form cannot change what a variant's name stands for.
+DIGITS_CONFIG = "configs/digits.py:paper"
+VE_CONFIG = "configs/digits_ve.py:score_sde"
+VARIANT_CONFIGS = {"ve": VE_CONFIG, "ve_precond": VE_CONFIG}
 VARIANT_SAMPLERS = {"ve": ("pc", "momentum")}  # variant -> samplers; others: SAMPLERS
 # A sampler name may carry the sampler's end: 'momentum:denoise' is sample.final = 'denoise'.
 PRECOND_SAMPLERS = ("momentum:noise", "momentum:denoise", "multistep:denoise", "multistep_sde:denoise")
@@ -144,35 +138,13 @@ def samplers_of(study: str, variant: str) -> tuple[str, ...]:
   return VARIANT_SAMPLERS.get(variant, SAMPLERS)
 
 
-def flag_value(value) -> str:
-  if isinstance(value, tuple):
-    return "(" + ",".join(repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-  return str(value)  # absl's config flags take strings unquoted
-
-
-def run_cli(args: list[str], log: pathlib.Path) -> None:
-  cmd = [sys.executable, "-m", "soft_diffusion.main", *args]
-  print("+", " ".join(cmd[1:]), f"> {log}", flush=True)
-  with log.open("a") as f:
-    subprocess.run(cmd, check=True, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-
-
-def config_of(variant: str):
-  """(config file, module, form) of a variant."""
-  return CONFIG_MODULES.get(variant, DIGITS_CONFIG)
+def config_of(variant: str) -> str:
+  """The config (FILE:FORM) of a variant."""
+  return VARIANT_CONFIGS.get(variant, DIGITS_CONFIG)
 
 
 def make_config(overrides: dict, seed: int, variant: str = "candidate"):
-  _, module, form = config_of(variant)
-  config = module.get_config(form)
-  config.seed = seed
-  for key, value in overrides.items():
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-      node = node[part]
-    node[leaf] = value
-  return config
+  return harness.make_config(config_of(variant), overrides, seed)
 
 
 def select_table(variant: str, pairing: str, workdir: pathlib.Path) -> tuple[float, ...]:
@@ -194,17 +166,12 @@ def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   _, overrides, pairing = VARIANTS[variant]
   workdir = out / f"{variant}_s{seed}"
   workdir.mkdir(parents=True, exist_ok=True)
-  overrides = {**BASE_OVERRIDES, **overrides} if config_of(variant)[1] is digits_config else dict(overrides)
+  overrides = {**BASE_OVERRIDES, **overrides} if config_of(variant) == DIGITS_CONFIG else dict(overrides)
   if pairing is not None:
     overrides["corruption.blur_sigma_table"] = select_table(variant, pairing, workdir)
   config = make_config(overrides, seed, variant)
-  if not (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
-    flags = [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
-    spec = "{}:{}".format(*config_of(variant)[::2])
-    args = ["--config", spec, "--workdir", str(workdir), f"--config.seed={seed}", *flags]
-    start = time.perf_counter()
-    run_cli(args, workdir / "train.log")
-    timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
+  flags = [f"--config.seed={seed}", *harness.override_flags(overrides)]
+  harness.train_unless_done(workdir, config_of(variant), flags, num_steps=config.train.total_steps, timings=timings)
   return overrides
 
 
@@ -216,7 +183,7 @@ class Reference:
     from soft_diffusion.run import settings as settings_lib
     from soft_diffusion.run.modes import evaluate_fid
 
-    self.settings = settings_lib.load(digits_config.get_config("paper"))
+    self.settings = settings_lib.load(harness.load_config(DIGITS_CONFIG))
 
     def split(name):
       cfg = self.settings.data
@@ -230,11 +197,9 @@ class Reference:
       workdir = out / "reference"
       path = evaluate_fid.stats_path(workdir, self.settings)
       if not path.is_file():
-        start = time.perf_counter()
         workdir.mkdir(parents=True, exist_ok=True)
-        args = ["--config", "configs/digits.py:paper", "--workdir", str(workdir), "--mode", "stats"]
-        run_cli(args, workdir / "stats.log")
-        timings["reference/stats"] = round(time.perf_counter() - start, 1)
+        args = ["--config", DIGITS_CONFIG, "--workdir", str(workdir), "--mode", "stats"]
+        harness.timed(timings, "reference/stats", lambda: harness.run_cli(args, workdir / "stats.log"))
       self.inception = evaluate_fid.load_reference(path, self.settings, "")[:2]
 
   def measure(self, images: np.ndarray, inception: bool = True) -> dict:
@@ -316,34 +281,38 @@ def evaluate_run(
 
   workdir = out / f"{variant}_s{seed}"
   path = workdir / "quality.json"
-  record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
+  record = harness.read_json(path, {"points": {}})
   want = point_names(prior_names, samplers or VARIANT_SAMPLERS.get(variant, SAMPLERS), nfes)
   if only is not None:
     want = [p for p in want if p in only]
-  missing = [
-    p for p in want if p not in record["points"] or ("fid" not in record["points"][p] and inception_at(p, ref))
-  ]
-  if not missing:
-    return record
-  start = time.perf_counter()
-  run = sample.load_run(Workdir.of(workdir).settings(make_config(overrides, seed, variant)), workdir)
-  priors_of_points = {}
-  for point in missing:
+
+  @functools.cache
+  def run():  # only when a point is missing
+    return sample.load_run(Workdir.of(workdir).settings(make_config(overrides, seed, variant)), workdir)
+
+  @functools.cache
+  def prior(name: str):
+    return jax.device_put(point_prior(run(), name))
+
+  def measure(point: str) -> dict:
     sampler, nfe, *rest = point.split("/")
     sampler, _, end = sampler.partition(":")  # 'momentum:denoise': sample.final = 'denoise'
-    prior_name = rest[0] if rest else "gaussian"
-    if prior_name not in priors_of_points:
-      priors_of_points[prior_name] = jax.device_put(point_prior(run, prior_name))
     cfg = dataclasses.replace(
-      run.settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED, final=end or "auto"
+      run().settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED, final=end or "auto"
     )
     t0 = time.perf_counter()
-    images = dataclasses.replace(run, prior=priors_of_points[prior_name]).draw(cfg, num_samples, progress=False)
+    images = dataclasses.replace(run(), prior=prior(rest[0] if rest else "gaussian")).draw(
+      cfg, num_samples, progress=False
+    )
     sampled = round(time.perf_counter() - t0, 1)
-    record["points"][point] = {**ref.measure(images, inception_at(point, ref)), "sampling_seconds": sampled}
-    print(f"{variant}_s{seed} {point}: " + short(record["points"][point]), flush=True)
-    path.write_text(json.dumps(record, indent=1))
-  timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
+    result = {**ref.measure(images, inception_at(point, ref)), "sampling_seconds": sampled}
+    print(f"{variant}_s{seed} {point}: " + short(result), flush=True)
+    return result
+
+  start = time.perf_counter()
+  redo = lambda point, held: "fid" not in held and inception_at(point, ref)  # the Inception asked for later
+  if harness.measure_points(path, want, measure, record=record, redo=redo):
+    timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
   return record
 
 
@@ -406,11 +375,12 @@ def tables(study: dict, metrics=tuple(METRICS)) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--study", choices=sorted(STUDIES), required=True)
-  parser.add_argument(
-    "--tables", action="store_true", help="only print the tables of the study's JSON in --results (runs nothing)"
+  parser = harness.parser(
+    __doc__,
+    out=harness.REPO / "runs" / "quality",
+    tables="only print the tables of the study's JSON in --results (runs nothing)",
   )
+  parser.add_argument("--study", choices=sorted(STUDIES), required=True)
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--variants", nargs="+", help="a subset of the study's variants")
   parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS), help="tables to print")
@@ -432,11 +402,9 @@ def main() -> None:
     choices=("gaussian", "noisy_fit", "forward"),
     help="p_1 of the points (default: gaussian; the accounting study: all three)",
   )
-  parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "quality")
-  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
   args = parser.parse_args()
   if args.tables:
-    print(tables(json.loads((args.results / f"quality_{args.study}.json").read_text()), args.metrics))
+    print(tables(harness.read_json(args.results / f"quality_{args.study}.json"), args.metrics))
     return
   variants = args.variants or STUDIES[args.study]
   nfes = STUDY_NFES.get(args.study, NFES)
@@ -484,19 +452,16 @@ def main() -> None:
         set(args.only) if args.only else None,
       )
       runs[str(s)] = record["points"]
-    levels = overrides[v, args.seeds[0]].get("corruption.blur_sigma_table", digits_config.DIGITS_BLUR_LEVELS)
+    levels = overrides[v, args.seeds[0]].get("corruption.blur_sigma_table", digits_levels.DIGITS_BLUR_LEVELS)
     samplers = samplers_of(args.study, v)
     study["variants"][v] = {"description": VARIANTS[v][0], "samplers": list(samplers), "runs": runs}
-    if config_of(v)[1] is digits_config:
+    if config_of(v) == DIGITS_CONFIG:
       study["variants"][v]["levels"] = list(levels)
-  args.results.mkdir(parents=True, exist_ok=True)
   path = args.results / f"quality_{args.study}.json"
   # variants this run did not touch keep their earlier record; all in VARIANTS' order
-  study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
+  study["variants"] = harness.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
   study["priors"] = priors_in(study)  # of every variant's points, this run's and the earlier
-  path.write_text(json.dumps(study, indent=1) + "\n")
-  print(tables(study, args.metrics))
-  print(f"\nwrote {path}")
+  harness.publish(path, study, tables(study, args.metrics))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Downloads, here (where the package registry is reachable), the wheels benchmarks/accelerator.sh
+# Downloads, here (where the package registry is reachable), the wheels tools/accelerator.sh
 # needs on an accelerator machine whose image has jax, flax, optax, orbax and their kin but not
 # these, into .whl/ (ignored by git through .git/info/exclude): the versions of constraints.txt,
 # for CPython 3.12 on x86-64 Linux. Their own needs (absl-py, cloudpickle, etils, numpy,
 # protobuf, psutil) are on such an image already.
 #
-#   benchmarks/accelerator_wheels.sh [PYTHON_VERSION]     # default 3.12
+#   tools/accelerator_wheels.sh [PYTHON_VERSION]     # default 3.12
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 version="${1:-3.12}"

@@ -4,9 +4,9 @@ per-coefficient preconditioning (`model.precond = 'spectral'`, both c_in forms, 
 deliberately wrong spectra), with the sampler's end (`sample.final`) as a second factor; the VE
 twin with score_sde's recipe and with EDM's preconditioning.
 
-    python benchmarks/precond_study.py --train precond precond_coef paper   # trains what is missing, then measures
-    python benchmarks/precond_study.py --variants precond paper              # measures (oracle-only if untrained)
-    python benchmarks/precond_study.py --tables                              # docs/results/precond_fields.json
+    python studies/precond_study.py --train precond precond_coef paper   # trains what is missing, then measures
+    python studies/precond_study.py --variants precond paper              # measures (oracle-only if untrained)
+    python studies/precond_study.py --tables                              # docs/results/precond_fields.json
 
 Each variant is a config with a few overrides (VARIANTS), trained with the CLI a user would run
 
@@ -28,21 +28,16 @@ run did not measure keeps its earlier record there), and the tables are printed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import functools
 import json
 import pathlib
-import subprocess
-import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # configs/
+import field_study  # studies/, beside this script
+import harness
 
-import field_study  # noqa: E402  (benchmarks/, beside this script)
-import study_records  # noqa: E402
-
-from soft_diffusion.run.workdir import Workdir  # noqa: E402
+from soft_diffusion.run.workdir import Workdir
 
 BLUR = "configs/gaussian_field.py"
 VE = "configs/gaussian_field_ve.py"
@@ -127,22 +122,14 @@ BANDS = ("ratio_low", "ratio_mid", "ratio_high")
 
 def make_config(variant: str, seed: int):
   _, path, overrides = VARIANTS[variant]
-  return study_records.make_config(path, overrides, seed)
+  return harness.make_config(path, overrides, seed)
 
 
 def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> None:
   _, path, overrides = VARIANTS[variant]
-  workdir = out / f"{variant}_s{seed}"
-  if (workdir / "checkpoints" / str(make_config(variant, seed).train.num_steps)).is_dir():
-    return
-  workdir.mkdir(parents=True, exist_ok=True)
-  flags = [f"--config.seed={seed}", *(f"--config.{k}={v}" for k, v in overrides.items())]
-  start = time.perf_counter()
-  cmd = [sys.executable, "-m", "soft_diffusion.main", "--config", path, "--workdir", str(workdir), *flags]
-  print("+", " ".join(cmd[1:]), f"> {workdir / 'train.log'}", flush=True)
-  with (workdir / "train.log").open("a") as f:
-    subprocess.run(cmd, check=True, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-  timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
+  flags = [f"--config.seed={seed}", *harness.override_flags(overrides)]
+  num_steps = make_config(variant, seed).train.total_steps
+  harness.train_unless_done(out / f"{variant}_s{seed}", path, flags, num_steps=num_steps, timings=timings)
 
 
 def point_names(family: str, denoiser: str) -> list[str]:
@@ -158,15 +145,17 @@ def measure(points: list[str], folder: pathlib.Path, setup, label: str) -> dict:
   from soft_diffusion.run.modes import sample
 
   path = folder / "precond_quality.json"
-  record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
-  missing = [p for p in points if p not in record["points"]]
-  if not missing:
-    return record
-  settings, corruption, prior, params, net, precond, skip = setup()
-  prior = jax.device_put(prior)
-  v = data.exact_spectrum(settings.data)[..., 0]
-  oracle = gaussian_field.oracle_denoiser(corruption, v)
-  for point in missing:
+  record = harness.read_json(path, {"points": {}})
+
+  @functools.cache
+  def context():  # only when a point is missing
+    settings, corruption, prior, params, net, precond, skip = setup()
+    v = data.exact_spectrum(settings.data)[..., 0]
+    oracle = gaussian_field.oracle_denoiser(corruption, v)
+    return settings, corruption, jax.device_put(prior), params, net, precond, skip, v, oracle
+
+  def one(point: str) -> dict:
+    settings, corruption, prior, params, net, precond, skip, v, oracle = context()
     denoiser, sampler, nfe, end = point.split("/")
     cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED, final=end)
     kwargs = {"denoise_fn": oracle} if denoiser == "oracle" else {"skip": skip, "precond": precond}
@@ -174,10 +163,10 @@ def measure(points: list[str], folder: pathlib.Path, setup, label: str) -> dict:
     t0 = time.perf_counter()
     images = sample.draw(draw_fn, params, prior, cfg, settings.eval.num_images, raw=True)
     metrics = exact.exact_metrics(images, v)
-    record["points"][point] = {**metrics, "num_images": len(images), "seconds": round(time.perf_counter() - t0, 1)}
     print(f"{label} {point}: " + field_study.short(metrics), flush=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
+    return {**metrics, "num_images": len(images), "seconds": round(time.perf_counter() - t0, 1)}
+
+  harness.measure_points(path, points, one, record=record)
   return record
 
 
@@ -224,7 +213,7 @@ def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
     return settings, corruption, prior, None, None, None, None
 
   result = {"oracle": measure(point_names(family, "oracle"), out / f"oracle_{family}", oracle_setup, family)["points"]}
-  if (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
+  if harness.finished(workdir, config.train.total_steps):
 
     def trained_setup():
       run = sample.load_run(Workdir.of(workdir).settings(config), workdir)
@@ -246,10 +235,6 @@ def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
   return result
 
 
-def fmt(x: float) -> str:
-  return f"{x:.3g}" if x < 1e3 else f"{x:.1e}"
-
-
 def tables(study: dict) -> str:
   """Markdown: per variant and (sampler, NFE, end), spectral FD trained / oracle and their ratio,
   and the variance kept per band (trained)."""
@@ -262,14 +247,16 @@ def tables(study: dict) -> str:
         continue
       bands = " / ".join(f"{t[b]:.2f}" for b in BANDS)
       ratio = t["spectral_fd"] / o["spectral_fd"]
-      rows.append([name, sampler, nfe, end, fmt(t["spectral_fd"]), fmt(o["spectral_fd"]), f"{ratio:.2f}", bands])
+      rows.append(
+        [name, sampler, nfe, end, harness.fmt(t["spectral_fd"]), harness.fmt(o["spectral_fd"]), f"{ratio:.2f}", bands]
+      )
   header = ["variant", "sampler", "NFE", "end", "trained", "oracle", "ratio", "variance kept, low / mid / high"]
   caption = (
     "Spectral FD to the true law of the fields (lower is better; trained network and the exact "
     "posterior mean through the same sampler), 1,024 samples, training seed "
     f"{study['training_seed']}; the variance kept per band of the trained samples (1 is exact):"
   )
-  table = study_records.markdown_table(caption, header, rows, "|---|---|---:|---|---:|---:|---:|---|")
+  table = harness.markdown_table(caption, header, rows, "|---|---|---:|---|---:|---:|---:|---|")
   loss_rows = []
   for name, v in study["variants"].items():
     loss = v.get("loss")
@@ -283,21 +270,18 @@ def tables(study: dict) -> str:
     "network can reach with that preconditioning (the exact posterior mean's), per quarter of t:"
   )
   header = ["variant", "t < 0.25", "0.25–0.5", "0.5–0.75", "t ≥ 0.75"]
-  return table + "\n\n" + study_records.markdown_table(caption, header, loss_rows, "|---|---:|---:|---:|---:|")
+  return table + "\n\n" + harness.markdown_table(caption, header, loss_rows, "|---|---:|---:|---:|---:|")
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-  parser.add_argument("--train", nargs="*", default=[], choices=list(VARIANTS), help="variants to train")
-  parser.add_argument("--seed", type=int, default=0, help="training seed")
-  parser.add_argument("--tables", action="store_true", help="only print the tables of --results' JSON")
-  parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "precond" / "fields")
-  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
+  parser = harness.parser(
+    __doc__, out=harness.REPO / "runs" / "precond" / "fields", tables="only print the tables of --results' JSON"
+  )
+  harness.variant_arguments(parser, VARIANTS)
   args = parser.parse_args()
   path = args.results / "precond_fields.json"
   if args.tables:
-    print(tables(json.loads(path.read_text())))
+    print(tables(harness.read_json(path)))
     return
   args.out.mkdir(parents=True, exist_ok=True)
   timings: dict = {}
@@ -319,13 +303,10 @@ def main() -> None:
       "overrides": VARIANTS[variant][2],
       **evaluate(variant, args.seed, args.out, timings),
     }
-  args.results.mkdir(parents=True, exist_ok=True)
-  study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
-  earlier = json.loads(path.read_text()).get("timings", {}) if path.is_file() else {}
+  study["variants"] = harness.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
+  earlier = harness.read_json(path, {}).get("timings", {})
   study["timings"] = {**earlier, **timings}  # a rerun that measured nothing keeps the earlier times
-  path.write_text(json.dumps(study, indent=1) + "\n")
-  print(tables(study))
-  print(f"\nwrote {path}")
+  harness.publish(path, study, tables(study))
 
 
 if __name__ == "__main__":

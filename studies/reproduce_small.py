@@ -1,8 +1,8 @@
 """The small-scale study of docs/results.md's "Results at small scale": the paper's claims against exact
 ground truth (stationary Gaussian fields, docs/method.md §7).
 
-    python benchmarks/reproduce_small.py                 # everything; resumes where it stopped
-    python benchmarks/reproduce_small.py --stages fields --out DIR --figures docs/results
+    python studies/reproduce_small.py                 # everything; resumes where it stopped
+    python studies/reproduce_small.py --stages fields --out DIR --figures docs/results
 
 For configs/gaussian_field.py (blur + noise) and configs/gaussian_field_ve.py (VE twin: same
 network, steps and batch), it runs the CLI a user would run:
@@ -37,14 +37,13 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 import time
+
+import harness  # studies/, beside this script
 
 from soft_diffusion.run.workdir import Workdir
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # configs/
+REPO = harness.REPO
 
 CONFIGS = {"gaussian_field": "blur + noise", "gaussian_field_ve": "VE (identity + noise)"}
 DIGITS = {"digits": "blur + noise", "digits_ve": "VE (identity + noise)"}
@@ -62,7 +61,7 @@ FLOOR_RUNS = {  # config -> (samplers, NFE, extra flags)
 }
 
 
-# The recipe each config had when this study ran (its ':FORM'; configs/default.py apply_form): the
+# The recipe each config had when this study ran (its ':FORM'; schema.apply_form): the
 # defaults moved with the preconditioning study, these keep this study's numbers.
 FORMS = {"gaussian_field": "paper", "gaussian_field_ve": "score_sde", "digits": "paper", "digits_ve": "score_sde"}
 
@@ -73,31 +72,22 @@ def config_file(name: str) -> str:
 
 
 def config_of(name: str):
-  import importlib
-
-  module = importlib.import_module(f"configs.{name}")
-  return module.get_config(FORMS[name]) if name in FORMS else module.get_config()
-
-
-def run_cli(args: list[str]) -> None:
-  cmd = [sys.executable, "-m", "soft_diffusion.main", *args]
-  print("+", " ".join(cmd[1:]), flush=True)
-  subprocess.run(cmd, check=True, cwd=REPO)
-
-
-def final_checkpoint_exists(workdir: pathlib.Path, num_steps: int) -> bool:
-  return (workdir / "checkpoints" / str(num_steps)).is_dir()
+  return harness.load_config(config_file(name))
 
 
 TIMINGS_PATH: pathlib.Path | None = None  # set by main(); every stage's time is saved as it ends
 
 
 def timed(timings: dict, key: str, fn) -> None:
-  start = time.perf_counter()
-  fn()
-  timings[key] = round(time.perf_counter() - start, 1)
-  if TIMINGS_PATH is not None:
-    TIMINGS_PATH.write_text(json.dumps(timings, indent=2))
+  harness.timed(timings, key, fn, TIMINGS_PATH)
+
+
+def train(workdir: pathlib.Path, name: str, config, timings: dict, flags=()) -> None:
+  """Trains config `name` (this study's form) into `workdir` unless its last checkpoint exists."""
+  steps = config.train.total_steps
+  harness.train_unless_done(
+    workdir, config_file(name), flags, num_steps=steps, timings=timings, log=False, save=TIMINGS_PATH
+  )
 
 
 def run_stage(out: pathlib.Path, name: str, timings: dict) -> dict:
@@ -106,15 +96,14 @@ def run_stage(out: pathlib.Path, name: str, timings: dict) -> dict:
   config = config_of(name)
   workdir = out / name
   flags = ["--config", config_file(name), "--workdir", str(workdir)]
-  if not final_checkpoint_exists(workdir, config.train.num_steps):
-    timed(timings, f"{name}/train", lambda: run_cli(flags))
-  path = workdir / "eval" / f"eval_step{config.train.num_steps}.json"
+  train(workdir, name, config, timings)
+  path = workdir / "eval" / f"eval_step{config.train.total_steps}.json"
   complete = False
   if path.is_file():
     want = len(config.eval.samplers) * len(config.eval.num_steps) * (2 if config.eval.oracle else 1)
     complete = len(json.loads(path.read_text())["points"]) == want
   if not complete:
-    timed(timings, f"{name}/eval", lambda: run_cli([*flags, "--mode", "eval"]))
+    timed(timings, f"{name}/eval", lambda: harness.run_cli([*flags, "--mode", "eval"]))
   return json.loads(path.read_text())
 
 
@@ -125,8 +114,7 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
   configs = {name: config_of(name) for name in DIGITS}
   flags = {name: ["--config", config_file(name), "--workdir", str(out / name)] for name in DIGITS}
   for name, config in configs.items():
-    if not final_checkpoint_exists(out / name, config.train.num_steps):
-      timed(timings, f"{name}/train", lambda name=name: run_cli(flags[name]))
+    train(out / name, name, config, timings)
     stats = out / name / "stats" / "reference_train.npz"
     first = out / next(iter(DIGITS)) / "stats" / "reference_train.npz"
     if not stats.is_file():
@@ -134,7 +122,7 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
         stats.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(first, stats)
       else:
-        timed(timings, "digits/stats", lambda name=name: run_cli([*flags[name], "--mode", "stats"]))
+        timed(timings, "digits/stats", lambda name=name: harness.run_cli([*flags[name], "--mode", "stats"]))
   truth = digits_truth(out)
   print(f"real held-out digits ({truth['num_images']}): FID {truth['fid']:.1f}, KID {truth['kid_mean']:.4f}")
   results = {name: {} for name in DIGITS}
@@ -151,8 +139,8 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
           f"--config.eval.num_steps={DIGITS_NFE!r}",
           f"--config.sample.seed={seed}",
         ]
-        timed(timings, f"{name}/eval_seed{seed}", lambda args=args: run_cli(args))
-        shutil.copy(workdir / "eval" / f"eval_step{config.train.num_steps}.json", kept)
+        timed(timings, f"{name}/eval_seed{seed}", lambda args=args: harness.run_cli(args))
+        shutil.copy(workdir / "eval" / f"eval_step{config.train.total_steps}.json", kept)
       results[name][seed] = json.loads(kept.read_text())
   return results
 
@@ -166,8 +154,7 @@ def run_floor(out: pathlib.Path, timings: dict) -> dict:
     config = config_of(name)
     workdir = out / f"{name}_floor03"
     flags = ["--config", config_file(name), "--workdir", str(workdir), f"--config.loss.floor={FLOOR}"]
-    if not final_checkpoint_exists(workdir, config.train.num_steps):
-      timed(timings, f"{name}_floor03/train", lambda flags=flags: run_cli(flags))
+    train(workdir, name, config, timings, [f"--config.loss.floor={FLOOR}"])
     stats = workdir / "stats" / "reference_train.npz"
     if name == "digits" and not stats.is_file():
       shared = out / "digits" / "stats" / "reference_train.npz"
@@ -175,7 +162,7 @@ def run_floor(out: pathlib.Path, timings: dict) -> dict:
         stats.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared, stats)
       else:
-        timed(timings, f"{name}_floor03/stats", lambda flags=flags: run_cli([*flags, "--mode", "stats"]))
+        timed(timings, f"{name}_floor03/stats", lambda flags=flags: harness.run_cli([*flags, "--mode", "stats"]))
     args = [
       *flags,
       "--mode",
@@ -184,8 +171,8 @@ def run_floor(out: pathlib.Path, timings: dict) -> dict:
       f"--config.eval.num_steps={tuple(nfes)!r}",
       *extra,
     ]
-    timed(timings, f"{name}_floor03/eval", lambda args=args: run_cli(args))
-    results[name] = json.loads((workdir / "eval" / f"eval_step{config.train.num_steps}.json").read_text())
+    timed(timings, f"{name}_floor03/eval", lambda args=args: harness.run_cli(args))
+    results[name] = json.loads((workdir / "eval" / f"eval_step{config.train.total_steps}.json").read_text())
   return results
 
 

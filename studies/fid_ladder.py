@@ -2,7 +2,7 @@
 images, then against the held-out images blurred more and more. A working FID is small for the
 first and rises monotonically with the blur. Prints a table; takes ~N·5/4 s on a 2-core CPU.
 
-    python benchmarks/fid_ladder.py [--num 180] [--sigmas 0.5 1 2 4]
+    python studies/fid_ladder.py [--num 180] [--sigmas 0.5 1 2 4]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """kill -9 during asynchronous checkpoint saves: every restart must resume from the last complete
 checkpoint and train on.
 
-    python benchmarks/kill_during_save.py [--kills 10] [--seed 0] [--workdir DIR]
+    python tools/kill_during_save.py [--kills 10] [--seed 0] [--workdir DIR]
 
 Trains configs/tiny.py with a checkpoint every step (so an asynchronous save is nearly always in
 flight) and SIGKILLs the whole process group at a random moment, 0.2-3 s after training is under
@@ -59,7 +59,7 @@ def start(workdir: pathlib.Path, num_steps: int) -> subprocess.Popen:
     "soft_diffusion.main",
     f"--workdir={workdir}",
     *FLAGS,
-    f"--config.train.num_steps={num_steps}",
+    f"--config.train.total_steps={num_steps}",
   ]
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   return subprocess.Popen(

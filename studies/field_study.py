@@ -2,9 +2,9 @@
 which level selection, the trained network against its oracle, and blur + Momentum against the
 VE baseline with score_sde's predictor-corrector sampler.
 
-    python benchmarks/field_study.py --train joint candidate blur wiener ve   # trains what is missing, then measures
-    python benchmarks/field_study.py --train floor lag joint_min_blur --variants floor lag joint_min_blur
-    python benchmarks/field_study.py --tables   # the tables of docs/results/quality_fields.json
+    python studies/field_study.py --train joint candidate blur wiener ve   # trains what is missing, then measures
+    python studies/field_study.py --train floor lag joint_min_blur --variants floor lag joint_min_blur
+    python studies/field_study.py --tables   # the tables of docs/results/quality_fields.json
 
 Each variant is a config with a few overrides (VARIANTS). The ones named by --train are trained
 with the CLI a user would run (skipped when their last checkpoint exists; never start this beside
@@ -28,22 +28,16 @@ are printed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
+import functools
 import pathlib
-import subprocess
-import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # configs/
+import harness  # studies/, beside this script
 
-import study_records  # noqa: E402  (benchmarks/, beside this script)
+from soft_diffusion.run.workdir import Workdir
 
-from soft_diffusion.run.workdir import Workdir  # noqa: E402
-
-# The recipes this study measured (configs/default.py apply_form; the defaults moved since).
+# The recipes this study measured (schema.apply_form; the defaults moved since).
 BLUR = "configs/gaussian_field.py:paper"
 # variant -> (what it is, config file, overrides)
 VARIANTS: dict[str, tuple[str, str, dict]] = {
@@ -73,24 +67,14 @@ BANDS = ("ratio_low", "ratio_mid", "ratio_high")
 
 def make_config(variant: str, seed: int):
   _, path, overrides = VARIANTS[variant]
-  return study_records.make_config(path, overrides, seed)
+  return harness.make_config(path, overrides, seed)
 
 
 def train(variant: str, seed: int, out: pathlib.Path, timings: dict) -> None:
   _, path, overrides = VARIANTS[variant]
-  workdir = out / f"{variant}_s{seed}"
-  config = make_config(variant, seed)
-  if (workdir / "checkpoints" / str(config.train.num_steps)).is_dir():
-    return
-  workdir.mkdir(parents=True, exist_ok=True)
-  flags = [f"--config.{k}={v}" for k, v in overrides.items()]
-  cmd = [sys.executable, "-m", "soft_diffusion.main", "--config", path, "--workdir", str(workdir)]
-  cmd += [f"--config.seed={seed}", *flags]
-  print("+", " ".join(cmd[1:]), f"> {workdir / 'train.log'}", flush=True)
-  start = time.perf_counter()
-  with (workdir / "train.log").open("a") as f:
-    subprocess.run(cmd, check=True, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-  timings[f"{variant}_s{seed}/train"] = round(time.perf_counter() - start, 1)
+  flags = [f"--config.seed={seed}", *harness.override_flags(overrides)]
+  num_steps = make_config(variant, seed).train.total_steps
+  harness.train_unless_done(out / f"{variant}_s{seed}", path, flags, num_steps=num_steps, timings=timings)
 
 
 def oracle_setup(variant: str, seed: int, out: pathlib.Path):
@@ -117,40 +101,42 @@ def evaluate_variant(variant: str, seed: int, out: pathlib.Path, timings: dict) 
 
   workdir = out / f"{variant}_s{seed}"
   config = make_config(variant, seed)
-  trained = (workdir / "checkpoints" / str(config.train.num_steps)).is_dir()
-  folder = workdir if trained else out / f"oracle_{variant}"
-  path = folder / "field_quality.json"
-  record = json.loads(path.read_text()) if path.is_file() else {"points": {}}
+  trained = harness.finished(workdir, config.train.total_steps)
+  path = (workdir if trained else out / f"oracle_{variant}") / "field_quality.json"
+  record = harness.read_json(path, {"points": {}})
   denoisers = ("trained", "oracle") if trained else ("oracle",)
   samplers = SAMPLERS.get(variant, DEFAULT_SAMPLERS)
-  want = [f"{d}/{s}/{n}" for d in denoisers for s in samplers for n in NFES]
-  missing = [p for p in want if p not in record["points"]]
-  if missing:
-    start = time.perf_counter()
+
+  @functools.cache
+  def setup():  # only when a point is missing
     if trained:
       run = sample.load_run(Workdir.of(workdir).settings(config), workdir)
-      settings, corruption, prior, params = run.settings, run.corruption, run.prior, run.params
-      net, skip, precond = run.network, run.skip, run.precond
+      settings, corruption, prior = run.settings, run.corruption, run.prior
+      trained_fns = run.params, run.network, run.skip, run.precond
     else:
       settings, corruption, prior = oracle_setup(variant, seed, out)
-      params = net = skip = precond = None
-    prior = jax.device_put(prior)
+      trained_fns = None, None, None, None
     v = data.exact_spectrum(settings.data)[..., 0]
-    oracle = gaussian_field.oracle_denoiser(corruption, v)
-    for point in missing:
-      denoiser, sampler, nfe = point.split("/")
-      cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED)
-      denoise_fn = oracle if denoiser == "oracle" else None
-      draw_fn = sample.make_draw_fn(net, corruption, cfg, raw=True, denoise_fn=denoise_fn, skip=skip, precond=precond)
-      t0 = time.perf_counter()
-      images = sample.draw(draw_fn, params, prior, cfg, settings.eval.num_images, raw=True)
-      metrics = exact.exact_metrics(images, v)
-      record["points"][point] = {**metrics, "num_images": len(images), "seconds": round(time.perf_counter() - t0, 1)}
-      print(f"{variant}_s{seed} {point}: " + short(metrics), flush=True)
-      path.write_text(json.dumps(record, indent=1))
-    record["levels"] = list(settings.corruption.blur_sigma_table or ())
+    return settings, corruption, jax.device_put(prior), trained_fns, v, gaussian_field.oracle_denoiser(corruption, v)
+
+  def measure(point: str) -> dict:
+    settings, corruption, prior, (params, net, skip, precond), v, oracle = setup()
+    denoiser, sampler, nfe = point.split("/")
+    cfg = dataclasses.replace(settings.sample, sampler=sampler, num_steps=int(nfe), seed=SAMPLE_SEED)
+    denoise_fn = oracle if denoiser == "oracle" else None
+    draw_fn = sample.make_draw_fn(net, corruption, cfg, raw=True, denoise_fn=denoise_fn, skip=skip, precond=precond)
+    t0 = time.perf_counter()
+    images = sample.draw(draw_fn, params, prior, cfg, settings.eval.num_images, raw=True)
+    metrics = exact.exact_metrics(images, v)
+    print(f"{variant}_s{seed} {point}: " + short(metrics), flush=True)
+    return {**metrics, "num_images": len(images), "seconds": round(time.perf_counter() - t0, 1)}
+
+  start = time.perf_counter()
+  names = [f"{d}/{s}/{n}" for d in denoisers for s in samplers for n in NFES]
+  if harness.measure_points(path, names, measure, record=record):
+    record["levels"] = list(setup()[0].corruption.blur_sigma_table or ())
     record["trained"] = trained
-    path.write_text(json.dumps(record, indent=1))
+    harness.write_json(path, record)
     timings[f"{variant}_s{seed}/eval"] = round(time.perf_counter() - start, 1)
   return record
 
@@ -160,53 +146,54 @@ def short(m: dict) -> str:
   return f"spectral FD {m['spectral_fd']:.3f}  FD {m['fd']:.2f}  bands {bands}"
 
 
-def fmt(x: float) -> str:
-  return f"{x:.3g}" if x < 1e3 else f"{x:.1e}"
-
-
 def tables(study: dict) -> str:
   """Markdown: spectral FD trained / oracle per variant × sampler × NFE; at the largest NFE the
   trained/oracle ratio, the band ratios trained (oracle) and the full FD."""
   nfes = study["nfes"]
   top = nfes[-1]
-  lines = ["Spectral FD to the true law, trained network / oracle (lower is better):\n"]
-  lines += ["| variant | sampler | " + " | ".join(str(n) for n in nfes) + " |", "|---|---|" + "---:|" * len(nfes)]
+  rows = []
   for name, v in study["variants"].items():
     points = v["points"]
     for sampler in v["samplers"]:
       cells = []
       for n in nfes:
         t, o = points.get(f"trained/{sampler}/{n}"), points.get(f"oracle/{sampler}/{n}")
-        cells.append(" / ".join(fmt(p["spectral_fd"]) if p else "—" for p in (t, o)))
-      lines.append(f"| {name} | {sampler} | " + " | ".join(cells) + " |")
-  lines += [
-    f"\nAt {top} NFE: trained / oracle spectral FD, variance kept per band trained (oracle; 1 is exact), full FD:\n",
-    "| variant | sampler | trained / oracle | low (k+l<8) | mid | high (k+l≥H) | full FD |",
-    "|---|---|---:|---:|---:|---:|---:|",
-  ]
+        cells.append(" / ".join(harness.fmt(p["spectral_fd"]) if p else "—" for p in (t, o)))
+      rows.append([name, sampler, *cells])
+  by_nfe = harness.markdown_table(
+    "Spectral FD to the true law, trained network / oracle (lower is better):",
+    ["variant", "sampler", *map(str, nfes)],
+    rows,
+    "|---|---|" + "---:|" * len(nfes),
+  )
+  rows = []
   for name, v in study["variants"].items():
     for sampler in v["samplers"]:
       t, o = v["points"].get(f"trained/{sampler}/{top}"), v["points"].get(f"oracle/{sampler}/{top}")
       if t is None or o is None:
         continue
-      ratio = t["spectral_fd"] / o["spectral_fd"]
       bands = [f"{t[b]:.3f} ({o[b]:.3f})" for b in BANDS]
-      lines.append(f"| {name} | {sampler} | {ratio:.2f} | " + " | ".join(bands) + f" | {t['fd']:.2f} ({o['fd']:.2f}) |")
-  return "\n".join(lines)
+      rows.append(
+        [name, sampler, f"{t['spectral_fd'] / o['spectral_fd']:.2f}", *bands, f"{t['fd']:.2f} ({o['fd']:.2f})"]
+      )
+  at_top = harness.markdown_table(
+    f"At {top} NFE: trained / oracle spectral FD, variance kept per band trained (oracle; 1 is exact), full FD:",
+    ["variant", "sampler", "trained / oracle", "low (k+l<8)", "mid", "high (k+l≥H)", "full FD"],
+    rows,
+    "|---|---|---:|---:|---:|---:|---:|",
+  )
+  return by_nfe + "\n\n" + at_top
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-  parser.add_argument("--train", nargs="*", default=[], choices=list(VARIANTS), help="variants to train")
-  parser.add_argument("--seed", type=int, default=0, help="training seed")
-  parser.add_argument("--tables", action="store_true", help="only print the tables of --results' JSON")
-  parser.add_argument("--out", type=pathlib.Path, default=REPO / "runs" / "fields")
-  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
+  parser = harness.parser(
+    __doc__, out=harness.REPO / "runs" / "fields", tables="only print the tables of --results' JSON"
+  )
+  harness.variant_arguments(parser, VARIANTS)
   args = parser.parse_args()
   path = args.results / "quality_fields.json"
   if args.tables:
-    print(tables(json.loads(path.read_text())))
+    print(tables(harness.read_json(path)))
     return
   args.out.mkdir(parents=True, exist_ok=True)
   timings: dict = {}
@@ -232,12 +219,9 @@ def main() -> None:
       "points": {k: {m: v for m, v in p.items() if m != "ring_ratios"} for k, p in record["points"].items()},
       "ring_ratios": {k: p["ring_ratios"] for k, p in record["points"].items() if "ring_ratios" in p},
     }
-  args.results.mkdir(parents=True, exist_ok=True)
   # variants this run did not measure keep their earlier record; all in VARIANTS' order
-  study["variants"] = study_records.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
-  path.write_text(json.dumps(study, indent=1) + "\n")
-  print(tables(study))
-  print(f"\nwrote {path}")
+  study["variants"] = harness.merge_with_earlier(path, "variants", study["variants"], VARIANTS)
+  harness.publish(path, study, tables(study))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """First-hour correctness check: one train step of the tiny config on this accelerator against the CPU's values.
 
-    python benchmarks/golden_step.py            # exit 0 when both checks pass, 1 when one fails
-    python benchmarks/golden_step.py --json OUT.json
+    python tools/golden_step.py            # exit 0 when both checks pass, 1 when one fails
+    python tools/golden_step.py --json OUT.json
 
 tests/golden_train_step.json holds the loss, gradient norm, update and EMA sizes of one train
 step of configs/tiny.py (with the pins it names) recorded on the CPU in float32; tests/test_train.py
@@ -19,7 +19,7 @@ holds every CPU to them at 1e-5. Here the same step runs on the default backend 
 The update and EMA sizes follow Adam's first step (about lr per parameter whatever the gradient)
 and barely move with precision; the loss and the gradient norm are the sensitive values. A
 failure here means the accelerator computes another step than the CPU does: stop before a
-long run and compare `python benchmarks/golden_step.py` across jax versions or XLA flags.
+long run and compare `python tools/golden_step.py` across jax versions or XLA flags.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ import json
 import pathlib
 import sys
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # configs/
-
-GOLDEN = HERE.parent / "tests" / "golden_train_step.json"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden_train_step.json"
 TOLERANCE = {"float32": 1e-4, "auto": 5e-2}
 
 
@@ -43,20 +41,20 @@ def one_step(dtype: str) -> dict[str, float]:
   import jax.numpy as jnp
   import numpy as np
 
-  from configs import tiny
   from soft_diffusion import corruptions, models
+  from soft_diffusion.run import schema
   from soft_diffusion.run import settings as settings_lib
   from soft_diffusion.run import state as state_lib
   from soft_diffusion.run.modes import train
 
-  config = tiny.get_config()
+  config = schema.load_config(str(REPO / "configs" / "tiny.py"))
   for key, value in json.loads(GOLDEN.read_text())["pins"].items():
     block, field = key.split(".")
     config[block][field] = value
   config.model.dtype = dtype
   settings = settings_lib.load(config)
   model = models.make_network(settings.model, backend=jax.default_backend())
-  optimizer, schedule = state_lib.make_optimizer(settings.optim)
+  optimizer, lr_schedule = state_lib.make_optimizer(settings.optim)
   corruption = corruptions.make(settings.corruption)
   state = state_lib.create_state(
     model, optimizer, (8, 8, 1), settings.seed, state_lib.replicated(state_lib.make_mesh())
@@ -64,7 +62,7 @@ def one_step(dtype: str) -> dict[str, float]:
   start = jax.tree.map(np.asarray, state.params)
   yy, xx = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 8), indexing="ij")
   batch = np.stack([np.sin(3 * (k + 1) * xx * yy + k) for k in range(8)])[..., None].astype(np.float32)
-  step = jax.jit(train.make_train_step(model, corruption, optimizer, schedule, settings))
+  step = jax.jit(train.make_train_step(model, corruption, optimizer, lr_schedule, settings))
   precision = "highest" if dtype == "float32" else None
   with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
     new, metrics = step(state, jnp.asarray(batch))

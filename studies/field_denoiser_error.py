@@ -6,7 +6,7 @@ x₀ next to that of the oracle E[x₀ | x_t], in two metrics:
   (frequencies that C_t removes carry little weight);
 * `plain`: E Σ (x̂₀ − x₀)², what the sampler's C_{t−Δ} x̂₀ also sees at frequencies C_t suppresses.
 
-    python benchmarks/field_denoiser_error.py runs/reproduce_small/gaussian_field --config configs/gaussian_field.py
+    python studies/field_denoiser_error.py runs/reproduce_small/gaussian_field --config configs/gaussian_field.py
 
 A diagnostic script (not a test): prints one row per t with the network/oracle ratio per band.
 """
@@ -14,27 +14,16 @@ A diagnostic script (not a test): prints one row per t with the network/oracle r
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
 from soft_diffusion import dct, gaussian_field
-from soft_diffusion.evaluation import exact  # noqa: E402
+from soft_diffusion.evaluation import exact
 from soft_diffusion.run.modes import sample as sample_lib
+from soft_diffusion.run.schema import load_config
 from soft_diffusion.run.workdir import Workdir
-
-
-def load_config(path: str):
-  spec = importlib.util.spec_from_file_location("config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 machines users have: Linux x86-64, Linux aarch64 and macOS arm64 (Python 3.11). Run by hand
 (it needs the registry), not by the tests.
 
-    python benchmarks/resolve_platforms.py [--extras train] [--python 3.11]
+    python tools/resolve_platforms.py [--extras train] [--python 3.11]
 
 pip evaluates environment markers with the interpreter that runs it, even with --platform, so
 this script evaluates setup.py's markers for each target itself and passes pip the plain

@@ -1,15 +1,15 @@
 """Few-step sampling: the multistep exponential integrator (soft_diffusion/multistep.py) against
 the Momentum, deterministic and naive samplers, and its time grids, measured exactly.
 
-    python benchmarks/solver_study.py --part grids     # oracle fields: which grid and order
-    python benchmarks/solver_study.py --part fields    # fields, oracle + trained; VE twin vs PC
-    python benchmarks/solver_study.py --part digits    # the paper-form digits model (runs/digits_paper), two seeds
-    python benchmarks/solver_study.py --tables         # print the tables of the JSON
-    python benchmarks/solver_study.py --figure         # redraw docs/results/solver_vs_nfe.png from the JSON
+    python studies/solver_study.py --part grids     # oracle fields: which grid and order
+    python studies/solver_study.py --part fields    # fields, oracle + trained; VE twin vs PC
+    python studies/solver_study.py --part digits    # the paper-form digits model (runs/digits_paper), two seeds
+    python studies/solver_study.py --tables         # print the tables of the JSON
+    python studies/solver_study.py --figure         # redraw docs/results/solver_vs_nfe.png from the JSON
 
 * Fields (`--part grids`, `--part fields`): configs/gaussian_field.py (blur + noise, the levels
   of `--mode schedule`) and its VE twin configs/gaussian_field_ve.py, trained by
-  `benchmarks/field_study.py --train candidate ve` into runs/fields/<variant>_s0 (the EMA
+  `studies/field_study.py --train candidate ve` into runs/fields/<variant>_s0 (the EMA
   network of the last checkpoint) and the exact posterior mean (the oracle), the same p_1 and
   sample seed 0, 1,024 samples per point. Per point: the spectral Fréchet distance to the true
   law and the variance kept per band (`evaluation.exact`); the floor is the spectral FD of
@@ -19,7 +19,7 @@ the Momentum, deterministic and naive samplers, and its time grids, measured exa
   configs/digits.py:paper --workdir runs/digits_paper`; p_1 = forward), sample seeds 0 and 1,
   256 samples per point; pixel KID against the train digits at every point and, at NFE 10 and
   20 (multistep), 20 (multistep_sde) and 20 and 100 (Momentum), FID and KID with the project's
-  Inception (the statistics of `benchmarks/quality_study.py`'s runs/quality/reference).
+  Inception (the statistics of `studies/quality_study.py`'s runs/quality/reference).
 
 A sampler spec is 'name@grid' ('multistep2@logsnr': order 2 on the log-SNR grid). Points are
 kept in --results/solver_<part>.json (a rerun skips the points it holds) with their seconds.
@@ -27,26 +27,21 @@ kept in --results/solver_<part>.json (a rerun skips the points it holds) with th
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
+import functools
 import pathlib
-import sys
 import time
 
+import field_study  # studies/, beside this script
+import harness
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # configs/
-
-import field_study  # noqa: E402  (benchmarks/, beside this script)
+from soft_diffusion import multistep
+from soft_diffusion.run.workdir import Workdir
 
 # The digits model of `--part digits`: configs/digits.py in the form it had when this study ran.
-DIGITS_FORM = "paper"
-DIGITS_RUN = pathlib.Path("runs") / "digits_paper"
-
-from soft_diffusion import multistep  # noqa: E402
-from soft_diffusion.run.workdir import Workdir  # noqa: E402
+DIGITS_CONFIG = "configs/digits.py:paper"
+DIGITS_RUN = harness.REPO / "runs" / "digits_paper"
 
 NFES = (5, 10, 15, 20, 35, 50)
 GRID_SPECS = [f"{s}@{g}" for s in ("multistep2", "multistep3", "momentum") for g in ("uniform", "logsnr", "edm")]
@@ -85,13 +80,8 @@ def sample_cfg(base, spec: str, nfe: int, seed: int):
   return dataclasses.replace(base, sampler=name, time_grid=grid, order=order, num_steps=nfe, seed=seed)
 
 
-def load(path: pathlib.Path) -> dict:
-  return json.loads(path.read_text()) if path.is_file() else {"points": {}}
-
-
-def save(path: pathlib.Path, record: dict) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(record, indent=1) + "\n")
+def load(path) -> dict:
+  return harness.read_json(path, {"points": {}})
 
 
 def field_setup(variant: str, trained: bool):
@@ -100,7 +90,7 @@ def field_setup(variant: str, trained: bool):
 
   from soft_diffusion.run.modes import sample
 
-  out = REPO / "runs" / "fields"
+  out = harness.REPO / "runs" / "fields"
   if trained:
     workdir = out / f"{variant}_s0"
     run = sample.load_run(Workdir.of(workdir).settings(field_study.make_config(variant, 0)), workdir)
@@ -117,43 +107,37 @@ def field_points(record: dict, variant: str, denoisers, specs, nfes, extra=(), p
   for denoiser in denoisers:
     want = [f"{variant}/{denoiser}/{s}/{n}" for s in specs for n in nfes]
     want += [f"{variant}/{denoiser}/{p}" for p in extra]
-    missing = [p for p in want if p not in record["points"]]
-    if not missing:
-      continue
-    settings, corruption, prior, params, net, (skip, precond) = field_setup(variant, denoiser == "trained")
-    v = data.exact_spectrum(settings.data)[..., 0]
-    if "floor" not in record.setdefault("floors", {}).get(variant, {}):
-      record["floors"][variant] = exact_floor(v)
-    oracle = gaussian_field.oracle_denoiser(corruption, v)
-    for point in missing:
+
+    @functools.cache
+    def setup(denoiser=denoiser):  # only when a point is missing
+      settings, corruption, prior, params, net, (skip, precond) = field_setup(variant, denoiser == "trained")
+      v = data.exact_spectrum(settings.data)[..., 0]
+      if "floor" not in record.setdefault("floors", {}).get(variant, {}):
+        record["floors"][variant] = exact_floor(v)
+      oracle = gaussian_field.oracle_denoiser(corruption, v)
+      return settings, corruption, prior, params, net, skip, precond, v, oracle
+
+    def measure(point: str, denoiser=denoiser, setup=setup) -> dict:
+      settings, corruption, prior, params, net, skip, precond, v, oracle = setup()
       _, _, spec, nfe = point.split("/")
       cfg = sample_cfg(settings.sample, spec, int(nfe), 0)
-      draw_fn = sample.make_draw_fn(
-        net,
-        corruption,
-        cfg,
-        raw=True,
-        denoise_fn=oracle if denoiser == "oracle" else None,
-        skip=skip,
-        precond=precond,
-      )
+      denoise_fn = oracle if denoiser == "oracle" else None
+      draw_fn = sample.make_draw_fn(net, corruption, cfg, raw=True, denoise_fn=denoise_fn, skip=skip, precond=precond)
       t0 = time.perf_counter()
       images = sample.draw(draw_fn, params, prior, cfg, FIELD_SAMPLES, raw=True)
       metrics = exact.exact_metrics(images, v)
       metrics = {k: m for k, m in metrics.items() if k != "ring_ratios"}
-      record["points"][point] = {**metrics, "seconds": round(time.perf_counter() - t0, 1)}
-      print(
-        f"{point}: spectral FD {metrics['spectral_fd']:.3f}  bands " + " / ".join(f"{metrics[b]:.3f}" for b in BANDS),
-        flush=True,
-      )
-      if path is not None:
-        save(path, record)
+      bands = " / ".join(f"{metrics[b]:.3f}" for b in BANDS)
+      print(f"{point}: spectral FD {metrics['spectral_fd']:.3f}  bands " + bands, flush=True)
+      return {**metrics, "seconds": round(time.perf_counter() - t0, 1)}
+
+    harness.measure_points(path, want, measure, record=record)
 
 
 def exact_floor(v: np.ndarray) -> dict:
   """Spectral FD of FIELD_SAMPLES exact draws of the law, over 4 seeds: the finite-sample floor."""
   from soft_diffusion import gaussian_field
-  from soft_diffusion.data.gaussian_field import CHANNELS
+  from soft_diffusion.data.field_source import CHANNELS
   from soft_diffusion.evaluation import exact
 
   values = []
@@ -164,10 +148,9 @@ def exact_floor(v: np.ndarray) -> dict:
   return {"floor": float(np.mean(values)), "floor_std": float(np.std(values)), "seeds": 4}
 
 
-def digit_points(record: dict, path: pathlib.Path) -> None:
+def digit_points(record: dict, path) -> None:
   import quality_study
 
-  from configs import digits as digits_config
   from soft_diffusion.run.modes import sample
 
   want = [f"{s}/{n}/s{seed}" for seed in DIGIT_SEEDS for s in DIGIT_SPECS for n in NFES]
@@ -176,14 +159,14 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
   def inception_at(point):
     return point.rsplit("/", 1)[0] in DIGIT_INCEPTION
 
-  missing = [p for p in want if p not in record["points"] or (inception_at(p) and "fid" not in record["points"][p])]
-  if not missing:
-    return
-  ref = quality_study.Reference(REPO / "runs" / "quality", True, {})
-  run = sample.load_run(
-    Workdir.of(REPO / DIGITS_RUN).settings(digits_config.get_config(DIGITS_FORM)), REPO / DIGITS_RUN
-  )
-  for point in missing:
+  @functools.cache
+  def setup():  # only when a point is missing
+    ref = quality_study.Reference(harness.REPO / "runs" / "quality", True, {})
+    run = sample.load_run(Workdir.of(DIGITS_RUN).settings(harness.load_config(DIGITS_CONFIG)), DIGITS_RUN)
+    return ref, run
+
+  def measure(point: str) -> dict:
+    ref, run = setup()
     spec, nfe, seed = point.split("/")
     cfg = sample_cfg(run.settings.sample, spec, int(nfe), int(seed[1:]))
     t0 = time.perf_counter()
@@ -191,19 +174,17 @@ def digit_points(record: dict, path: pathlib.Path) -> None:
     seconds = round(time.perf_counter() - t0, 1)
     measured = ref.measure(images, inception_at(point))
     measured.pop("ring_ratios", None)
-    record["points"][point] = {**measured, "sampling_seconds": seconds}
     print(f"digits {point}: " + quality_study.short(measured), flush=True)
-    save(path, record)
+    return {**measured, "sampling_seconds": seconds}
 
-
-def fmt(x) -> str:
-  return "—" if x is None else (f"{x:.3g}" if x < 1e3 else f"{x:.1e}")
+  redo = lambda point, held: inception_at(point) and "fid" not in held
+  harness.measure_points(path, want, measure, record=record, redo=redo)
 
 
 def field_table(record: dict, variant: str, denoiser: str, specs, nfes=NFES) -> str:
   floor = record.get("floors", {}).get(variant, {}).get("floor")
   lines = [
-    f"{variant}, {denoiser}: spectral FD (floor {fmt(floor)}; ×floor in brackets at 10 and 20 NFE)\n",
+    f"{variant}, {denoiser}: spectral FD (floor {harness.fmt(floor)}; ×floor in brackets at 10 and 20 NFE)\n",
     "| sampler | " + " | ".join(str(n) for n in nfes) + " |",
     "|---|" + "---:|" * len(nfes),
   ]
@@ -211,7 +192,7 @@ def field_table(record: dict, variant: str, denoiser: str, specs, nfes=NFES) -> 
     cells = []
     for n in nfes:
       p = record["points"].get(f"{variant}/{denoiser}/{spec}/{n}")
-      cell = fmt(p and p["spectral_fd"])
+      cell = harness.fmt(p and p["spectral_fd"])
       if p and floor and n in (10, 20):
         cell += f" ({p['spectral_fd'] / floor:.1f}×)"
       cells.append(cell)
@@ -219,7 +200,7 @@ def field_table(record: dict, variant: str, denoiser: str, specs, nfes=NFES) -> 
   for p in (*REFERENCE_POINTS, *GRID_EXTRA):
     q = record["points"].get(f"{variant}/{denoiser}/{p}")
     if q:
-      lines.append(f"\n{p.replace('/', ' at ')} NFE: {fmt(q['spectral_fd'])}")
+      lines.append(f"\n{p.replace('/', ' at ')} NFE: {harness.fmt(q['spectral_fd'])}")
   return "\n".join(lines)
 
 
@@ -325,12 +306,10 @@ def figure(results: pathlib.Path, path: pathlib.Path) -> None:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = harness.parser(__doc__, tables="only print the tables of the JSON")
   parser.add_argument("--part", choices=("grids", "fields", "digits"))
   parser.add_argument("--denoisers", nargs="+", default=["oracle", "trained"])
-  parser.add_argument("--tables", action="store_true", help="only print the tables of the JSON")
   parser.add_argument("--figure", action="store_true", help="only redraw the figure from the JSON")
-  parser.add_argument("--results", type=pathlib.Path, default=REPO / "docs" / "results")
   args = parser.parse_args()
   if not (args.tables or args.figure):
     path = args.results / f"solver_{args.part}.json"
@@ -345,7 +324,7 @@ def main() -> None:
     else:
       digit_points(record, path)
     record.setdefault("timings", {})[time.strftime("%Y-%m-%d %H:%M")] = round(time.perf_counter() - start, 1)
-    save(path, record)
+    harness.write_json(path, record)
   if not args.tables:
     figure(args.results, args.results / "solver_vs_nfe.png")
   if not args.figure:

@@ -1,7 +1,7 @@
 """Restoration numbers: the exact benchmark on the Gaussian fields and PSNR/SSIM on the digits.
 
-    python benchmarks/restoration.py                 # runs what is missing, writes the JSON, prints the tables
-    python benchmarks/restoration.py --tables        # the tables of docs/results/restoration.json
+    python studies/restoration.py                 # runs what is missing, writes the JSON, prints the tables
+    python studies/restoration.py --tables        # the tables of docs/results/restoration.json
 
 Every point is the command a user runs,
 
@@ -28,16 +28,15 @@ docs/results/restoration/<task>.png, and prints the tables:
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil
 import subprocess
-import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = REPO / "docs" / "results"
+import harness  # studies/, beside this script
+
+RESULTS = harness.RESULTS
 
 FIELDS = ("configs/gaussian_field.py:paper", "runs/fields/candidate_s0", 4000)  # field_study's candidate run
 # The digits model this study measured: configs/digits.py in the paper's form (its default then; the
@@ -73,34 +72,14 @@ DIGIT_SIZES = {"num_images": 64, "num_samples": 8}
 SIZES = {"fields": {"num_images": 16, "num_samples": 64}, "digits": DIGIT_SIZES, "digits_mask": DIGIT_SIZES}
 
 
-def command(config: str, workdir: str, overrides: dict) -> list[str]:
-  flags = [f"--config.restore.{k}={v}" for k, v in overrides.items()]
-  return [
-    sys.executable,
-    "-m",
-    "soft_diffusion.main",
-    f"--config={config}",
-    f"--workdir={workdir}",
-    "--mode=restore",
-    *flags,
-  ]
-
-
-def ensure_trained(config: str, workdir: str, step: int) -> None:
-  if (REPO / workdir / "checkpoints" / str(step)).is_dir():
-    return
-  print(f"training {workdir} ({config})", flush=True)
-  cmd = [sys.executable, "-m", "soft_diffusion.main", f"--config={config}", f"--workdir={workdir}"]
-  subprocess.run(cmd, check=True, cwd=REPO)
-
-
 def run_task(name: str) -> dict:
   (config, workdir, step), overrides = TASKS[name]
   overrides = {**COMMON, **SIZES[name.split("/")[0]], **overrides}
-  ensure_trained(config, workdir, step)
-  cmd = command(config, workdir, overrides)
+  harness.train_unless_done(workdir, config, num_steps=step, log=False)
+  flags = [f"--config.restore.{k}={v}" for k, v in overrides.items()]
+  cmd = harness.command([f"--config={config}", f"--workdir={workdir}", "--mode=restore", *flags])
   start = time.perf_counter()
-  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  proc = subprocess.run(cmd, cwd=harness.REPO, capture_output=True, text=True)
   if proc.returncode:
     return {"command": " ".join(cmd[1:]), "error": proc.stderr.strip().splitlines()[-1]}
   out = pathlib.Path(proc.stdout.strip().splitlines()[-1])
@@ -160,18 +139,16 @@ def tables(results: dict) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--results", default=str(RESULTS))
-  parser.add_argument("--tables", action="store_true", help="print the tables of the JSON only")
+  parser = harness.parser(__doc__, tables="print the tables of the JSON only")
   parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
   args = parser.parse_args()
-  path = pathlib.Path(args.results) / "restoration.json"
-  results = json.loads(path.read_text()) if path.is_file() else {}
+  path = args.results / "restoration.json"
+  results = harness.read_json(path, {})
   if not args.tables:
     for name in args.tasks:
       print(f"{name} ...", flush=True)
       results[name] = run_task(name)
-      path.write_text(json.dumps(results, indent=1))
+      harness.write_json(path, results)
   print(tables(results))
 
 

@@ -1,8 +1,8 @@
 """Are the digits demo's samples recognisable and varied? Judged against the real 8×8 digits.
 
-    python benchmarks/digits_quality.py SAMPLES.npz [--json quality.json]   # what --mode sample wrote, e.g.
+    python tools/digits_quality.py SAMPLES.npz [--json quality.json]   # what --mode sample wrote, e.g.
         runs/digits/samples/momentum_100_forward_denoise_step4000/samples.npz (make demo's)
-    python benchmarks/digits_quality.py --tables docs/results/demo_quality.json   # the table of a --json record
+    python tools/digits_quality.py --tables docs/results/demo_quality.json   # the table of a --json record
 
 Samples (uint8, 16×16) are averaged 2×2 down to the digits' native 8×8 and [0, 1] range.
 1. Nearest neighbour: the distance within which 95% of the held-out real digits (the
@@ -27,7 +27,6 @@ import json
 import pathlib
 
 import numpy as np
-import study_records  # benchmarks/, beside this script
 
 
 def to_native(images: np.ndarray) -> np.ndarray:
@@ -68,8 +67,13 @@ def table(record: dict) -> str:
       "1 / ≤ 0.012",
     ),
   ]
-  caption = f"{record['num_samples']} samples ({record['samples']})"
-  return study_records.markdown_table(caption, ("what", "measured", "target"), rows, "|---|---|---|")
+  lines = [
+    f"{record['num_samples']} samples ({record['samples']})",
+    "",
+    "| what | measured | target |",
+    "|---|---|---|",
+  ]
+  return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
 def main() -> None:
