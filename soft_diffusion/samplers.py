@@ -151,7 +151,7 @@ def integrate(
   final: str = "noise",
   trace: bool = False,
 ) -> Any:
-  """Runs `update` along the resolved grid `times` ([N + 1]: t_0 > … > t_N = 0,
+  """Runs `update` along the resolved grid `times` (N + 1 times t_0 > … > t_N = 0,
   `time_grids.table`): step i evaluates x̂_0 = denoise_fn(x, t_i) and moves to t_{i+1}.
 
   Args:
@@ -159,18 +159,19 @@ def integrate(
     denoise_fn: (x_t [B,H,W,C], t [B]) -> x̂_0 [B,H,W,C].
     x_init: [B, H, W, C], a sample of p_{t_0}.
     corruption: object with `apply`, `noise_std`, `corrupt`.
-    times: the N + 1 times (a jax array; its dtype is the times' dtype).
+    times: the N + 1 times: an array, or `time_grids.Uniform` (what `time_grids.table` gives).
     key: PRNG key; step i draws its noise from fold_in(key, i).
     final: 'noise' (the last update's x_0, the paper's end) or 'denoise' (the last step's x̂_0).
     trace: return a `Trace` (every step's input and estimate) instead of x_0; the same keys, so
       x_0 is unchanged.
   """
   check_final(final)
-  num_steps = times.shape[0] - 1
+  num_steps = len(times) - 1
   batch = x_init.shape[0]
+  dtype = jnp.promote_types(x_init.dtype, jnp.float32)
 
   def level(j):
-    return jnp.full((batch,), times[j], times.dtype)
+    return jnp.full((batch,), times[j], dtype)
 
   def body(i, carry):
     x_t, _ = carry
@@ -192,7 +193,8 @@ def integrate(
     return new, (carry[0], new[1])
 
   (x0, x0_hat), (x_ts, x0_hats) = jax.lax.scan(scan_body, init, jnp.arange(num_steps))
-  return Trace(x0, x0_hat, times[:num_steps], x_ts, x0_hats)
+  grid = times.array(dtype) if isinstance(times, time_grids.Uniform) else times
+  return Trace(x0, x0_hat, grid[:num_steps], x_ts, x0_hats)
 
 
 def reverse_process(
@@ -278,16 +280,20 @@ def pc_sampler(
   dtype = jnp.promote_types(x_init.dtype, jnp.float32)
   levels = (num_steps + 1) // 2
   if isinstance(time_grid, str) and time_grid in ("auto", "uniform"):
-    # t_l = (L-1-l)/(L-1), clamped at 0 (the last level is t = 0), for l = 0 … L.
-    table = jnp.asarray(jnp.maximum(levels - 1 - jnp.arange(levels + 1), 0) / max(levels - 1, 1), dtype)
+
+    def level_time_of(l):  # t_l = (L-1-l)/(L-1), clamped at 0: the last level is t = 0
+      return jnp.maximum(levels - 1 - l, 0) / max(levels - 1, 1)
+
   else:
     if levels < 2:
       raise ValueError(f"pc with time_grid {time_grid!r} needs num_steps >= 3 (two levels), got {num_steps}")
     grid = time_grids.table(time_grid, corruption, levels - 1, height, width, rho=rho, dtype=dtype)
-    table = jnp.concatenate([grid, grid[-1:]])  # the predictor of the last level steps to t = 0 again
+
+    def level_time_of(l):  # the predictor of the last level steps to t = 0 again
+      return grid[jnp.minimum(l, levels - 1)]
 
   def level_time(l):
-    return jnp.full((batch,), table[l], dtype)
+    return jnp.full((batch,), level_time_of(l), dtype)
 
   def per_image_norm(v):
     return jnp.sqrt(jnp.sum(jnp.square(v), axis=(1, 2, 3)))
@@ -327,7 +333,8 @@ def pc_sampler(
   if not trace:
     return x0
   flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731
-  calls = jnp.repeat(table[start:levels], 2)  # corrector, then predictor, at each level
+  table = jnp.asarray(level_time_of(jnp.arange(levels)), dtype)
+  calls = jnp.repeat(table[start:], 2)  # corrector, then predictor, at each level
   times = jnp.concatenate([table[:1], calls]) if start else calls
   x_ts = jnp.concatenate([*first_x, flat(x_ts)])
   x0_hats = jnp.concatenate([*first_x0, flat(x0_hats)])

@@ -22,14 +22,15 @@ at trace time); c_ref is floored at 1e-6 (a mid frequency blurred away), and λ 
 
 `Trace` is what every sampler returns with `trace=True`: the sample, and the time, input and
 estimate of each network call (so a figure shows the grid the sampler used). `table` gives a
-grid in the dtype the samplers compute in (the uniform family with the exact arithmetic they
-always used), which is what their loops take.
+grid as their loops take it: an array of times, or for 'uniform' the rule `Uniform`, which
+computes each time where it is used (the arithmetic the samplers always used).
 
 Pure: numpy and jax only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -123,6 +124,27 @@ def resolve(
   return times
 
 
+@dataclasses.dataclass(frozen=True)
+class Uniform:
+  """The uniform grid t_i = t_start (N - i)/N as a rule: indexing it (`grid[i]`, also with a traced
+  i inside a loop) computes t_i where it is used. The samplers have always computed it this way,
+  and XLA fuses that arithmetic into what uses it, so a precomputed table, though equal in value,
+  would move their results in the last bits. `array(dtype)` is the whole grid (for a `Trace`)."""
+
+  num_steps: int
+  t_start: float = 1.0
+
+  def __len__(self) -> int:
+    return self.num_steps + 1
+
+  def __getitem__(self, i: Any) -> Any:
+    frac = (self.num_steps - i) / self.num_steps
+    return frac if self.t_start == 1 else self.t_start * frac
+
+  def array(self, dtype: Any = jnp.float32) -> jax.Array:
+    return jnp.asarray(self[jnp.arange(self.num_steps + 1)], dtype)
+
+
 def table(
   time_grid: str | Sequence[float] | np.ndarray,
   corruption: Any,
@@ -133,17 +155,14 @@ def table(
   t_start: float = 1.0,
   rho: float = 7.0,
   dtype: Any = jnp.float32,
-) -> jax.Array:
-  """`resolve`'s [num_steps + 1] times as a jax array in `dtype`: the grid a sampler's loop takes.
-  'uniform' is computed in the traced program as (N - i)/N (times t_start), the arithmetic the
-  samplers have always used for it (XLA may turn the division into a product with 1/N, so the
-  same formula evaluated on the host could differ in the last bit)."""
+) -> jax.Array | Uniform:
+  """The resolved grid a sampler's loop takes ([num_steps + 1] times): `resolve`'s times as a jax
+  array in `dtype`, or for 'uniform' the rule `Uniform` (indexable the same way)."""
   if isinstance(time_grid, str) and time_grid == "uniform":
     check_num_steps(num_steps)
     if not 0 < t_start <= 1:
       raise ValueError(f"t_start must be in (0, 1], got {t_start!r}")
-    frac = (num_steps - jnp.arange(num_steps + 1)) / num_steps
-    return jnp.asarray(frac if t_start == 1 else t_start * frac, dtype)
+    return Uniform(num_steps, t_start)
   return jnp.asarray(resolve(time_grid, corruption, num_steps, height, width, t_start=t_start, rho=rho), dtype)
 
 

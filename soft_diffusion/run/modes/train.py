@@ -331,6 +331,40 @@ class InTrainingEval:
     return measured
 
 
+def _check_batches(settings: Settings, mesh: jax.sharding.Mesh) -> int:
+  """Checks how the batches split over the devices; returns this process's share of a batch."""
+  state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
+  micro = settings.train.batch_size // settings.train.grad_accum_steps
+  if micro % mesh.size:
+    raise errors.ConfigError(
+      f"config.train.grad_accum_steps: each micro-batch (train.batch_size / grad_accum_steps = {micro}) must "
+      f"be a multiple of the {mesh.size} devices"
+    )
+  with errors.user_input():
+    return data.local_batch_size(settings.train.batch_size, jax.device_count(), jax.process_count())
+
+
+def _open_training_data(settings: Settings, local_batch: int) -> tuple[Any, tuple[int, ...]]:
+  """(the training iterator, the image shape), read from one peeked batch: a missing dataset fails
+  here, before anything compiles. The iterator is a fresh one, so the stream does not depend on
+  the peek."""
+  with errors.user_input("config.data"):
+    dataset = data.make_dataset(
+      settings.data,
+      split=settings.data.train_split,
+      batch_size=local_batch,
+      seed=settings.seed,
+      train=True,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+    peek = iter(dataset)
+    image_shape = next(peek).shape[1:]
+  if hasattr(peek, "close"):  # stops its worker processes
+    peek.close()
+  return iter(dataset), image_shape
+
+
 def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`, with in-training evaluation when `eval.every_steps` is set;
   returns the last logged metrics and the final step.
@@ -347,32 +381,10 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   corruption = corruptions.make(settings.corruption)
   preemption_lib.check_service()
   mesh = state_lib.make_mesh()
-  state_lib.check_batch_split("sample.batch_size", settings.sample.batch_size, mesh)
-  micro = settings.train.batch_size // settings.train.grad_accum_steps
-  if micro % mesh.size:
-    raise errors.ConfigError(
-      f"config.train.grad_accum_steps: each micro-batch (train.batch_size / grad_accum_steps = {micro}) must "
-      f"be a multiple of the {mesh.size} devices"
-    )
-  with errors.user_input():
-    local_batch = data.local_batch_size(settings.train.batch_size, jax.device_count(), jax.process_count())
+  local_batch = _check_batches(settings, mesh)
 
   # -- input (opens the source: a missing dataset fails here, before any compile)
-  with errors.user_input("config.data"):
-    dataset = data.make_dataset(
-      settings.data,
-      split=settings.data.train_split,
-      batch_size=local_batch,
-      seed=settings.seed,
-      train=True,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-    )
-    peek = iter(dataset)
-    image_shape = next(peek).shape[1:]
-  if hasattr(peek, "close"):  # stops its worker processes
-    peek.close()
-  iterator = iter(dataset)  # a fresh iterator: the stream must not depend on the peek
+  iterator, image_shape = _open_training_data(settings, local_batch)
   state_lib.log_devices()
 
   # -- in-training evaluation (missing Inception weights fail here, before any compile)
