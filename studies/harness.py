@@ -19,6 +19,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
+from soft_diffusion.run.workdir import Workdir
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 
@@ -119,7 +121,7 @@ def run_cli(args: Iterable[str], log: pathlib.Path | None = None) -> None:
 
 def finished(workdir: pathlib.Path | str, num_steps: int) -> bool:
   """Whether the run in `workdir` (relative to the repository, or absolute) has its last checkpoint."""
-  return (REPO / workdir / "checkpoints" / str(num_steps)).is_dir()
+  return (Workdir.of(REPO / workdir).checkpoints / str(num_steps)).is_dir()
 
 
 def timed(timings: dict, key: str, fn: Callable[[], object], save: pathlib.Path | None = None) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 import time
 
@@ -223,7 +222,7 @@ def evaluate(variant: str, seed: int, out: pathlib.Path, timings: dict) -> dict:
     result["trained"] = trained["points"]
     settings = Workdir.of(workdir).settings(config)
     if settings.model.precond != "none":  # the loss against its floor, per bin of t
-      last = json.loads((workdir / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
+      last = Workdir.of(workdir).read_metrics()[-1]
       bins = settings.train.loss_bins
       names = [f"loss_t{b / bins:.2f}-{(b + 1) / bins:.2f}" for b in range(bins)]
       uniform = settings.train.t_density == "uniform"

@@ -97,7 +97,7 @@ def run_stage(out: pathlib.Path, name: str, timings: dict) -> dict:
   workdir = out / name
   flags = ["--config", config_file(name), "--workdir", str(workdir)]
   train(workdir, name, config, timings)
-  path = workdir / "eval" / f"eval_step{config.train.total_steps}.json"
+  path = Workdir.of(workdir).eval_record(config.train.total_steps)
   complete = False
   if path.is_file():
     want = len(config.eval.samplers) * len(config.eval.num_steps) * (2 if config.eval.oracle else 1)
@@ -115,8 +115,8 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
   flags = {name: ["--config", config_file(name), "--workdir", str(out / name)] for name in DIGITS}
   for name, config in configs.items():
     train(out / name, name, config, timings)
-    stats = out / name / "stats" / "reference_train.npz"
-    first = out / next(iter(DIGITS)) / "stats" / "reference_train.npz"
+    stats = Workdir.of(out / name).reference_stats("train")
+    first = Workdir.of(out / next(iter(DIGITS))).reference_stats("train")
     if not stats.is_file():
       if first.is_file():  # the same data and preprocessing: one reference for both configs
         stats.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
   for seed in seeds:
     for name, config in configs.items():
       workdir = out / name
-      kept = workdir / "eval" / f"eval_seed{seed}.json"
+      kept = Workdir.of(workdir).eval / f"eval_seed{seed}.json"  # this study's copy of each seed's record
       if not kept.is_file():
         args = [
           *flags[name],
@@ -140,7 +140,7 @@ def run_digits(out: pathlib.Path, timings: dict, seeds: tuple[int, ...] = DIGITS
           f"--config.sample.seed={seed}",
         ]
         timed(timings, f"{name}/eval_seed{seed}", lambda args=args: harness.run_cli(args))
-        shutil.copy(workdir / "eval" / f"eval_step{config.train.total_steps}.json", kept)
+        shutil.copy(Workdir.of(workdir).eval_record(config.train.total_steps), kept)
       results[name][seed] = json.loads(kept.read_text())
   return results
 
@@ -155,9 +155,9 @@ def run_floor(out: pathlib.Path, timings: dict) -> dict:
     workdir = out / f"{name}_floor03"
     flags = ["--config", config_file(name), "--workdir", str(workdir), f"--config.loss.floor={FLOOR}"]
     train(workdir, name, config, timings, [f"--config.loss.floor={FLOOR}"])
-    stats = workdir / "stats" / "reference_train.npz"
+    stats = Workdir.of(workdir).reference_stats("train")
     if name == "digits" and not stats.is_file():
-      shared = out / "digits" / "stats" / "reference_train.npz"
+      shared = Workdir.of(out / "digits").reference_stats("train")
       if shared.is_file():
         stats.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared, stats)
@@ -172,7 +172,7 @@ def run_floor(out: pathlib.Path, timings: dict) -> dict:
       *extra,
     ]
     timed(timings, f"{name}_floor03/eval", lambda args=args: harness.run_cli(args))
-    results[name] = json.loads((workdir / "eval" / f"eval_step{config.train.total_steps}.json").read_text())
+    results[name] = json.loads(Workdir.of(workdir).eval_record(config.train.total_steps).read_text())
   return results
 
 
@@ -183,8 +183,8 @@ def floor_table(out: pathlib.Path, floor: dict) -> str:
     samplers, nfes, _ = FLOOR_RUNS[name]
     metric = "spectral_fd" if name == "gaussian_field" else "fid"
     paper = {}
-    final = f"eval_step{record['checkpoint_step']}.json"  # the floor run trains as long as the paper-loss run
-    kept = out / name / "eval" / ("eval_seed0.json" if name == "digits" else final)
+    run = Workdir.of(out / name)  # the floor run trains as long as the paper-loss run
+    kept = run.eval / "eval_seed0.json" if name == "digits" else run.eval_record(record["checkpoint_step"])
     if kept.is_file():
       for p in json.loads(kept.read_text())["points"]:
         if p.get("denoiser", "trained") == "trained":

@@ -29,12 +29,14 @@ docs/results/restoration/<task>.png, and prints the tables:
 from __future__ import annotations
 
 import json
-import pathlib
 import shutil
 import subprocess
 import time
 
 import harness  # studies/, beside this script
+from etils import epath
+
+from soft_diffusion.run.workdir import RestoreFiles
 
 RESULTS = harness.RESULTS
 
@@ -82,11 +84,11 @@ def run_task(name: str) -> dict:
   proc = subprocess.run(cmd, cwd=harness.REPO, capture_output=True, text=True)
   if proc.returncode:
     return {"command": " ".join(cmd[1:]), "error": proc.stderr.strip().splitlines()[-1]}
-  out = pathlib.Path(proc.stdout.strip().splitlines()[-1])
-  record = json.loads((out / "metrics.json").read_text())
+  out = RestoreFiles(epath.Path(proc.stdout.strip().splitlines()[-1]))  # --mode restore prints its folder
+  record = json.loads(out.metrics.read_text())
   figures = RESULTS / "restoration"
   figures.mkdir(parents=True, exist_ok=True)
-  shutil.copyfile(out / "restore_trained.png", figures / (name.replace("/", "_") + ".png"))
+  shutil.copyfile(out.figure("trained"), figures / (name.replace("/", "_") + ".png"))
   return {"command": "python " + " ".join(cmd[1:]), "seconds": round(time.perf_counter() - start, 1), **record}
 
 

@@ -40,7 +40,9 @@ def finalized_steps(workdir: pathlib.Path) -> tuple[list[int], list[str]]:
   """(complete checkpoint steps, names of unfinished temporary folders) in WORKDIR/checkpoints."""
   import orbax.checkpoint as ocp
 
-  root = workdir / "checkpoints"
+  from soft_diffusion.run.workdir import Workdir
+
+  root = pathlib.Path(Workdir.of(workdir).checkpoints)
   if not root.is_dir():
     return [], []
   steps, partial = [], []

@@ -339,11 +339,11 @@ def read_metrics(logdir: str | os.PathLike) -> list[dict[str, Any]]:
   one per step, sorted by step; a step logged twice (a resumed run repeats the steps after its
   last checkpoint) keeps its last record."""
   logdir = epath.Path(logdir)
-  files = [logdir / METRICS_FILE] if (logdir / METRICS_FILE).exists() else []
+  paths = [logdir / METRICS_FILE] if (logdir / METRICS_FILE).exists() else []
   if (logdir / METRICS_SEGMENTS).is_dir():
-    files += sorted((logdir / METRICS_SEGMENTS).glob("*.jsonl"), key=lambda p: p.name)
+    paths += sorted((logdir / METRICS_SEGMENTS).glob("*.jsonl"), key=lambda p: p.name)
   by_step: dict[int, dict[str, Any]] = {}
-  for path in files:
+  for path in paths:
     for line in path.read_text().splitlines():
       if line.strip():
         record = json.loads(line)

@@ -79,10 +79,10 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
     source = data.make_source(settings.data, cfg.split)
   state_lib.log_devices()
   total = min(cfg.ref_num_images or len(source), len(source))
-  index, processes = jax.process_index(), jax.process_count()
-  if processes > 1:  # this process's share, embedded on this process's devices
+  index, num_processes = jax.process_index(), jax.process_count()
+  if num_processes > 1:  # this process's share, embedded on this process's devices
     mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("data",))
-  share = len(range(index, total, processes))
+  share = len(range(index, total, num_processes))
   batches = data.first_batches(
     settings.data,
     cfg.split,
@@ -91,14 +91,14 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
     seed=settings.seed,
     source=source,
     process_index=index,
-    process_count=processes,
+    process_count=num_processes,
   )
   stats = evaluation.FeatureStats(2048)
-  kid_wanted = len(range(index, min(cfg.kid_ref_features, total), processes))  # this process's part of them
+  kid_wanted = len(range(index, min(cfg.kid_ref_features, total), num_processes))  # this process's part of them
   kid_feats: list[np.ndarray] = [np.zeros((0, 2048), np.float32)]
   kept = 0
   label = f"reference features ({settings.data.name}/{cfg.split})"
-  progress = reporting.Progress(label + (f" (this process's {share})" if processes > 1 else ""), share)
+  progress = reporting.Progress(label + (f" (this process's {share})" if num_processes > 1 else ""), share)
   for batch in batches:
     images = np.asarray(evaluation.to_uint8(batch))
     feats = evaluation.inception_features(images, params=params, batch_size=cfg.batch_size, mesh=mesh)
@@ -108,7 +108,7 @@ def reference_stats(settings: Settings, workdir: epath.Path, mesh: Any, params: 
       kept += len(kid_feats[-1])
     progress(stats.count)
   kid = np.concatenate(kid_feats).astype(np.float32)
-  if processes > 1:
+  if num_processes > 1:
     stats = evaluation.FeatureStats(
       2048,
       int(round(float(processes.sum_over_processes(np.float64(stats.count))))),

@@ -60,9 +60,9 @@ def power_spectrum(settings: Settings, *, progress: bool = True, announce: bool 
   limit = min(settings.levels.num_images or len(source), len(source))
   # Each process reads its share of the images (every process_count-th), and the sums are added
   # over processes: a pod decodes the data once in all, not once per host.
-  index, processes = jax.process_index(), jax.process_count()
-  share = len(range(index, limit, processes))
-  report = reporting.Progress("power spectrum" + (f" (this process's {share})" if processes > 1 else ""), share)
+  index, num_processes = jax.process_index(), jax.process_count()
+  share = len(range(index, limit, num_processes))
+  report = reporting.Progress("power spectrum" + (f" (this process's {share})" if num_processes > 1 else ""), share)
   if limit == 0:
     raise errors.ConfigError(f"config.data.train_split: split {cfg.train_split!r} of {cfg.name!r} has no images")
   total, count = None, 0
@@ -74,7 +74,7 @@ def power_spectrum(settings: Settings, *, progress: bool = True, announce: bool 
     seed=settings.seed,
     source=source,
     process_index=index,
-    process_count=processes,
+    process_count=num_processes,
   )
   for batch in batches:
     part = np.square(dct.dct2_host(batch)).sum(axis=0)
@@ -85,7 +85,7 @@ def power_spectrum(settings: Settings, *, progress: bool = True, announce: bool 
   if total is None:  # this process's share is empty (fewer images than processes): zeros of the shape
     first = next(iter(data.first_batches(cfg, cfg.train_split, 1, batch_size=1, seed=settings.seed, source=source)))
     total = np.zeros(first.shape[1:], np.float32)
-  if processes > 1:
+  if num_processes > 1:
     total, count = (
       processes.sum_over_processes(total),
       int(round(float(processes.sum_over_processes(np.float64(count))))),

@@ -82,11 +82,11 @@ def load_observations(path: str, height: int, width: int, channels: int) -> np.n
   if p.is_dir():
     from PIL import Image
 
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".png")
-    if not files:
+    pngs = sorted(f for f in p.iterdir() if f.suffix.lower() == ".png")
+    if not pngs:
       raise errors.MissingError(f"config.restore.input: no .png files in {path}")
     mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(Image.open(f).convert(mode)) for f in files]
+    arrays = [np.asarray(Image.open(f).convert(mode)) for f in pngs]
     y = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
   else:
     try:
