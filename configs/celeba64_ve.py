@@ -24,14 +24,11 @@ from soft_diffusion.run import schema
 celeba64 = schema.sibling(__file__, "celeba64")
 
 
-apply_ve_recipe = schema.apply_ve_recipe  # its home; kept here for configs that import it from this file
-
-
 def get_config(form: str = "edm"):
   """form (`--config configs/celeba64_ve.py:FORM`, schema.apply_form): 'edm' (EDM's recipe:
   the preconditioning, the log-normal density and the denoised end; the default since the
   preconditioning study) or 'score_sde' (score_sde's VE recipe, the paper's baseline)."""
-  config = apply_ve_recipe(celeba64.get_config(), noise_std_max=180.0)
+  config = schema.apply_ve_recipe(celeba64.get_config(), noise_std_max=180.0)
   config.sample.num_steps = 2000  # network evaluations: 1,000 levels × (corrector + predictor)
   config.eval.samplers = ("pc", "momentum")  # score_sde's sampler, and its predictor alone
   config.eval.num_steps = (200, 1000, 2000)

@@ -6,8 +6,8 @@ models.NCSNppConfig and models.UNetConfig); `python -m soft_diffusion.run.schema
 and docs/config.md shows them. Every [choice] of docs/method.md is a field, so it can be ablated
 from the command line.
 
-The recipe helpers below live in soft_diffusion.run.schema; they are re-exported here for configs
-written against this file (`default.apply_form(...)`). New configs import only the package:
+A config builds on it through the package, which holds the recipe helpers too (apply_form,
+apply_ve_recipe, use_soft_masks):
 
     from soft_diffusion.run import schema
     config = schema.default_config()
@@ -16,9 +16,6 @@ written against this file (`default.apply_form(...)`). New configs import only t
 import ml_collections
 
 from soft_diffusion.run import schema
-from soft_diffusion.run.schema import BLUR_FORMS, VE_FORMS, apply_form, apply_ve_recipe, use_soft_masks
-
-__all__ = ["BLUR_FORMS", "VE_FORMS", "apply_form", "apply_ve_recipe", "get_config", "use_soft_masks"]
 
 
 def get_config() -> ml_collections.ConfigDict:

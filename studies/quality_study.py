@@ -152,7 +152,7 @@ def select_table(variant: str, pairing: str, workdir: pathlib.Path) -> tuple[flo
   from soft_diffusion.run import settings as settings_lib
   from soft_diffusion.run.modes import levels
 
-  path = Workdir.of(workdir).find_levels_file()
+  path = Workdir.of(workdir).levels_file
   if not path.is_file():
     config = make_config({"levels.pairing": pairing}, 0)
     path = levels.write_levels(settings_lib.load(config), workdir)

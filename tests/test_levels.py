@@ -59,14 +59,13 @@ def test_selected_levels_are_read_and_must_match_the_settings(tiny_config, tmp_p
     Workdir.of(tmp_path).settings(tiny_config)
 
 
-def test_a_levels_file_under_its_old_name_is_read_with_a_warning(tiny_config, tmp_path, caplog):
+def test_a_levels_file_under_its_old_name_is_not_read(tiny_config, tmp_path):
+  """schedule.json was levels.json's name before 0.1.0; only levels.json is read now."""
   tiny_config.corruption.blur_schedule = "selected"
   path = levels.write_levels(settings_lib.load(tiny_config), tmp_path)
   path.rename(tmp_path / "schedule.json")
-  with caplog.at_level("WARNING"):
-    chosen = Workdir.of(tmp_path).settings(tiny_config)
-  assert len(chosen.corruption.blur_sigma_table) == tiny_config.levels.num_levels
-  assert any("schedule.json is deprecated" in r.getMessage() for r in caplog.records)
+  with pytest.raises(errors.MissingError, match="levels.json does not exist; run: .*--mode levels"):
+    Workdir.of(tmp_path).settings(tiny_config)
 
 
 def test_levels_mode_is_for_blur_only(tiny_config, tmp_path):

@@ -264,12 +264,12 @@ def test_a_bug_keeps_its_traceback(tmp_path, tfds_dir):
   assert "RuntimeError: a bug in the loop" in proc.stderr
 
 
-def test_the_old_mode_name_still_selects_levels_with_a_one_line_warning(tmp_path, tiny_flags):
+def test_the_old_mode_name_is_refused_in_one_line(tmp_path, tiny_flags):
+  """--mode schedule was --mode levels before 0.1.0; the alias is gone."""
   proc = cli(tmp_path / "run", *tiny_flags, "--mode=schedule")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  warnings = [line for line in proc.stderr.splitlines() if "deprecated" in line]
-  assert len(warnings) == 1 and "--mode schedule is deprecated: it is now --mode levels" in warnings[0]
-  assert (tmp_path / "run" / "levels.json").is_file() and not (tmp_path / "run" / "schedule.json").exists()
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert "--mode" in proc.stderr and "levels" in proc.stderr
+  assert not (tmp_path / "run").exists()
 
 
 def test_the_config_file_may_come_anywhere_on_the_line():

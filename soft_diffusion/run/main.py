@@ -36,14 +36,13 @@ from soft_diffusion import errors
 from soft_diffusion.run import preemption
 
 MODES = ("train", "sample", "levels", "stats", "eval", "restore")
-DEPRECATED_MODES = {"schedule": "levels"}  # old name -> new name (a one-line warning)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs, samples and results (made if missing).")
 _MODE = flags.DEFINE_enum(
   "mode",
   "train",
-  (*MODES, *DEPRECATED_MODES),
+  MODES,
   "train | sample (images + figures) | levels (level selection, docs/method.md §3) | stats (FID reference "
   "statistics) | eval (FID/KID vs network evaluations) | restore (posterior samples for degraded images).",
 )
@@ -270,9 +269,6 @@ def _preamble(config: ConfigDict) -> tuple[str, Any, Any]:
   from soft_diffusion.run.workdir import Workdir
 
   mode = _MODE.value
-  if mode in DEPRECATED_MODES:
-    logging.warning("--mode %s is deprecated: it is now --mode %s", mode, DEPRECATED_MODES[mode])
-    mode = DEPRECATED_MODES[mode]
   if _COMPILATION_CACHE.value:  # before anything compiles
     jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
   workdir = Workdir.resolve(_WORKDIR.value)

@@ -158,10 +158,6 @@ class Workdir:
     return self.root / "levels.json"
 
   @property
-  def legacy_levels_file(self) -> epath.Path:
-    return self.root / "schedule.json"  # the same record under its name before version 0.2
-
-  @property
   def levels_figure(self) -> epath.Path:
     return self.root / "levels.png"
 
@@ -220,22 +216,13 @@ class Workdir:
       settings = settings_lib.load(settings_lib.with_levels(settings, levels))
     return settings
 
-  def find_levels_file(self) -> epath.Path:
-    """levels.json, or the legacy schedule.json when only that exists (a one-line warning:
-    rename it, or run --mode levels again)."""
-    path, legacy = self.levels_file, self.legacy_levels_file
-    if not path.exists() and legacy.exists():
-      log.warning("%s is deprecated: reading it as %s (rename it, or run --mode levels again)", legacy, path.name)
-      return legacy
-    return path
-
   def has_levels(self) -> bool:
-    return self.find_levels_file().exists()
+    return self.levels_file.exists()
 
   def read_levels(self, fingerprint: dict[str, Any]) -> tuple[float, ...]:
     """The σ_B levels of levels.json, refused (one line, with what to run) when missing,
     unreadable or selected for other settings than `fingerprint` (settings.levels_fingerprint)."""
-    path = self.find_levels_file()
+    path = self.levels_file
     hint = LEVELS_HINT.format(workdir=self)
     if not path.is_file():
       raise errors.MissingError(f"corruption.blur_schedule = 'selected' but {path} does not exist; {hint}")
