@@ -147,27 +147,9 @@ def _check_config_file(path: str) -> None:
   """Runs the config file's get_config() (with its ':ARG', if any) once on its own, so that a
   broken file is reported as such (absl would report it in terms of the overrides it could not
   apply)."""
-  import importlib.util
+  from soft_diffusion.run import schema
 
-  file, arg = _split_config_arg(path)
-  try:
-    spec = importlib.util.spec_from_file_location("soft_diffusion_config_check", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    get_config = getattr(module, "get_config", None)
-    if get_config is None:
-      raise errors.ConfigError(f"--config {path}: the file defines no get_config()")
-    config = get_config() if arg is None else get_config(arg)
-  except errors.UserError:
-    raise
-  except SyntaxError as e:
-    raise errors.ConfigError(f"--config {path}: SyntaxError: {e.msg} (line {e.lineno})") from e
-  except Exception as e:  # the file is the user's own code: whatever it raises is theirs to fix
-    raise errors.ConfigError(f"--config {path}: {type(e).__name__}: {errors.one_line(e)}") from e
-  if not isinstance(config, ConfigDict):
-    raise errors.ConfigError(
-      f"--config {path}: get_config() must return an ml_collections.ConfigDict, got {type(config).__name__}"
-    )
+  schema.load_config(path, label="--config")
 
 
 def _describe_override_error(e: BaseException, argv: list[str], path: str | None) -> str:

@@ -213,33 +213,34 @@ def _exec(path: str, module_name: str, register: bool) -> types.ModuleType:
   return module
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
+def load_config(spec: str, *, label: str = "config") -> ml_collections.ConfigDict:
   """The config of a config file: `'path/to/file.py'` or `'path/to/file.py:ARG'` (get_config(ARG)).
 
-  The file is loaded by path (sys.path is not touched), so it may live anywhere.
+  The file is loaded by path (sys.path is not touched), so it may live anywhere. Errors begin
+  with `label` and the spec (the command line passes '--config').
   Raises:
     errors.MissingError: no such file.
     errors.ConfigError: the file defines no get_config, or it fails or returns no ConfigDict (one line).
   """
   file, arg = _split(spec)
   if not os.path.isfile(file):
-    raise errors.MissingError(f"config {file}: no such file")
+    raise errors.MissingError(f"{label} {file}: no such file")
   path = os.path.abspath(file)
   try:
     module = _exec(path, _module_name(path, "load_config_" + os.path.basename(path)[:-3]), register=False)
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
-      raise errors.ConfigError(f"config {file}: the file defines no get_config()")
+      raise errors.ConfigError(f"{label} {spec}: the file defines no get_config()")
     config = get_config() if arg is None else get_config(arg)
   except errors.UserError:
     raise
   except SyntaxError as e:
-    raise errors.ConfigError(f"config {spec}: SyntaxError: {e.msg} (line {e.lineno})") from e
+    raise errors.ConfigError(f"{label} {spec}: SyntaxError: {e.msg} (line {e.lineno})") from e
   except Exception as e:  # the file is the user's own code: whatever it raises is theirs to fix
-    raise errors.ConfigError(f"config {spec}: {type(e).__name__}: {errors.one_line(e)}") from e
+    raise errors.ConfigError(f"{label} {spec}: {type(e).__name__}: {errors.one_line(e)}") from e
   if not isinstance(config, ml_collections.ConfigDict):
     raise errors.ConfigError(
-      f"config {spec}: get_config() must return an ml_collections.ConfigDict, got {type(config).__name__}"
+      f"{label} {spec}: get_config() must return an ml_collections.ConfigDict, got {type(config).__name__}"
     )
   return config
 
