@@ -239,12 +239,12 @@ def parse(argv: list[str]) -> ConfigDict:
 # One function per mode.
 
 
-def _preamble(config: ConfigDict) -> tuple[str, Any, Any]:
+def _preamble(config: ConfigDict) -> tuple[str, Any, Any, Any]:
   """The one preamble every mode shares, in this order: the workdir (checked), the settings
-  (validated, pure), jax.distributed and the backend check, then the run's selected levels
-  (read from its levels.json; --mode levels writes them and training selects them first when
-  they are missing). Each mode makes its mesh from the devices the preamble leaves it. Returns
-  (mode, workdir, settings)."""
+  (validated, pure), jax.distributed and the backend check, the run's selected levels (read
+  from its levels.json; --mode levels writes them and training selects them first when they are
+  missing), then the mesh over every device of every process (none for --mode levels, whose
+  pass over the data runs on the host). Returns (mode, workdir, settings, mesh)."""
   import jax
 
   from soft_diffusion.run import settings as settings_lib
@@ -272,28 +272,32 @@ def _preamble(config: ConfigDict) -> tuple[str, Any, Any]:
     )
   if mode not in ("levels", "train"):
     settings = workdir.settings(settings)
-  return mode, workdir, settings
+  if mode == "levels":
+    return mode, workdir, settings, None
+  from soft_diffusion.run import state as state_lib
+
+  return mode, workdir, settings, state_lib.make_mesh()
 
 
 def run(config: ConfigDict) -> Any:
   """The preamble, then the mode; returns its result."""
   # Imported after the flags are checked (a bad command line is answered at once), and each
   # mode's module only for that mode.
-  mode, workdir, settings = _preamble(config)
+  mode, workdir, settings, mesh = _preamble(config)
   if mode == "train":
     from soft_diffusion.run.modes import train
 
     if _DISTRIBUTED.value:
       preemption.forward_to_jax()
-    return train.run_training(settings, workdir)
+    return train.run_training(settings, workdir, mesh)
   if mode == "sample":
     from soft_diffusion.run.modes import sample
 
-    return sample.write_samples(settings, workdir, _STEP.value)
+    return sample.write_samples(settings, workdir, _STEP.value, mesh)
   if mode == "restore":
     from soft_diffusion.run.modes import restore
 
-    return restore.restore(settings, workdir)
+    return restore.restore(settings, workdir, mesh)
   if mode == "levels":
     from soft_diffusion.run.modes import levels
 
@@ -301,10 +305,10 @@ def run(config: ConfigDict) -> Any:
   from soft_diffusion.run.modes import evaluate
 
   if mode == "stats":
-    return evaluate.reference_stats(settings, workdir)
+    return evaluate.reference_stats(settings, workdir, mesh)
   if _STEPS.value is not None:
-    return evaluate.evaluate_steps(settings, workdir, _STEPS.value.replace(" ", ""))
-  return evaluate.evaluate(settings, workdir, _STEP.value)
+    return evaluate.evaluate_steps(settings, workdir, _STEPS.value.replace(" ", ""), mesh)
+  return evaluate.evaluate(settings, workdir, _STEP.value, mesh)
 
 
 class _QuietLibraries(logging.Filter):

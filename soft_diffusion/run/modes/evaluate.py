@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 
+import jax
 import numpy as np
 from etils import epath
 
@@ -50,7 +51,7 @@ from soft_diffusion.run.workdir import Workdir
 log = logging.getLogger(__name__)
 
 
-def _start(mode: str, settings: Settings, workdir: epath.Path):
+def _start(mode: str, settings: Settings, workdir: epath.Path, mesh: jax.sharding.Mesh | None):
   """Checks shared by both modes, in order; returns (settings, workdir, mesh, Inception params);
   no Inception params (None) for a dataset whose law is known, whose metrics are exact."""
   settings = settings_lib.require(settings, f"--mode {mode}")
@@ -67,30 +68,34 @@ def _start(mode: str, settings: Settings, workdir: epath.Path):
         "config.eval.oracle must be False for corruption.name = 'mask' (the exact posterior mean is diagonal in "
         "the DCT basis for 'blur' and 'identity' only)"
       )
-    return settings, workdir, state_lib.make_mesh(), None
-  mesh = state_lib.make_mesh()
+    return settings, workdir, mesh if mesh is not None else state_lib.make_mesh(), None
+  mesh = mesh if mesh is not None else state_lib.make_mesh()
   state_lib.check_batch_split("eval.batch_size", settings.eval.batch_size, mesh)
   with errors.user_input("Inception weights"):  # missing/foreign weights fail here, before any data pass
     params = evaluation.load_inception_params()
   return settings, workdir, mesh, params
 
 
-def reference_stats(settings: Settings, workdir: epath.Path) -> epath.Path:
+def reference_stats(settings: Settings, workdir: epath.Path, mesh: jax.sharding.Mesh | None = None) -> epath.Path:
   """--mode stats: computes and writes the reference statistics; returns the .npz path."""
-  settings, workdir, mesh, params = _start("stats", settings, workdir)
+  settings, workdir, mesh, params = _start("stats", settings, workdir, mesh)
   return evaluate_fid.reference_stats(settings, workdir, mesh, params)
 
 
-def evaluate(settings: Settings, workdir: epath.Path, step: int | None = None) -> epath.Path:
+def evaluate(
+  settings: Settings, workdir: epath.Path, step: int | None = None, mesh: jax.sharding.Mesh | None = None
+) -> epath.Path:
   """--mode eval: FID and KID (exact distances for a dataset whose law is known) for every
   (sampler, step count) of settings.eval; returns the JSON path."""
-  settings, workdir, mesh, params = _start("eval", settings, workdir)
+  settings, workdir, mesh, params = _start("eval", settings, workdir, mesh)
   if params is None:
     return evaluate_exact.evaluate_exact(settings, workdir, mesh, step)
   return evaluate_fid.evaluate_fid(settings, workdir, mesh, params, step)
 
 
-def evaluate_steps(settings: Settings, workdir: epath.Path, steps: str) -> epath.Path:
+def evaluate_steps(
+  settings: Settings, workdir: epath.Path, steps: str, mesh: jax.sharding.Mesh | None = None
+) -> epath.Path:
   """--mode eval --steps: evaluates several checkpoints, `steps` = 'all' (every complete one in
   WORKDIR/checkpoints, e.g. those kept by checkpoint.keep_every_steps) or a comma list. Each
   writes its own eval_step<N>.json (resumable per point, as for one step); then eval/best.json
@@ -111,7 +116,7 @@ def evaluate_steps(settings: Settings, workdir: epath.Path, steps: str) -> epath
   records = {}
   for step in chosen:
     log.info("checkpoint %d (%d of %d)", step, len(records) + 1, len(chosen))
-    records[step] = json.loads(evaluate(settings, root, step).read_text())
+    records[step] = json.loads(evaluate(settings, root, step, mesh).read_text())
   metric = "spectral_fd" if "spectral_fd" in records[chosen[0]]["points"][0] else "fid"
   keys = [k for k in ("denoiser", "sampler", "num_steps") if k in records[chosen[0]]["points"][0]]
   table: dict[str, dict[int, float]] = {}

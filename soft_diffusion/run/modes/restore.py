@@ -185,14 +185,14 @@ def _image_scores(images: np.ndarray, truth: np.ndarray) -> dict[str, float]:
   }
 
 
-def restore(settings: settings_lib.Settings, workdir: epath.Path) -> epath.Path:
+def restore(settings: settings_lib.Settings, workdir: epath.Path, mesh: jax.sharding.Mesh | None = None) -> epath.Path:
   """--mode restore (module docstring); returns the output folder."""
   settings = settings_lib.require(settings, "restore")
   workdir = epath.Path(workdir)
   cfg = settings.restore
   if jax.process_count() > 1:
     raise errors.ConfigError("--mode restore runs on one process (start it without --distributed)")
-  mesh = state_lib.make_mesh()
+  mesh = mesh if mesh is not None else state_lib.make_mesh()
   state_lib.check_batch_split("restore.batch_size", cfg.batch_size, mesh)
   size = settings.data.image_size
   if cfg.operator != "model":  # checked before the checkpoint is read

@@ -396,10 +396,12 @@ def draw_name(cfg: SampleConfig, step: int) -> str:
   return "_".join([*parts, f"step{step}"])
 
 
-def write_samples(settings: Settings, workdir: epath.Path, step: int | None = None) -> epath.Path:
+def write_samples(
+  settings: Settings, workdir: epath.Path, step: int | None = None, mesh: jax.sharding.Mesh | None = None
+) -> epath.Path:
   """--mode sample: writes samples.npz, samples.png, trajectory.png and forward.png into
   WORKDIR/samples/<draw_name>/; returns the .npz path."""
-  run = load_run(settings, workdir, step)
+  run = load_run(settings, workdir, step, mesh=mesh)
   cfg = run.settings.sample
   start = time.perf_counter()
   images = run.draw(cfg, cfg.num_images)

@@ -365,7 +365,7 @@ def _open_training_data(settings: Settings, local_batch: int) -> tuple[Any, tupl
   return iter(dataset), image_shape
 
 
-def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
+def run_training(settings: Settings, workdir: epath.Path, mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`, with in-training evaluation when `eval.every_steps` is set;
   returns the last logged metrics and the final step.
 
@@ -373,6 +373,7 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
     settings: from `Workdir.of(workdir).settings(config, resolve_levels=False)` (or with the levels
       resolved): 'selected' blur levels are read here, and selected first when missing.
     workdir: the run's folder (`Workdir.resolve`).
+    mesh: the devices to train on (default: every device, `state.make_mesh`).
   """
   # -- checks: everything is validated before anything is compiled or written
   given = settings_lib.require(settings, "run_training")  # recorded with the checkpoints as given
@@ -380,7 +381,7 @@ def run_training(settings: Settings, workdir: epath.Path) -> dict[str, Any]:
   settings = levels.select_missing_levels(given, workdir)
   corruption = corruptions.make(settings.corruption)
   preemption_lib.check_service()
-  mesh = state_lib.make_mesh()
+  mesh = mesh if mesh is not None else state_lib.make_mesh()
   local_batch = _check_batches(settings, mesh)
 
   # -- input (opens the source: a missing dataset fails here, before any compile)
