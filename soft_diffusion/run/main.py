@@ -137,21 +137,6 @@ def _unquote(text: str) -> str:
   return text
 
 
-def _split_config_arg(path: str) -> tuple[str, str | None]:
-  """'FILE.py:ARG' -> (FILE.py, ARG) (ml_collections passes ARG to get_config); 'FILE.py' -> (FILE.py, None)."""
-  file, colon, arg = path.partition(":")
-  return (file, arg) if colon and file.endswith(".py") else (path, None)
-
-
-def _check_config_file(path: str) -> None:
-  """Runs the config file's get_config() (with its ':ARG', if any) once on its own, so that a
-  broken file is reported as such (absl would report it in terms of the overrides it could not
-  apply)."""
-  from soft_diffusion.run import schema
-
-  schema.load_config(path, label="--config")
-
-
 def _describe_override_error(e: BaseException, argv: list[str], path: str | None) -> str:
   """One line for an error raised while applying `--config.x.y=v` overrides (or parsing flags)."""
   if isinstance(e, (KeyError, AttributeError)):
@@ -215,10 +200,11 @@ def parse(argv: list[str]) -> ConfigDict:
   """Parses and checks the flags and loads the config; raises errors.UserError (one line)."""
   path = _config_path(argv)
   if path:
-    file, _ = _split_config_arg(path)
-    if not os.path.isfile(file):
-      raise errors.MissingError(f"--config {file}: no such file")
-    _check_config_file(path)
+    # get_config() (with its ':ARG', if any) run once on its own, so that a missing or broken file
+    # is reported as such (absl would report it in terms of the overrides it could not apply).
+    from soft_diffusion.run import schema
+
+    schema.load_config(path, label="--config")
   argv = config_first(argv)
   sys.argv = list(argv)  # ml_collections looks for the config's overrides in sys.argv, not in argv
   try:
