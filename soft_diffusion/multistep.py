@@ -67,7 +67,13 @@ from soft_diffusion import dct, time_grids
 from soft_diffusion.corruptions import base
 
 ORDERS = (1, 2, 3)
+# How a step of order 2 uses the last two estimates (module docstring, "Forms"): 'exact' (the
+# interpolant integrated exactly; also order 3), 'midpoint' (DPM-Solver++(2M): the interpolant in t
+# at the step's midpoint), 'midpoint_logsnr' (the same in each coefficient's own log-SNR).
+FORMS = ("exact", "midpoint", "midpoint_logsnr")
+DEFAULT_FORM = "exact"  # the 'auto' form
 GAUSS_NODES = 16
+KAPPA_MAX = 2.0  # 'midpoint_logsnr': the largest extension of a coefficient's line (2M's on a uniform λ grid: 0.5)
 DEFAULT_TIME_GRID = "uniform"  # the 'auto' grid of this sampler: see samplers.DEFAULT_TIME_GRIDS
 
 
@@ -124,6 +130,28 @@ def step_weights(
   return per_order, rho_a, rho_b, s_a, s_b
 
 
+def _log_rho(corruption: Any, t: jax.Array, height: int, width: int) -> jax.Array:
+  """log ρ = each coefficient's log-SNR λ(k) at times t [M] -> [M, H, W] (-inf where c = 0)."""
+  _, c = corruption.diagonal(t, height, width)
+  return jnp.log(c.astype(jnp.float32)) - jnp.log(corruption.noise_std(t).astype(jnp.float32))[:, None, None]
+
+
+def midpoint_factor(
+  corruption: Any, t_prev: jax.Array, a: jax.Array, b: jax.Array, height: int, width: int, form: str
+) -> jax.Array:
+  """κ of the 2M step a -> b (module docstring, "Forms"): its estimate is D_a + κ (D_a - D_prev), the
+  line through (t_prev, D_prev) and (a, D_a) read at the step's midpoint. 'midpoint': in t,
+  κ = (a - b) / (2 (t_prev - a)), a scalar; 'midpoint_logsnr': in each coefficient's λ,
+  κ = h / (2 h_last) [1, H, W] (h = λ_b - λ_a, h_last = λ_a - λ_prev), 0 where a λ is -inf or
+  h_last <= 0 (no line to extend), at most KAPPA_MAX."""
+  if form == "midpoint":
+    return (a - b) / (2.0 * (t_prev - a))
+  lam_prev, lam_a, lam_b = jnp.split(_log_rho(corruption, jnp.stack([t_prev, a, b]), height, width), 3)
+  h, h_last = lam_b - lam_a, lam_a - lam_prev
+  ok = jnp.isfinite(lam_prev) & jnp.isfinite(lam_b) & (h_last > 0)
+  return jnp.clip(jnp.where(ok, h / jnp.where(ok, 2.0 * h_last, 1.0), 0.0), 0.0, KAPPA_MAX)
+
+
 def multistep_sampler(
   denoise_fn: Any,
   x_init: jax.Array,
@@ -132,6 +160,7 @@ def multistep_sampler(
   num_steps: int,
   key: jax.Array,
   order: int = 2,
+  form: str = "auto",
   time_grid: Any = "auto",
   rho: float = 7.0,
   trace: bool = False,
@@ -142,6 +171,8 @@ def multistep_sampler(
   """The multistep exponential integrator of order `order` (1, 2 or 3) in the corruption's
   diagonal basis (module docstring). EXTENSION, not in the paper.
 
+  form: how order 2 combines the last two estimates, one of FORMS or 'auto' (`DEFAULT_FORM`);
+  order 3 takes 'exact' only, and for order 1 the forms coincide.
   time_grid: a family of `time_grids.FAMILIES`, 'auto' (this sampler's measured default,
   `DEFAULT_TIME_GRID`) or N+1 explicit times; rho: the 'edm' family's ρ. stochastic: integrate
   the reverse SDE instead of the ODE ((3); step i's noise from fold_in(key, i)). final: 'noise'
@@ -151,6 +182,13 @@ def multistep_sampler(
   """
   if order not in ORDERS:
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+  form = DEFAULT_FORM if form == "auto" else form
+  if form not in FORMS:
+    raise ValueError(f"form must be 'auto' or one of {FORMS}, got {form!r}")
+  if order == 3 and form != "exact":
+    raise ValueError(f"order 3 takes form 'exact' only, got form {form!r}")
+  if order == 1:
+    form = "exact"  # one estimate: every form is the order-1 step
   if final not in ("noise", "denoise"):
     raise ValueError(f"final must be one of ('noise', 'denoise'), got {final!r}")
   x_init = base.check_images(x_init, "x_init")
@@ -169,13 +207,18 @@ def multistep_sampler(
     x0_hat = denoise_fn(x, t).astype(x.dtype)
     history = jnp.concatenate([dct.to_basis(x0_hat.astype(jnp.float32), basis)[None], history[:-1]])
     points = [times[i + order - 1 - j] for j in range(order)]
-    per_order, rho_a, rho_b, s_a, s_b = step_weights(
-      corruption, a, b, points, height, width, power=2 if stochastic else 1
-    )
-    update = jnp.zeros_like(history[0])
-    for q, weights in enumerate(per_order, start=1):
-      candidate = sum(w[..., None] * history[j] for j, w in enumerate(weights))
-      update = jnp.where(jnp.minimum(i + 1, order) == q, candidate, update)
+    power = 2 if stochastic else 1
+    if form == "exact":  # (2) / (3) with the polynomial through the last min(order, i + 1) estimates
+      per_order, rho_a, rho_b, s_a, s_b = step_weights(corruption, a, b, points, height, width, power)
+      update = jnp.zeros_like(history[0])
+      for q, weights in enumerate(per_order, start=1):
+        candidate = sum(w[..., None] * history[j] for j, w in enumerate(weights))
+        update = jnp.where(jnp.minimum(i + 1, order) == q, candidate, update)
+    else:  # 2M: ∫ d(ρ^power) times the line through the last two estimates, read at the midpoint
+      per_order, rho_a, rho_b, s_a, s_b = step_weights(corruption, a, b, points[:1], height, width, power)
+      kappa = midpoint_factor(corruption, points[1], a, b, height, width, form)
+      kappa = jnp.where(i >= 1, kappa, 0.0)[..., None]  # the first step has one estimate
+      update = per_order[0][0][..., None] * (history[0] + kappa * (history[0] - history[1]))
     x32 = x.astype(jnp.float32)
     if not stochastic:  # (2)
       x_next = (s_b / s_a) * x32 + s_b * dct.from_basis(update, basis)

@@ -7,18 +7,27 @@ explicit sequence of N+1 strictly decreasing times in [0, 1] (t_0 in (0, 1], t_N
 
 * 'uniform': t_i = t_start (1 - i/N), equal steps in t. With the selected blur levels (a table
   placed at t_k = k/(K-1)) this is uniform in the level index, so the name covers both.
-* 'logsnr': equal steps in the reference log-SNR λ(t) = log c_ref(t) - log s_t, where c_ref(t)
-  is the median of C_t's multipliers in its diagonal basis (for blur: the mid frequency; for
-  C_t = I it is 1, and λ = -log s_t). Each DCT coefficient of x_t = C_t x_0 + s_t η is a
-  scalar diffusion with its own log-SNR; this takes the middle one as the clock.
+* 'logsnr': equal steps in the whole image's log-SNR λ(t) = log c_ref(t) - log s_t, where
+  c_ref(t) = (mean_k c_t(k)²)^½ is the root mean square of C_t's multipliers in its diagonal
+  basis (for C_t = I it is 1, and λ = -log s_t). Each coefficient of x_t = C_t x_0 + s_t η is a
+  scalar diffusion with its own log-SNR; the clock is their mean SNR, in which no coefficient
+  is left out. (Earlier versions took their median, floored at 1e-6: on blur the median
+  coefficient is blurred away long before t = 1, the clock stood still there, and the first step
+  stayed 1 -> ~0.78 whatever N: those grids did not converge.)
 * 'edm': EDM's ρ-spacing (Karras et al., 2022) in σ_ref(t) = exp(-λ(t)) = s_t / c_ref(t):
   σ_i = (σ_max^(1/ρ) + i/N (σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ between σ_ref(t_start) and
   σ_ref(0), ρ = `rho` (7 in EDM). For C_t = I with geometric s_t it is EDM's grid.
 
 'logsnr' and 'edm' need a corruption diagonal in a basis (`Corruption.diagonal`: blur, masks,
-identity). They invert λ(t) numerically on a dense grid of 4,097 points (float64 on the host,
-at trace time); c_ref is floored at 1e-6 (a mid frequency blurred away), and λ is tilted by
-1e-3 of its range so the inverse exists where λ is flat.
+identity). Their clock is u(t) = 0.8 λ̄(t) + 0.2 (1 - t/t_start), λ̄ the log-SNR rescaled to
+run from 0 at t_start to 1 at t = 0: 'logsnr' takes equal steps in u, 'edm' puts u at the share
+of λ's range of EDM's ρ-spaced σ_ref. The share of t (`T_SHARE`) makes the grids converge: a
+step that moves the clock by Δu moves t by at most t_start Δu / 0.2 (1/(0.2 N) of t_start on
+'logsnr'), so the largest step shrinks as N grows on every corruption (tested on blur, masks and identity) even where λ is flat
+(c and s both constant, e.g. noise clipped at its maximum) or falls to -∞ (a mask that removes
+every pixel at t = 1; c_ref is floored at 1e-6). Where λ is affine in t (C_t = I, geometric
+s_t) u is affine too, and the grids are exactly the uniform one and EDM's. λ(t) is inverted
+numerically on a dense grid of 4,097 points (float64 on the host, at trace time).
 
 `Trace` is what every sampler returns with `trace=True`: the sample, and the time, input and
 estimate of each network call (so a figure shows the grid the sampler used). `table` gives a
@@ -41,7 +50,7 @@ import numpy as np
 FAMILIES = ("uniform", "logsnr", "edm")
 DENSE_POINTS = 4097
 C_REF_FLOOR = 1e-6
-TILT = 1e-3
+T_SHARE = 0.2  # the share of t in the 'logsnr' / 'edm' clock (module docstring)
 
 
 def check_num_steps(num_steps: Any) -> None:
@@ -50,26 +59,28 @@ def check_num_steps(num_steps: Any) -> None:
 
 
 def reference_log_snr(corruption: Any, t: np.ndarray, height: int, width: int) -> np.ndarray:
-  """λ(t) = log max(median c_t, 1e-6) - log s_t for times t [M] (host, float64) -> [M]."""
+  """λ(t) = log max(rms c_t, 1e-6) - log s_t for times t [M] (host, float64) -> [M]."""
   t = np.asarray(t, np.float64)
   with jax.ensure_compile_time_eval():
     _, multipliers = corruption.diagonal(jnp.asarray(t, jnp.float32), height, width)
     noise = corruption.noise_std(jnp.asarray(t, jnp.float32))
     multipliers, noise = np.asarray(multipliers, np.float64), np.asarray(noise, np.float64)
-  c_ref = np.median(multipliers.reshape(len(t), -1), axis=1)
+  c_ref = np.sqrt(np.mean(np.square(multipliers.reshape(len(t), -1)), axis=1))
   return np.log(np.maximum(c_ref, C_REF_FLOOR)) - np.log(noise)
 
 
-def _invert(corruption: Any, targets_of_range, t_start: float, height: int, width: int) -> np.ndarray:
-  """t_i with λ̃(t_i) = targets[i], λ̃ the monotone, slightly tilted λ on a dense grid."""
+def _invert(corruption: Any, fractions_of_range, t_start: float, height: int, width: int) -> np.ndarray:
+  """t_i with u(t_i) = fractions[i]: u the clock (module docstring), on a dense grid; `fractions_of_range`
+  maps (λ(t_start), λ(0)) of the monotone λ to the N+1 fractions 0 … 1 of the family."""
   dense = np.linspace(0.0, t_start, DENSE_POINTS)
   lam = np.minimum.accumulate(reference_log_snr(corruption, dense, height, width))  # non-increasing in t
   span = lam[0] - lam[-1]
   if not np.isfinite(span):
     raise ValueError("time_grid: the reference log-SNR is not finite on [0, t_start]")
-  lam = lam - TILT * max(span, 1.0) * dense / t_start  # strictly decreasing
-  targets = targets_of_range(lam[-1], lam[0])  # from λ(t_start) (lowest) to λ(0) (highest)
-  times = np.interp(targets, lam[::-1], dense[::-1])
+  lam_share = (lam - lam[-1]) / span if span > 0 else np.zeros_like(lam)
+  clock = (1.0 - T_SHARE) * lam_share + T_SHARE * (1.0 - dense / t_start)  # 1 at t = 0, 0 at t_start, increasing
+  fractions = np.asarray(fractions_of_range(lam[-1], lam[0]), np.float64)
+  times = np.interp(fractions, clock[::-1], dense[::-1])
   times[0], times[-1] = t_start, 0.0
   return times
 
@@ -83,17 +94,17 @@ def make(
   if family == "uniform":
     return t_start * (1.0 - steps)
   if family == "logsnr":
-    return _invert(corruption, lambda lo, hi: lo + steps * (hi - lo), t_start, height, width)
+    return _invert(corruption, lambda lo, hi: steps, t_start, height, width)
   if family == "edm":
     if not (isinstance(rho, (int, float)) and rho > 0):
       raise ValueError(f"rho must be a number > 0, got {rho!r}")
 
-    def edm_targets(lo, hi):
+    def edm_fractions(lo, hi):  # EDM's ρ-spaced σ_ref = exp(-λ), as fractions of λ's range
       sig_max, sig_min = np.exp(-lo), np.exp(-hi)
       sig = (sig_max ** (1 / rho) + steps * (sig_min ** (1 / rho) - sig_max ** (1 / rho))) ** rho
-      return -np.log(sig)
+      return (-np.log(sig) - lo) / (hi - lo) if hi > lo else steps
 
-    return _invert(corruption, edm_targets, t_start, height, width)
+    return _invert(corruption, edm_fractions, t_start, height, width)
   raise ValueError(f"time_grid must be one of {FAMILIES} or a sequence of num_steps + 1 times, got {family!r}")
 
 

@@ -182,3 +182,69 @@ def test_stochastic_variant_is_exact_in_law_for_a_fixed_image():
   coeffs = dct.dct2(out)
   np.testing.assert_allclose(coeffs.mean(0, keepdims=True), mean, atol=4 * s0 / 64 + 1e-5)
   np.testing.assert_allclose(coeffs.var(0), (s0**2 * (1 - r**2))[0], rtol=0.1, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# The 2M forms. For C_t = I the step is DPM-Solver++(2M) (Lu et al., 2022); the reference below
+# is its update written from the paper's Algorithm 2 in σ, in numpy float64, independent of ours.
+
+VE = corruptions.make({"name": "identity", "noise_schedule": "geometric", "noise_std_min": 0.02, "noise_std_max": 20.0})
+
+
+def _dpmpp_2m_reference(denoise, x, sigmas, times, stochastic=False, seed_noise=None):
+  """DPM-Solver++(2M) (ODE) or SDE-DPM-Solver++(2M) with η = 1 (midpoint), over sigmas[0] > … > sigmas[-1] > 0."""
+  old = None
+  for i in range(len(sigmas) - 1):
+    d = denoise(x, times[i])
+    lam, lam_next = -np.log(sigmas[i]), -np.log(sigmas[i + 1])
+    h = lam_next - lam
+    if old is None:
+      d_hat = d
+    else:
+      r = (lam - (-np.log(sigmas[i - 1]))) / h
+      d_hat = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
+    if not stochastic:
+      x = (sigmas[i + 1] / sigmas[i]) * x + (1 - np.exp(-h)) * d_hat
+    else:
+      x = (sigmas[i + 1] / sigmas[i]) * np.exp(-h) * x + (1 - np.exp(-2 * h)) * d_hat
+      x = x + sigmas[i + 1] * np.sqrt(1 - np.exp(-2 * h)) * seed_noise[i]
+    old = d
+  return x
+
+
+@pytest.mark.parametrize("form", ["midpoint", "midpoint_logsnr"])
+def test_2m_forms_are_dpm_solver_pp_2m_for_the_identity(form):
+  x = np.asarray(jax.random.normal(jax.random.key(0), (2, H, W, 1)), np.float64) * 20.0
+  fn = lambda x_t, t: np.tanh(x_t / 4.0) * (1.0 - 0.3 * t)  # any smooth, nonlinear denoiser
+  denoise_fn = lambda x_t, t: jnp.tanh(x_t / 4.0) * (1.0 - 0.3 * t[:, None, None, None])
+  for grid in (time_grids.make("edm", VE, 7, H, W), np.array([1.0, 0.8, 0.55, 0.4, 0.2, 0.1, 0.0])):
+    n = len(grid) - 1
+    sigmas = np.asarray(VE.noise_std(jnp.asarray(grid, jnp.float32)), np.float64)
+    ours = _run(jnp.asarray(x, jnp.float32), VE, n, denoise_fn=denoise_fn, form=form, time_grid=grid)
+    ref = _dpmpp_2m_reference(fn, x, sigmas, np.asarray(jnp.asarray(grid, jnp.float32), np.float64))
+    np.testing.assert_allclose(ours, ref, rtol=2e-5, atol=2e-5 * np.abs(ref).max())
+
+
+def test_sde_2m_is_sde_dpm_solver_pp_2m_for_the_identity():
+  x = np.asarray(jax.random.normal(jax.random.key(0), (2, H, W, 1)), np.float64) * 20.0
+  grid = time_grids.make("edm", VE, 5, H, W)
+  key = jax.random.key(1)
+  noise = [np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32), np.float64) for i in range(5)]
+  fn = lambda x_t, t: np.tanh(x_t / 4.0) * (1.0 - 0.3 * t)
+  denoise_fn = lambda x_t, t: jnp.tanh(x_t / 4.0) * (1.0 - 0.3 * t[:, None, None, None])
+  sigmas = np.asarray(VE.noise_std(jnp.asarray(grid, jnp.float32)), np.float64)
+  ours = _run(jnp.asarray(x, jnp.float32), VE, 5, denoise_fn=denoise_fn, name="multistep_sde", form="midpoint", time_grid=grid)
+  ref = _dpmpp_2m_reference(fn, x, sigmas, np.asarray(jnp.asarray(grid, jnp.float32), np.float64), True, noise)
+  np.testing.assert_allclose(ours, ref, rtol=2e-5, atol=2e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("family", time_grids.FAMILIES)
+@pytest.mark.parametrize("name", ["blur", "mask", "identity"])
+def test_grids_converge_their_largest_step_shrinks_as_n_grows(family, name):
+  # identity with geometric noise (the VE twins'): with noise clipped at its maximum its ODE stands
+  # still beyond clip_t, and one step crossing that stretch is exact (time_grids docstring).
+  options = {"noise_schedule": "geometric"} if name == "identity" else {}
+  corruption = corruptions.make({"name": name, **options})
+  largest = [np.max(-np.diff(time_grids.make(family, corruption, n, 16, 16))) for n in (8, 32, 128)]
+  assert largest[0] > largest[1] > largest[2], largest
+  assert largest[2] < 0.1, largest  # 1/128 for 'uniform'; a flat clock left 1 -> ~0.78 here
