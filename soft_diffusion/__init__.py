@@ -6,6 +6,7 @@ The functional core, importable on its own:
     from soft_diffusion import level_selection  # docs/method.md §3, on a power spectrum
     from soft_diffusion import gaussian_field   # docs/method.md §7: a law known exactly, its posterior mean
     from soft_diffusion import restoration      # posterior samples for y = A x_0 + σ_y n
+    from soft_diffusion import grid_tuning      # time grids fitted to the exact law or to a model
 
 `import soft_diffusion` is cheap: the submodules (and JAX) load on first use, so that the command
 line (`python -m soft_diffusion.main`) can take over SIGTERM before JAX is imported.
@@ -17,6 +18,7 @@ __all__ = [
   "corruptions",
   "dct",
   "gaussian_field",
+  "grid_tuning",
   "level_selection",
   "losses",
   "restoration",

@@ -130,6 +130,18 @@ def step_weights(
   return per_order, rho_a, rho_b, s_a, s_b
 
 
+def resolve_form(order: int, form: str) -> str:
+  """The form a step of `order` takes for `form` ('auto': `DEFAULT_FORM`, 'exact' for order 3;
+  for order 1 every form is the same step, named 'exact')."""
+  if form == "auto":
+    form = "exact" if order == 3 else DEFAULT_FORM
+  if form not in FORMS:
+    raise ValueError(f"form must be 'auto' or one of {FORMS}, got {form!r}")
+  if order == 3 and form != "exact":
+    raise ValueError(f"order 3 takes form 'exact' only, got form {form!r}")
+  return "exact" if order == 1 else form
+
+
 def _log_rho(corruption: Any, t: jax.Array, height: int, width: int) -> jax.Array:
   """log ρ = each coefficient's log-SNR λ(k) at times t [M] -> [M, H, W] (-inf where c = 0)."""
   _, c = corruption.diagonal(t, height, width)
@@ -174,7 +186,8 @@ def multistep_sampler(
   form: how order 2 combines the last two estimates, one of FORMS or 'auto' (`DEFAULT_FORM`);
   order 3 takes 'exact' only, and for order 1 the forms coincide.
   time_grid: a family of `time_grids.FAMILIES`, 'auto' (this sampler's measured default,
-  `DEFAULT_TIME_GRID`) or N+1 explicit times; rho: the 'edm' family's ρ. stochastic: integrate
+  `DEFAULT_TIME_GRID`) or N+1 explicit times (also traced ones, unchecked: `grid_tuning` differentiates
+  through them); rho: the 'edm' family's ρ. stochastic: integrate
   the reverse SDE instead of the ODE ((3); step i's noise from fold_in(key, i)). final: 'noise'
   (the last step's x at t = 0) or 'denoise' (its estimate x̂_0, at the last time before 0). Other arguments
   and the returns as `samplers.reverse_process`; one denoise_fn call per step, none at t = 0.
@@ -182,23 +195,24 @@ def multistep_sampler(
   """
   if order not in ORDERS:
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-  form = DEFAULT_FORM if form == "auto" else form
-  if form not in FORMS:
-    raise ValueError(f"form must be 'auto' or one of {FORMS}, got {form!r}")
-  if order == 3 and form != "exact":
-    raise ValueError(f"order 3 takes form 'exact' only, got form {form!r}")
-  if order == 1:
-    form = "exact"  # one estimate: every form is the order-1 step
+  form = resolve_form(order, form)
   if final not in ("noise", "denoise"):
     raise ValueError(f"final must be one of ('noise', 'denoise'), got {final!r}")
   x_init = base.check_images(x_init, "x_init")
   batch, height, width, _ = x_init.shape
   basis, _ = corruption.diagonal(jnp.zeros((1,), jnp.float32), height, width)  # raises if not diagonal
   grid = DEFAULT_TIME_GRID if isinstance(time_grid, str) and time_grid == "auto" else time_grid
-  times_np = time_grids.resolve(grid, corruption, num_steps, height, width, t_start=t_start, rho=rho)
   # Before t_0, fake distinct times (t_0 + m (t_0 - t_1)) keep the unused higher-order weights finite.
-  pad = times_np[0] + np.arange(order - 1, 0, -1) * (times_np[0] - times_np[1])
-  times = jnp.asarray(np.concatenate([pad, times_np]), jnp.float32)  # times[i + order - 1] = t_i
+  back = np.arange(order - 1, 0, -1)
+  if isinstance(grid, jax.core.Tracer):  # a grid being optimised (grid_tuning.py): checked by its maker
+    if grid.shape != (num_steps + 1,):
+      raise ValueError(f"time_grid must have num_steps + 1 = {num_steps + 1} times, got shape {grid.shape}")
+    grid = grid.astype(jnp.float32)
+    times = jnp.concatenate([grid[0] + jnp.asarray(back, jnp.float32) * (grid[0] - grid[1]), grid])
+  else:
+    times_np = time_grids.resolve(grid, corruption, num_steps, height, width, t_start=t_start, rho=rho)
+    pad = times_np[0] + back * (times_np[0] - times_np[1])
+    times = jnp.asarray(np.concatenate([pad, times_np]), jnp.float32)  # times[i + order - 1] = t_i
 
   def body(carry, i):
     x, history, _ = carry  # history: [order, B, H, W, C] estimates in the basis, newest first

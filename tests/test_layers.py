@@ -20,7 +20,7 @@ PROGRAM_LAYERS = (
   ("checkpoints",),
   ("modes.levels",),
   ("modes.sample",),
-  ("modes.evaluate_fid", "modes.evaluate_exact", "modes.restore"),
+  ("modes.evaluate_fid", "modes.evaluate_exact", "modes.restore", "modes.tune_grid"),
   ("modes.evaluate", "modes.train"),
   ("main",),
   ("__main__",),
@@ -75,6 +75,7 @@ def test_the_library_is_what_it_was():
     "priors",
     "restoration",
     "gaussian_field",
+    "grid_tuning",
     "main",  # `python -m soft_diffusion.main`: runs soft_diffusion.run.main, imports nothing else
   }, sorted(top_level)
 

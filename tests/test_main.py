@@ -51,7 +51,7 @@ CASES = {
     ["--distributed", "--coordinator_address=localhost"],
     "--coordinator_address must be host:port",
   ),
-  "--step when training": (["--step=3"], "--step applies to --mode sample and --mode eval only"),
+  "--step when training": (["--step=3"], "--step applies to --mode sample, eval and tune_grid only"),
   "negative --step": (["--mode=sample", "--step=-1"], "--step must be a checkpoint step >= 0"),
   "compilation cache that is a file": (
     ["--compilation_cache_dir={tmp}/a_file"],
@@ -140,6 +140,51 @@ CASES = {
     "config.restore.size must be the blur sigma",
   ),
   "restoring before training": (["--mode=restore", "--workdir={tmp}/empty_run"], "no checkpoints in"),
+  # The tuned time grid (--mode tune_grid, sample.time_grid = 'tuned').
+  "tuning a grid for momentum": (
+    ["--mode=tune_grid"],
+    "--mode tune_grid fits grids for sample.sampler = 'multistep' only, got 'momentum'",
+  ),
+  "tuning before training": (
+    ["--mode=tune_grid", "--workdir={tmp}/empty_run", "--config.sample.sampler=multistep"],
+    "no checkpoints in",
+  ),
+  "a tuned grid for momentum": (
+    ["--mode=sample", "--config.sample.time_grid=tuned"],
+    "config.sample.sampler must be 'multistep' (the sampler --mode tune_grid fits a grid for) with sample.time_grid",
+  ),
+  "sampling a tuned grid that was never tuned": (
+    ["--mode=sample", "--config.sample.sampler=multistep", "--config.sample.time_grid=tuned"],
+    "time_grid.json does not exist; run: python -m soft_diffusion.main --mode tune_grid",
+  ),
+  "a corrupt grid file": (
+    [
+      "--mode=sample",
+      "--workdir={tmp}/bad_grid_run",
+      "--config.sample.sampler=multistep",
+      "--config.sample.time_grid=tuned",
+    ],
+    "time_grid.json is not a grid file written by --mode tune_grid",
+  ),
+  "a grid tuned for another corruption": (
+    [
+      "--mode=sample",
+      "--workdir={tmp}/other_grid_run",
+      "--config.sample.sampler=multistep",
+      "--config.sample.time_grid=tuned",
+    ],
+    "time_grid.json was tuned for other corruption settings",
+  ),
+  "zero tuning images": (
+    ["--mode=tune_grid", "--config.tune.num_images=0"],
+    "config.tune.num_images must be an int >= 1",
+  ),
+  "unknown tuning start": (["--mode=tune_grid", "--config.tune.start=cosine"], "config.tune.start must be one of"),
+  "unknown multistep form": (["--config.sample.form=heun"], "config.sample.form must be one of"),
+  "midpoint form of order 3": (
+    ["--config.sample.order=3", "--config.sample.form=midpoint"],
+    "config.sample.form must be 'auto' or 'exact' with sample.order = 3",
+  ),
   "unknown reference split": (
     ["--mode=stats", "--config.eval.split=bogus"],
     "config.eval.split: split 'bogus' of 'digits' must be one of",
@@ -157,6 +202,10 @@ def make_scratch(tmp: pathlib.Path) -> None:
   (tmp / "not_a_dict.py").write_text("def get_config():\n  return 5\n")
   (tmp / "a_file").write_text("not a folder\n")
   (tmp / "empty_run").mkdir()
+  (tmp / "bad_grid_run").mkdir()
+  (tmp / "bad_grid_run" / "time_grid.json").write_text("{not json")
+  (tmp / "other_grid_run").mkdir()
+  (tmp / "other_grid_run" / "time_grid.json").write_text(json.dumps({"fingerprint": {"corruption": {}}, "grids": {}}))
   (tmp / "empty_tfds").mkdir()
   (tmp / "no_weights").mkdir()
 

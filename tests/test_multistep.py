@@ -229,11 +229,15 @@ def test_sde_2m_is_sde_dpm_solver_pp_2m_for_the_identity():
   x = np.asarray(jax.random.normal(jax.random.key(0), (2, H, W, 1)), np.float64) * 20.0
   grid = time_grids.make("edm", VE, 5, H, W)
   key = jax.random.key(1)
-  noise = [np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32), np.float64) for i in range(5)]
+  noise = [
+    np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32), np.float64) for i in range(5)
+  ]
   fn = lambda x_t, t: np.tanh(x_t / 4.0) * (1.0 - 0.3 * t)
   denoise_fn = lambda x_t, t: jnp.tanh(x_t / 4.0) * (1.0 - 0.3 * t[:, None, None, None])
   sigmas = np.asarray(VE.noise_std(jnp.asarray(grid, jnp.float32)), np.float64)
-  ours = _run(jnp.asarray(x, jnp.float32), VE, 5, denoise_fn=denoise_fn, name="multistep_sde", form="midpoint", time_grid=grid)
+  ours = _run(
+    jnp.asarray(x, jnp.float32), VE, 5, denoise_fn=denoise_fn, name="multistep_sde", form="midpoint", time_grid=grid
+  )
   ref = _dpmpp_2m_reference(fn, x, sigmas, np.asarray(jnp.asarray(grid, jnp.float32), np.float64), True, noise)
   np.testing.assert_allclose(ours, ref, rtol=2e-5, atol=2e-5 * np.abs(ref).max())
 
@@ -241,10 +245,8 @@ def test_sde_2m_is_sde_dpm_solver_pp_2m_for_the_identity():
 @pytest.mark.parametrize("family", time_grids.FAMILIES)
 @pytest.mark.parametrize("name", ["blur", "mask", "identity"])
 def test_grids_converge_their_largest_step_shrinks_as_n_grows(family, name):
-  # identity with geometric noise (the VE twins'): with noise clipped at its maximum its ODE stands
-  # still beyond clip_t, and one step crossing that stretch is exact (time_grids docstring).
-  options = {"noise_schedule": "geometric"} if name == "identity" else {}
-  corruption = corruptions.make({"name": name, **options})
+  # The defaults: for identity the noise is clipped at its maximum beyond clip_t, where λ is flat.
+  corruption = corruptions.make({"name": name})
   largest = [np.max(-np.diff(time_grids.make(family, corruption, n, 16, 16))) for n in (8, 32, 128)]
   assert largest[0] > largest[1] > largest[2], largest
   assert largest[2] < 0.1, largest  # 1/128 for 'uniform'; a flat clock left 1 -> ~0.78 here

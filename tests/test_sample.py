@@ -52,3 +52,46 @@ def test_draws_with_other_settings_go_to_folders_of_their_own(tiny_config):
   assert sample.draw_name(dataclasses.replace(cfg, sampler="multistep", order=3, rho=5.0), 4) == (
     "multistep_3_forward_noise_rho-5_order-3_step4"
   )
+
+
+def test_tune_grid_writes_a_grid_that_sampling_uses(tiny_config, trained_run, tmp_path):
+  import json
+  import shutil
+
+  import pytest
+
+  from soft_diffusion import errors
+  from soft_diffusion.run.modes import tune_grid
+
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_run, workdir)
+  tiny_config.sample.sampler = "multistep"
+  tiny_config.tune.num_steps = (3, 2)
+  tiny_config.tune.num_images = 4
+  tiny_config.tune.reference_steps = 8
+  tiny_config.tune.iterations = 3
+  settings = Workdir.of(workdir).settings(tiny_config, resolve_grid=False)
+  path = tune_grid.tune_grid(settings, workdir)
+  record = json.loads(path.read_text())
+  assert sorted(record["grids"]) == ["order2/exact/final_noise/N2", "order2/exact/final_noise/N3"]
+  for n, grid in (
+    (3, record["grids"]["order2/exact/final_noise/N3"]),
+    (2, record["grids"]["order2/exact/final_noise/N2"]),
+  ):
+    times = np.asarray(grid["times"])
+    assert len(times) == n + 1 and times[0] == 1.0 and times[-1] == 0.0 and np.all(np.diff(times) < 0)
+    assert grid["objective"] <= grid["start_objective"] and len(grid["losses"]) == 4
+  assert (workdir / "time_grid.png").stat().st_size > 5_000
+
+  tiny_config.sample.time_grid = "tuned"
+  settings = Workdir.of(workdir).settings(tiny_config)
+  assert sample.sampler_of(settings.sample).keywords["time_grid"] == tuple(
+    record["grids"]["order2/exact/final_noise/N3"]["times"]
+  )
+  images = np.load(sample.write_samples(settings, workdir))["images"]
+  assert images.shape[0] == tiny_config.sample.num_images
+  with pytest.raises(errors.ConfigError, match="no grid for sample.num_steps = 5 \\(tuned: 2, 3\\)"):
+    sample.sampler_of(dataclasses.replace(settings.sample, num_steps=5))
+  tiny_config.sample.order = 3
+  with pytest.raises(errors.ConfigError, match="holds no grid for order3/exact/final_noise/N\\*"):
+    Workdir.of(workdir).settings(tiny_config)

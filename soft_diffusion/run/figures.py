@@ -184,3 +184,23 @@ def levels_figure(path: epath.Path, levels: Any, settings: Any, power: np.ndarra
   ax.set(xlabel="DCT frequency radius", ylabel="mean power", title=f"data spectrum ({settings.data.name})")
   fig.tight_layout()
   image_files.save_figure(fig, path)
+
+
+def tuned_grids_figure(path: epath.Path, grids: dict[str, dict[str, Any]]) -> None:
+  """--mode tune_grid: each tuned grid's times against the step index (the uniform grid is the
+  diagonal), and its objective over the fit."""
+  plt = image_files.pyplot()
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.0))
+  left.plot([0, 1], [1, 0], ":", color="k", lw=0.8, label="uniform")
+  for i, (key, grid) in enumerate(sorted(grids.items())):
+    times = np.asarray(grid["times"])
+    left.plot(np.arange(len(times)) / (len(times) - 1), times, "o-", ms=3, color=f"C{i}", label=key)
+    right.plot(grid["losses"], color=f"C{i}", label=key)
+  left.set(xlabel="step i / N", ylabel="t_i", title="tuned time grids")
+  right.set(xlabel="Adam update", ylabel="mean squared distance to the reference", yscale="log")
+  right.set_title("objective during the fit", fontsize=9)
+  for ax in (left, right):
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6.5)
+  fig.tight_layout()
+  image_files.save_figure(fig, path, dpi=110)

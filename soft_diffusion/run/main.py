@@ -6,6 +6,8 @@
     python -m soft_diffusion.main --mode stats --config configs/digits.py --workdir runs/digits
     python -m soft_diffusion.main --mode eval --config configs/digits.py --workdir runs/digits [--step N | --steps all]
     python -m soft_diffusion.main --mode restore --config configs/digits.py --workdir runs/digits [--config.restore.*]
+    python -m soft_diffusion.main --mode tune_grid --config configs/digits.py --workdir runs/digits \
+        --config.sample.sampler=multistep
     python -m soft_diffusion.main --distributed [--coordinator_address=host:port --num_processes=N --process_id=i] ...
     python -m soft_diffusion.main ... --compilation_cache_dir=DIR   # restarts skip recompiling
 
@@ -35,7 +37,7 @@ from ml_collections import ConfigDict, config_flags
 from soft_diffusion import errors
 from soft_diffusion.run import preemption
 
-MODES = ("train", "sample", "levels", "stats", "eval", "restore")
+MODES = ("train", "sample", "levels", "stats", "eval", "restore", "tune_grid")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs, samples and results (made if missing).")
@@ -44,9 +46,12 @@ _MODE = flags.DEFINE_enum(
   "train",
   MODES,
   "train | sample (images + figures) | levels (level selection, docs/method.md §3) | stats (FID reference "
-  "statistics) | eval (FID/KID vs network evaluations) | restore (posterior samples for degraded images).",
+  "statistics) | eval (FID/KID vs network evaluations) | restore (posterior samples for degraded images) | "
+  "tune_grid (time grids fitted to the model for sample.time_grid = 'tuned').",
 )
-_STEP = flags.DEFINE_integer("step", None, "--mode sample/eval: checkpoint step to load (default: the latest).")
+_STEP = flags.DEFINE_integer(
+  "step", None, "--mode sample/eval/tune_grid: checkpoint step to load (default: the latest)."
+)
 _STEPS = flags.DEFINE_string(
   "steps",
   None,
@@ -157,8 +162,8 @@ def _describe_override_error(e: BaseException, argv: list[str], path: str | None
 
 def _check_launch_flags() -> None:
   if _STEP.value is not None:
-    if _MODE.value not in ("sample", "eval"):
-      raise errors.ConfigError(f"--step applies to --mode sample and --mode eval only, not --mode {_MODE.value}")
+    if _MODE.value not in ("sample", "eval", "tune_grid"):
+      raise errors.ConfigError(f"--step applies to --mode sample, eval and tune_grid only, not --mode {_MODE.value}")
     if _STEP.value < 0:
       raise errors.ConfigError(f"--step must be a checkpoint step >= 0, got {_STEP.value}")
   if _STEPS.value is not None:
@@ -257,7 +262,11 @@ def _preamble(config: ConfigDict) -> tuple[str, Any, Any, Any]:
       f"-e '.[train,{required}]') or, to run anyway, drop the flag (launch scripts: SOFT_DIFFUSION_ALLOW_CPU=1)"
     )
   if mode not in ("levels", "train"):
-    settings = workdir.settings(settings)
+    settings = workdir.settings(settings, resolve_grid=mode != "tune_grid")
+  if mode == "tune_grid":
+    from soft_diffusion.run.modes import tune_grid
+
+    tune_grid.check(settings)
   if mode == "levels":
     return mode, workdir, settings, None
   from soft_diffusion.run import state as state_lib
@@ -288,6 +297,10 @@ def run(config: ConfigDict) -> Any:
     from soft_diffusion.run.modes import levels
 
     return levels.write_levels(settings, workdir)
+  if mode == "tune_grid":
+    from soft_diffusion.run.modes import tune_grid
+
+    return tune_grid.tune_grid(settings, workdir, mesh, _STEP.value)
   from soft_diffusion.run.modes import evaluate
 
   if mode == "stats":

@@ -220,11 +220,20 @@ class SampleConfig:
   prior: str = "forward"
   snr: float = 0.17  # 'pc' only: the Langevin corrector's signal-to-noise ratio (score_sde's CelebA value)
   # Levels the sampler visits: 'auto' (the sampler's default: 'uniform', and for 'multistep' its
-  # measured default) | 'uniform' (equal steps in t) | 'logsnr' (equal steps in the mid frequency's
-  # log-SNR) | 'edm' (EDM's rho-spacing of that frequency's noise-to-signal ratio): time_grids.py
+  # measured default) | 'uniform' (equal steps in t) | 'logsnr' (equal steps in a clock of the whole
+  # image's log-SNR and t) | 'edm' (EDM's rho-spacing of that image's noise-to-signal ratio):
+  # time_grids.py | 'tuned' ('multistep' only: the grid --mode tune_grid fitted to this model for
+  # this sampler, order, form and num_steps, read from WORKDIR/time_grid.json)
   time_grid: str = "auto"
   rho: float = 7.0  # time_grid = 'edm' only: EDM's rho
   order: int = 2  # 'multistep' only: 1 (= the deterministic sampler), 2 or 3
+  # 'multistep' only, order 2: how the step uses the last two estimates: 'auto' (the measured default,
+  # multistep.DEFAULT_FORM) | 'exact' (their line integrated exactly) | 'midpoint' (DPM-Solver++(2M)'s
+  # form: the line read at the step's midpoint) | 'midpoint_logsnr' (the same in each coefficient's log-SNR)
+  form: str = "auto"
+  # time_grid = 'tuned' only, filled from WORKDIR/time_grid.json when the run is read (leave empty): the
+  # tuned grids of this sampler, order and form, one per number of steps
+  tuned_grids: tuple[tuple[float, ...], ...] = ()
   # the sampler's end: 'auto' (its own: 'denoise' for 'pc', 'noise' for the others) | 'noise' (x at
   # t = 0, still holding about s_0 of noise: the paper's end) | 'denoise' (the last step's estimate
   # x̂_0, score_sde's and EDM's end); the same number of network evaluations (samplers.py)
@@ -234,11 +243,18 @@ class SampleConfig:
     check(isinstance(self.snr, (int, float)) and self.snr > 0, "sample.snr", "> 0", self.snr)
     finals = ("auto", *samplers.FINALS)
     check(self.final in finals, "sample.final", f"one of {finals}", self.final)
-    grids = ("auto", *time_grids.FAMILIES)
+    grids = ("auto", *time_grids.FAMILIES, "tuned")
     check(self.time_grid in grids, "sample.time_grid", f"one of {grids}", self.time_grid)
+    forms = ("auto", *multistep.FORMS)
+    check(self.form in forms, "sample.form", f"one of {forms}", self.form)
+    if self.time_grid == "tuned":
+      what = "'multistep' (the sampler --mode tune_grid fits a grid for)"
+      check(self.sampler == "multistep", "sample.sampler", what + " with sample.time_grid = 'tuned'", self.sampler)
     check(isinstance(self.rho, (int, float)) and self.rho > 0, "sample.rho", "a number > 0", self.rho)
     good_order = not isinstance(self.order, bool) and self.order in multistep.ORDERS
     check(good_order, "sample.order", f"one of {multistep.ORDERS}", self.order)
+    if self.order == 3:
+      check(self.form in ("auto", "exact"), "sample.form", "'auto' or 'exact' with sample.order = 3", self.form)
     check(self.sampler in samplers.SAMPLERS, "sample.sampler", f"one of {sorted(samplers.SAMPLERS)}", self.sampler)
     _ints_at_least(self, "sample", ("num_steps", "num_images", "batch_size"), 1)
     check(at_least(self.seed, 0), "sample.seed", "an int >= 0", self.seed)
@@ -346,6 +362,37 @@ def restore_samplers() -> tuple[str, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuneConfig:
+  """The `tune` block: --mode tune_grid (soft_diffusion/grid_tuning.py): a time grid fitted to this
+  run's model for the sample block's 'multistep' sampler (its order, form and final), written to
+  WORKDIR/time_grid.json and used with sample.time_grid = 'tuned'.
+
+  The config schema: each field's comment is its documentation (`python -m soft_diffusion.run.schema`
+  lists every field, docs/config.md shows them).
+  """
+
+  num_steps: tuple[int, ...] = ()  # the grids' numbers of steps; () = (sample.num_steps,)
+  num_images: int = 256  # starts x_1 ~ p_1 the grid is fitted on
+  # the reference each N-step solution is brought close to: the same sampler on the uniform grid in this
+  # many steps, from the same starts
+  reference_steps: int = 200
+  iterations: int = 60  # Adam updates of the grid per number of steps
+  learning_rate: float = 0.05  # Adam's, on the grid's logits (grid_tuning.py)
+  start: str = "uniform"  # the grid the fit starts from: a time_grids family
+  seed: int = 1  # of the starts; not sample.seed, so that what is measured there was not fitted on
+
+  def __post_init__(self):
+    steps_ok = isinstance(self.num_steps, (tuple, list)) and all(at_least(n, 1) for n in self.num_steps)
+    check(steps_ok, "tune.num_steps", "a tuple of ints >= 1 (() = sample.num_steps)", self.num_steps)
+    _ints_at_least(self, "tune", ("num_images", "reference_steps"), 1)
+    check(at_least(self.iterations, 0), "tune.iterations", "an int >= 0", self.iterations)
+    lr_ok = isinstance(self.learning_rate, (int, float)) and not isinstance(self.learning_rate, bool)
+    check(lr_ok and self.learning_rate > 0, "tune.learning_rate", "a number > 0", self.learning_rate)
+    check(self.start in time_grids.FAMILIES, "tune.start", f"one of {time_grids.FAMILIES}", self.start)
+    check(at_least(self.seed, 0), "tune.seed", "an int >= 0", self.seed)
+
+
+@dataclasses.dataclass(frozen=True)
 class RestoreConfig:
   """The `restore` block: restoration, --mode restore (soft_diffusion/restoration.py;
   docs/restoration.md): posterior samples for y = A x_0 + sigma_y n with this run's model.
@@ -424,6 +471,7 @@ class Settings:
   levels: LevelsConfig
   eval: EvalConfig
   restore: RestoreConfig = RestoreConfig()
+  tune: TuneConfig = TuneConfig()
 
 
 # Block name -> its dataclass (`seed` is a plain int; `model` is typed by models.network_config).
@@ -438,8 +486,9 @@ BLOCKS: dict[str, type] = {
   "levels": LevelsConfig,
   "eval": EvalConfig,
   "restore": RestoreConfig,
+  "tune": TuneConfig,
 }
-OPTIONAL_BLOCKS = ("restore",)  # configs written before the block existed still load
+OPTIONAL_BLOCKS = ("restore", "tune")  # configs written before the block existed still load
 
 
 def _from_config(config: Any) -> Settings:
@@ -519,6 +568,23 @@ def needs_levels(settings: Settings) -> bool:
 def with_levels(settings: Settings, levels: tuple[float, ...]) -> Settings:
   """`settings` with the selected levels as the corruption's table."""
   return dataclasses.replace(settings, corruption=dataclasses.replace(settings.corruption, blur_sigma_table=levels))
+
+
+def grid_key(sample: SampleConfig, num_steps: int) -> str:
+  """The name of a tuned grid in time_grid.json: what it was fitted for (order, resolved form, end, N)."""
+  form = multistep.resolve_form(sample.order, sample.form)
+  end = "denoise" if samplers.ends_denoised(sample.sampler, sample.final) else "noise"
+  return f"order{sample.order}/{form}/final_{end}/N{num_steps}"
+
+
+def grid_fingerprint(settings: Settings) -> dict[str, Any]:
+  """What a tuned grid depends on besides its key: the corruption (its levels included)."""
+  return {"corruption": dataclasses.asdict(settings.corruption)}
+
+
+def with_tuned_grids(settings: Settings, grids: tuple[tuple[float, ...], ...]) -> Settings:
+  """`settings` with the tuned grids of its sample block (read from time_grid.json)."""
+  return dataclasses.replace(settings, sample=dataclasses.replace(settings.sample, tuned_grids=grids))
 
 
 def require(settings: Any, who: str) -> Settings:

@@ -6,6 +6,7 @@ writers. No other module spells a name of the folder's layout.
       logs/                        metrics.jsonl (or metrics/<segments>.jsonl on an object store),
                                    TensorBoard events, plugins/profile/
       levels.json, levels.png      --mode levels: the selected blur levels and their figure
+      time_grid.json, time_grid.png  --mode tune_grid: time grids fitted to the model, and their figure
       prior.npz                    the Gaussian p_1 fitted when training starts
       spectrum.npz                 the data's mean DCT power (key `power`)
       samples/grid_step<N>.png     the train loop's sample grids
@@ -39,6 +40,7 @@ from soft_diffusion.run import settings as settings_lib
 log = logging.getLogger(__name__)
 
 LEVELS_HINT = "run: python -m soft_diffusion.main --mode levels --config ... --workdir {workdir}"
+TUNE_HINT = "run: python -m soft_diffusion.main --mode tune_grid --config ... --workdir {workdir}{steps}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +164,14 @@ class Workdir:
     return self.root / "levels.png"
 
   @property
+  def time_grid_file(self) -> epath.Path:
+    return self.root / "time_grid.json"
+
+  @property
+  def time_grid_figure(self) -> epath.Path:
+    return self.root / "time_grid.png"
+
+  @property
   def prior_file(self) -> epath.Path:
     return self.root / "prior.npz"
 
@@ -206,15 +216,62 @@ class Workdir:
 
   # -- side files: readers and writers ----------------------------------------------------------
 
-  def settings(self, config: Any, *, resolve_levels: bool = True) -> settings_lib.Settings:
+  def settings(self, config: Any, *, resolve_levels: bool = True, resolve_grid: bool = True) -> settings_lib.Settings:
     """`settings.load(config)`, with 'selected' blur levels read from levels.json (`read_levels`)
-    and validated again with them. `resolve_levels=False`: for `--mode levels`, which writes that
-    file, and for training, which selects and writes it first when it is missing."""
+    and validated again with them, and with sample.time_grid = 'tuned' the grids of time_grid.json
+    (`read_tuned_grids`). `resolve_levels=False`: for `--mode levels`, which writes that file,
+    and for training, which selects and writes it first when it is missing; `resolve_grid=False`:
+    for `--mode tune_grid`, which writes time_grid.json."""
     settings = settings_lib.load(config)
     if resolve_levels and settings_lib.needs_levels(settings):
       levels = self.read_levels(settings_lib.levels_fingerprint(settings))
       settings = settings_lib.load(settings_lib.with_levels(settings, levels))
+    if resolve_grid and settings.sample.time_grid == "tuned" and not settings.sample.tuned_grids:
+      settings = settings_lib.with_tuned_grids(settings, self.read_tuned_grids(settings))
     return settings
+
+  def read_tuned_grids(self, settings: settings_lib.Settings) -> tuple[tuple[float, ...], ...]:
+    """The grids of time_grid.json fitted for the sample block's order, form and end (any N),
+    refused (one line, with what to run) when the file is missing, unreadable, fitted for other
+    corruption settings or holding no grid for them."""
+    path = self.time_grid_file
+    hint = TUNE_HINT.format(workdir=self, steps="")
+    if not path.is_file():
+      raise errors.MissingError(f"sample.time_grid = 'tuned' but {path} does not exist; {hint}")
+    try:
+      record = json.loads(path.read_text())
+      made_for, grids = record["fingerprint"], record["grids"]
+      tables = {key: tuple(float(t) for t in grid["times"]) for key, grid in grids.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+      raise errors.ConfigError(
+        f"{path} is not a grid file written by --mode tune_grid ({e}); delete it; {hint}"
+      ) from None
+    expected = json.loads(json.dumps(settings_lib.grid_fingerprint(settings)))
+    if made_for != expected:
+      raise errors.ConfigError(f"{path} was tuned for other corruption settings; {hint}")
+    prefix = settings_lib.grid_key(settings.sample, 0)[: -len("N0")]
+    mine = tuple(times for key, times in sorted(tables.items()) if key.startswith(prefix))
+    if not mine:
+      have = ", ".join(sorted(tables)) or "none"
+      raise errors.ConfigError(f"{path} holds no grid for {prefix}N* (it holds: {have}); {hint}")
+    return mine
+
+  def write_tuned_grids(self, settings: settings_lib.Settings, grids: dict[str, Any]) -> epath.Path:
+    """Adds `grids` ({grid_key: {'times': [...], ...}}) to time_grid.json (a file fitted for other
+    corruption settings is replaced)."""
+    path = self.time_grid_file
+    fingerprint = json.loads(json.dumps(settings_lib.grid_fingerprint(settings)))
+    record = {"fingerprint": fingerprint, "grids": {}}
+    if path.is_file():
+      try:
+        held = json.loads(path.read_text())
+        if held.get("fingerprint") == fingerprint and isinstance(held.get("grids"), dict):
+          record["grids"] = held["grids"]
+      except ValueError:
+        pass  # unreadable: replaced
+    record["grids"].update(grids)
+    files.write_json(path, record)
+    return path
 
   def has_levels(self) -> bool:
     return self.levels_file.exists()

@@ -177,8 +177,24 @@ def prior_channels(prior: priors.GaussianPrior | priors.ForwardPrior) -> int:
 
 
 def sampler_of(cfg: SampleConfig) -> Any:
-  """The sampler of the sample block, with its options (snr, time_grid, rho, order, final) bound."""
-  return samplers.get(cfg.sampler, snr=cfg.snr, time_grid=cfg.time_grid, rho=cfg.rho, order=cfg.order, final=cfg.final)
+  """The sampler of the sample block, with its options (snr, time_grid, rho, order, form, final)
+  bound; time_grid = 'tuned' binds the tuned grid of cfg.num_steps (`tuned_grid`)."""
+  grid = tuned_grid(cfg) if cfg.time_grid == "tuned" else cfg.time_grid
+  options = {"snr": cfg.snr, "time_grid": grid, "rho": cfg.rho, "order": cfg.order, "form": cfg.form}
+  return samplers.get(cfg.sampler, final=cfg.final, **options)
+
+
+def tuned_grid(cfg: SampleConfig) -> tuple[float, ...]:
+  """The tuned grid of cfg.num_steps steps among cfg.tuned_grids (`Workdir.settings` reads them);
+  refused in one line when there is none."""
+  for times in cfg.tuned_grids:
+    if len(times) == cfg.num_steps + 1:
+      return times
+  have = ", ".join(str(len(t) - 1) for t in cfg.tuned_grids) or "none"
+  raise errors.ConfigError(
+    f"sample.time_grid = 'tuned' has no grid for sample.num_steps = {cfg.num_steps} (tuned: {have}); run "
+    f"--mode tune_grid with --config.tune.num_steps='({cfg.num_steps},)'"
+  )
 
 
 def sample_options(cfg: SampleConfig) -> dict[str, Any]:
@@ -186,7 +202,7 @@ def sample_options(cfg: SampleConfig) -> dict[str, Any]:
   as {'sample_<field>': value}: what an evaluation record's header must hold so that points drawn
   with other options are not reused (defaults are left out, so older headers stay valid)."""
   defaults = SampleConfig()
-  fields = ("final", "time_grid", "rho", "order", "snr")
+  fields = ("final", "time_grid", "rho", "order", "form", "snr", "tuned_grids")
   return {f"sample_{f}": getattr(cfg, f) for f in fields if getattr(cfg, f) != getattr(defaults, f)}
 
 
