@@ -54,7 +54,9 @@ def main(argv=None) -> int:
   parser.add_argument("--num_steps", type=int, default=100, help="network evaluations per sample (NFE)")
   parser.add_argument("--dtype", default=None, help="model compute dtype override")
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--samplers", nargs="+", default=sorted(samplers.SAMPLERS))
+  parser.add_argument(
+    "--samplers", nargs="+", default=sorted(samplers.SAMPLERS), help="names; 'multistep@FORM' for a multistep form"
+  )
   parser.add_argument("--inception_batch", type=int, default=64)
   parser.add_argument("--inception_repeats", type=int, default=3)
   parser.add_argument("--no_inception", action="store_true", help="skip the Inception throughput")
@@ -116,7 +118,8 @@ def main(argv=None) -> int:
   record = {"device": device, "config": args.config, "batch": batch, "nfe": nfe, "repeats": args.repeats}
   record["seconds_per_batch"] = {"bare forwards": bare_s}
   for name in args.samplers:
-    sampler = samplers.get(name)
+    sampler_name, _, form = name.partition("@")  # 'multistep@midpoint': the multistep sampler in that form
+    sampler = samplers.get(sampler_name, **({"form": form} if form else {}))
     fn = jax.jit(
       lambda params, x, sampler=sampler: sampler(
         make_denoise_fn(model, params, noise_std=corruption.noise_std, precond=precond),

@@ -66,9 +66,11 @@ OUT = harness.REPO / "runs" / "few_step"
 FIELDS_RUN = harness.REPO / "runs" / "fields_default"
 DIGITS_RUN = harness.REPO / "runs" / "digits"
 TRAINED_SOLVERS = ("ms2", "ms2m", "ms3")
+TUNED_NFES = (5, 10, 20)  # --mode tune_grid costs minutes per N on 2 cores: these N only
 TRAINED_GRIDS = ("uniform", "edm", "optimal", "tuned")
-DIGIT_SOLVERS = ("ms2", "ms2m")
+DIGIT_SOLVERS = ("ms2",)
 DIGIT_GRIDS = ("uniform", "edm", "tuned")
+DIGIT_TUNED_NFES = (5, 10)
 DIGIT_SAMPLES = 1024
 SEEDS = (0, 1, 2)
 FIT_STARTS = (("uniform", 0.05), ("edm", 0.2))
@@ -230,6 +232,7 @@ def exact_part(record: dict, path: pathlib.Path) -> None:
         out["rmse"] = float(np.sqrt(np.mean(np.square(images - exact_end))))
       out["seconds"] = round(time.perf_counter() - t0, 1)
       print(f"{point}: " + "  ".join(f"{k} {val:.4g}" for k, val in out.items()), flush=True)
+      jax.clear_caches()  # every grid compiles anew: hundreds of executables exhaust the process's memory maps
       return out
 
     want = [f"{variant}/{s}/{g}/{n}" for n in NFES for s in SOLVERS for g in (*FAMILIES, "optimal")]
@@ -237,6 +240,232 @@ def exact_part(record: dict, path: pathlib.Path) -> None:
       want += [f"ve/dpmpp_2m/{g}/{n}" for n in NFES for g in ("edm", "uniform")]
     want += [f"{variant}/momentum/uniform/{n}" for n, _ in REFERENCE]
     harness.measure_points(path, want, measure, record=record)
+
+
+def tune_grids(config: str, workdir: pathlib.Path, solvers, nfes, log_name: str) -> None:
+  """`--mode tune_grid` on a trained run for each solver and N of `nfes` (skipped when held)."""
+  for solver in solvers:
+    order, form = SOLVERS[solver]
+    settings = Workdir.of(workdir).settings(harness.load_config(config), resolve_grid=False)
+    cfg = dataclasses.replace(settings.sample, sampler="multistep", order=order, form=form)
+    from soft_diffusion.run import settings as settings_lib
+
+    keys = [settings_lib.grid_key(cfg, n) for n in nfes]
+    held = harness.read_json(Workdir.of(workdir).time_grid_file, {}).get("grids", {})
+    if all(k in held for k in keys):
+      continue
+    args = ["--config", config, "--workdir", str(workdir), "--mode", "tune_grid"]
+    args += ["--config.sample.sampler=multistep", f"--config.sample.order={order}", f"--config.sample.form={form}"]
+    args += [f"--config.tune.num_steps={tuple(nfes)}"]
+    harness.run_cli(args, workdir / f"{log_name}_{solver}.log")
+
+
+def trained_cfg(run, solver: str, nfe: int, grid: str, seed: int, optimal: dict):
+  """The sample block of a point; explicit grids ('optimal', 'tuned') go in as tuned_grids."""
+  cfg = sample_cfg(run.settings.sample, solver, nfe, "uniform", seed)
+  if solver == "momentum" or grid in FAMILIES:
+    return dataclasses.replace(cfg, time_grid=grid) if solver != "momentum" else cfg
+  if grid == "optimal":
+    return dataclasses.replace(cfg, time_grid="tuned", tuned_grids=(tuple(optimal[f"blur/{solver}/{nfe}"]["times"]),))
+  tuned = dataclasses.replace(cfg, time_grid="tuned")
+  return dataclasses.replace(tuned, tuned_grids=Workdir.of(run.workdir).read_tuned_grids(dataclasses.replace(run.settings, sample=tuned)))
+
+
+def trained_part(record: dict, path: pathlib.Path) -> None:
+  """The default field model: sampled spectral FD of 1,024 samples per point."""
+  from soft_diffusion import data
+  from soft_diffusion.evaluation import exact
+  from soft_diffusion.run.modes import sample
+
+  config = VARIANTS[0][1]
+  if not harness.finished(FIELDS_RUN, harness.load_config(config).train.total_steps):
+    harness.run_cli(["--config", config, "--workdir", str(FIELDS_RUN)], FIELDS_RUN.parent / "fields_default_train.log")
+  tune_grids(config, FIELDS_RUN, ("ms2",), TUNED_NFES, "tune")
+  optimal = harness.read_json(path.parent / "few_step_exact.json", {}).get("optimal_grids", {})
+  run = sample.load_run(Workdir.of(FIELDS_RUN).settings(harness.load_config(config)), FIELDS_RUN)
+  v = data.exact_spectrum(run.settings.data)[..., 0]
+
+  def measure(point: str) -> dict:
+    _, solver, grid, nfe = point.split("/")
+    t0 = time.perf_counter()
+    images = run.draw(trained_cfg(run, solver, int(nfe), grid, 0, optimal), FIELD_SAMPLES, progress=False, raw=True)
+    metrics = exact.exact_metrics(images, v)
+    out = {k: metrics[k] for k in ("spectral_fd", "ratio_low", "ratio_mid", "ratio_high")}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"{point}: spectral FD {out['spectral_fd']:.4f}", flush=True)
+    return out
+
+  want = [f"trained/{s}/{g}/{n}" for n in NFES for s in TRAINED_SOLVERS for g in TRAINED_GRIDS if g != "tuned"]
+  want += [f"trained/ms2/tuned/{n}" for n in TUNED_NFES]
+  want += [f"trained/momentum/uniform/{n}" for n, _ in REFERENCE]
+  harness.measure_points(path, want, measure, record=record)
+
+
+def digits_part(record: dict, path: pathlib.Path) -> None:
+  """The default digits model: pixel KID and Inception FID / KID of 1,024 samples per point."""
+  import quality_study
+
+  from soft_diffusion.run.modes import sample
+
+  config = DIGITS_CONFIG
+  if not harness.finished(DIGITS_RUN, harness.load_config(config).train.total_steps):
+    harness.run_cli(["--config", config, "--workdir", str(DIGITS_RUN)], DIGITS_RUN.parent / "digits_train.log")
+  tune_grids(config, DIGITS_RUN, DIGIT_SOLVERS, DIGIT_TUNED_NFES, "tune")
+  run = sample.load_run(Workdir.of(DIGITS_RUN).settings(harness.load_config(config)), DIGITS_RUN)
+  reference = quality_study.Reference(OUT / "quality", True, record.setdefault("timings", {}))
+
+  def measure(point: str) -> dict:
+    _, solver, grid, nfe, seed = point.split("/")
+    t0 = time.perf_counter()
+    images = run.draw(trained_cfg(run, solver, int(nfe), grid, int(seed[1:]), {}), DIGIT_SAMPLES, progress=False)
+    seconds = round(time.perf_counter() - t0, 1)
+    measured = reference.measure(images)
+    measured.pop("ring_ratios", None)
+    print(f"{point}: " + quality_study.short(measured), flush=True)
+    return {**measured, "sampling_seconds": seconds}
+
+  want = [f"digits/momentum/uniform/100/s{s}" for s in SEEDS] + ["digits/momentum/uniform/300/s0"]
+  tuned = lambda g, n: g != "tuned" or n in DIGIT_TUNED_NFES
+  want += [f"digits/{s}/{g}/{n}/s0" for n in NFES for s in DIGIT_SOLVERS for g in DIGIT_GRIDS if tuned(g, n)]
+  want += [f"digits/{s}/{g}/10/s{seed}" for seed in SEEDS[1:] for s in DIGIT_SOLVERS for g in DIGIT_GRIDS]
+  harness.measure_points(path, want, measure, record=record)
+
+
+SOLVER_NAMES = {
+  "ms1": "order 1",
+  "ms2": "order 2, exact",
+  "ms2m": "order 2, midpoint (2M)",
+  "ms2ml": "order 2, midpoint in λ",
+  "ms3": "order 3",
+  "dpmpp_2m": "DPM-Solver++(2M), reference",
+}
+
+
+def _cell(p: dict | None, key: str, floor: float | None = None) -> str:
+  if not p or key not in p:
+    return "—"
+  text = harness.fmt(p[key])
+  return text + (f" ({p[key] / floor:.1f}×)" if floor else "")
+
+
+def field_table(record: dict, variant: str, key: str, solvers, grids, title: str, ratio: bool = False) -> str:
+  floor = record.get("floors", {}).get(variant, {}).get("floor") if ratio else None
+  rows = []
+  for solver in solvers:
+    for grid in grids:
+      cells = [_cell(record["points"].get(f"{variant}/{solver}/{grid}/{n}"), key, floor) for n in NFES]
+      if any(c != "—" for c in cells):
+        rows.append([f"{SOLVER_NAMES[solver]} @ {grid}", *cells])
+  refs = [f"Momentum at {n} NFE: {_cell(record['points'].get(f'{variant}/momentum/uniform/{n}'), key, floor)}" for n, _ in REFERENCE]
+  table = harness.markdown_table(title, ["solver @ grid", *map(str, NFES)], rows, "|---|" + "---:|" * len(NFES))
+  return table + "\n\n" + "; ".join(refs)
+
+
+def digit_table(record: dict) -> str:
+  def mean_std(point: str, key: str, seeds=SEEDS) -> str:
+    vals = [record["points"].get(f"{point}/s{s}", {}).get(key) for s in seeds]
+    vals = [v for v in vals if v is not None]
+    if not vals:
+      return "—"
+    return f"{np.mean(vals):.2f}" + (f" ± {np.std(vals):.2f}" if len(vals) > 1 else "")
+
+  out = []
+  for key, what in (("kid_e3", "Inception KID ×10³"), ("fid", "Inception FID"), ("pixel_kid_e3", "pixel KID ×10³")):
+    rows = [
+      [f"{SOLVER_NAMES[s]} @ {g}", *[mean_std(f"digits/{s}/{g}/{n}", key, SEEDS if n == 10 else (0,)) for n in NFES]]
+      for s in DIGIT_SOLVERS
+      for g in DIGIT_GRIDS
+    ]
+    title = f"digits, default model, {what} (1,024 samples; seed 0, at 10 NFE mean ± std of seeds 0-2)"
+    table = harness.markdown_table(title, ["solver @ grid", *map(str, NFES)], rows, "|---|" + "---:|" * len(NFES))
+    refs = [f"Momentum at 100 NFE: {mean_std('digits/momentum/uniform/100', key)}"]
+    refs.append(f"at 300 NFE: {mean_std('digits/momentum/uniform/300', key, (0,))}")
+    out.append(table + "\n\n" + "; ".join(refs))
+  return "\n\n".join(out)
+
+
+def tables(results: pathlib.Path) -> str:
+  out = []
+  fields = harness.read_json(results / "few_step_exact.json", {"points": {}})
+  if fields["points"]:
+    for variant, what in (("blur", "blur + noise, end x̂_0 (the config's)"), ("blur_noise", "blur + noise, end x at t = 0")):
+      out.append(field_table(fields, variant, "exact_fd", SOLVERS, (*FAMILIES, "optimal"), f"oracle fields, {what}: exact spectral FD (no finite-sample bias)"))
+      floor = fields["floors"][variant]["floor"]
+      title = f"oracle fields, {what}: spectral FD of 1,024 samples (×floor; floor {floor:.4f})"
+      out.append(field_table(fields, variant, "spectral_fd", ("ms2", "ms2m", "ms3"), (*FAMILIES, "optimal"), title, True))
+    ve = ("ms2", "ms2m", "ms3", "dpmpp_2m")
+    out.append(field_table(fields, "ve", "exact_fd", ve, (*FAMILIES, "optimal"), "VE twin, oracle: exact spectral FD"))
+    out.append(field_table(fields, "ve", "rmse", ve, ("edm", "uniform", "optimal"), "VE twin, oracle: RMSE per sample to the exact ODE end point"))
+  trained = harness.read_json(results / "few_step_trained.json", {"points": {}})
+  if trained["points"]:
+    floor = fields.get("floors", {}).get("blur", {}).get("floor")
+    trained.setdefault("floors", {})["trained"] = {"floor": floor}
+    title = f"fields, trained default model: spectral FD of 1,024 samples (×floor; floor {harness.fmt(floor)})"
+    out.append(field_table(trained, "trained", "spectral_fd", TRAINED_SOLVERS, TRAINED_GRIDS, title, floor is not None))
+  digits = harness.read_json(results / "few_step_digits.json", {"points": {}})
+  if digits["points"]:
+    out.append(digit_table(digits))
+  return "\n\n".join(out)
+
+
+def figure(results: pathlib.Path, path: pathlib.Path) -> None:
+  """Left: the optimal grids of the oracle fields (order 2, x̂_0 end) against uniform and edm. Middle:
+  exact spectral FD vs NFE (oracle) and sampled (trained). Right: digits Inception KID vs NFE."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from soft_diffusion import corruptions, time_grids
+  fields = harness.read_json(results / "few_step_exact.json", {"points": {}})
+  trained = harness.read_json(results / "few_step_trained.json", {"points": {}})
+  digits = harness.read_json(results / "few_step_digits.json", {"points": {}})
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+  settings = Workdir.of(OUT / "oracle_blur").settings(harness.load_config(VARIANTS[0][1]))
+  corruption = corruptions.make(settings.corruption)
+  for i, n in enumerate((5, 10, 20)):
+    grid = fields.get("optimal_grids", {}).get(f"blur/ms2/{n}")
+    if grid:
+      axes[0].plot(np.arange(n + 1) / n, grid["times"], "o-", ms=3, color=f"C{i}", label=f"optimal, N = {n}")
+      axes[0].plot(np.arange(n + 1) / n, time_grids.make("edm", corruption, n, 16, 16), ":", color=f"C{i}", label=f"edm, N = {n}")
+  axes[0].plot([0, 1], [1, 0], "k--", lw=0.8, label="uniform")
+  axes[0].set(xlabel="step i / N", ylabel="t_i", title="oracle fields: the best grids (order 2, x̂_0 end)")
+  for solver, grid, color in (("ms2", "uniform", "C0"), ("ms2", "edm", "C1"), ("ms2", "optimal", "C2"), ("ms2m", "optimal", "C3"), ("ms3", "optimal", "C4")):
+    pts = [(n, fields["points"].get(f"blur/{solver}/{grid}/{n}", {}).get("spectral_fd")) for n in NFES]
+    pts = [(n, v) for n, v in pts if v is not None]
+    if pts:
+      axes[1].plot(*zip(*pts, strict=True), "--", marker="x", color=color, label=f"oracle {SOLVER_NAMES[solver]} @ {grid}")
+    pts = [(n, trained["points"].get(f"trained/{solver}/{grid}/{n}", {}).get("spectral_fd")) for n in NFES]
+    pts = [(n, v) for n, v in pts if v is not None]
+    if pts:
+      axes[1].plot(*zip(*pts, strict=True), "-", marker="o", ms=3, color=color, label=f"trained {SOLVER_NAMES[solver]} @ {grid}")
+  floor = fields.get("floors", {}).get("blur", {}).get("floor")
+  if floor:
+    axes[1].axhline(floor, color="k", ls=":", lw=0.8, label="exact samples (floor)")
+  for n, _ in REFERENCE:
+    p = trained["points"].get(f"trained/momentum/uniform/{n}") or fields["points"].get(f"blur/momentum/uniform/{n}")
+    if p:
+      axes[1].axhline(p["spectral_fd"], color="grey", lw=0.8, ls="-.", label=f"Momentum at {n}")
+  axes[1].set(xscale="log", yscale="log", xlabel="NFE", ylabel="spectral FD to the true law (1,024 samples)")
+  axes[1].set_title("Gaussian fields, blur + noise", fontsize=10)
+  for i, (solver, grid) in enumerate((s, g) for s in DIGIT_SOLVERS for g in DIGIT_GRIDS):
+    pts = [(n, digits["points"].get(f"digits/{solver}/{grid}/{n}/s0", {}).get("kid_e3")) for n in NFES]
+    pts = [(n, v) for n, v in pts if v is not None]
+    if pts:
+      axes[2].plot(*zip(*pts, strict=True), "-o", ms=3, color=f"C{i}", label=f"{SOLVER_NAMES[solver]} @ {grid}")
+  for n, _ in REFERENCE:
+    p = digits["points"].get(f"digits/momentum/uniform/{n}/s0")
+    if p and "kid_e3" in p:
+      axes[2].axhline(p["kid_e3"], color="grey", lw=0.8, ls="-." if n == 100 else ":", label=f"Momentum at {n} (seed 0)")
+  axes[2].set(xscale="log", xlabel="NFE", ylabel="Inception KID ×10³ (seed 0)", title="digits, default model")
+  for ax in axes:
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6)
+  for ax in axes[1:]:
+    ax.set_xticks(list(NFES), [str(n) for n in NFES])
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 def main() -> None:
@@ -249,9 +478,13 @@ def main() -> None:
     record = harness.read_json(path, {"points": {}})
     record["description"] = __doc__.split("\n\n")[0]
     start = time.perf_counter()
-    {"exact": exact_part}[args.part](record, path)
+    {"exact": exact_part, "trained": trained_part, "digits": digits_part}[args.part](record, path)
     record.setdefault("timings", {})[time.strftime("%Y-%m-%d %H:%M")] = round(time.perf_counter() - start, 1)
     harness.write_json(path, record)
+  if not args.tables:
+    figure(args.results, args.results / "few_step.png")
+  if not args.figure:
+    print(tables(args.results))
 
 
 if __name__ == "__main__":

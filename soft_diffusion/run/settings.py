@@ -372,11 +372,11 @@ class TuneConfig:
   """
 
   num_steps: tuple[int, ...] = ()  # the grids' numbers of steps; () = (sample.num_steps,)
-  num_images: int = 256  # starts x_1 ~ p_1 the grid is fitted on
+  num_images: int = 128  # starts x_1 ~ p_1 the grid is fitted on
   # the reference each N-step solution is brought close to: the same sampler on the uniform grid in this
   # many steps, from the same starts
-  reference_steps: int = 200
-  iterations: int = 60  # Adam updates of the grid per number of steps
+  reference_steps: int = 100
+  iterations: int = 30  # Adam updates of the grid per number of steps (the digits' fit settles in about 10)
   learning_rate: float = 0.05  # Adam's, on the grid's logits (grid_tuning.py)
   start: str = "uniform"  # the grid the fit starts from: a time_grids family
   seed: int = 1  # of the starts; not sample.seed, so that what is measured there was not fitted on
