@@ -319,7 +319,9 @@ def apply_form(config, form: str, allowed=BLUR_FORMS):
 def apply_ve_recipe(config, noise_std_max: float):
   """score_sde's VE recipe in our units on any config (also used by the VE twins of the small
   studies): C_t = I, geometric s_t from 0.02 to `noise_std_max`, inverse-noise-variance
-  weighting, the network's output scaled by s_t, and the PC sampler."""
+  weighting, the network's output scaled by s_t, and the PC sampler (with `multistep`, its
+  order-2 step in DPM-Solver++(2M)'s midpoint form, measured best for C_t = I: docs/results.md,
+  "Ten steps and fewer")."""
   config.corruption.name = "identity"
   config.corruption.blur_schedule = "log"  # no blur here; 'selected' applies to blur only
   config.corruption.blur_sigma_table = None
@@ -329,6 +331,7 @@ def apply_ve_recipe(config, noise_std_max: float):
   config.loss.weighting = "inverse_noise_var"
   config.model.output_scale = "noise_std"
   config.sample.sampler = "pc"
+  config.sample.form = "midpoint"
   return config
 
 
