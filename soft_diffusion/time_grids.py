@@ -26,8 +26,9 @@ step that moves the clock by Δu moves t by at most t_start Δu / 0.2 (1/(0.2 N)
 'logsnr'), so the largest step shrinks as N grows on every corruption (tested on blur, masks
 and identity) even where λ is flat (c and s both constant, e.g. noise clipped at its maximum)
 or falls to -∞ (a mask that removes every pixel at t = 1; c_ref is floored at 1e-6). Where λ
-is affine in t (C_t = I, geometric s_t) u is affine too, and the grids are exactly the uniform one and EDM's. λ(t) is inverted
-numerically on a dense grid of 4,097 points (float64 on the host, at trace time).
+is affine in t (C_t = I, geometric s_t) u is affine too, and the grids are exactly the
+uniform one and EDM's. λ(t) is inverted numerically on a dense grid of 4,097 points (float64
+on the host, at trace time).
 
 `Trace` is what every sampler returns with `trace=True`: the sample, and the time, input and
 estimate of each network call (so a figure shows the grid the sampler used). `table` gives a
