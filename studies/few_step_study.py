@@ -329,7 +329,7 @@ def digits_part(record: dict, path: pathlib.Path) -> None:
   # In the order of what the targets need first (a point costs minutes on 2 cores): 10 NFE on every
   # seed, then the other budgets.
   want = [f"digits/momentum/uniform/100/s{s}" for s in SEEDS] + ["digits/momentum/uniform/300/s0"]
-  want += [f"digits/{s}/{g}/10/s{seed}" for seed in SEEDS for s in DIGIT_SOLVERS for g in ("uniform", "tuned")]
+  want += [f"digits/{s}/{g}/10/s{seed}" for seed in SEEDS for s in DIGIT_SOLVERS for g in DIGIT_GRIDS]
   tuned = lambda g, n: g != "tuned" or n in DIGIT_TUNED_NFES
   by_need = sorted(NFES, key=lambda n: (n != 5, n != 20, n))
   want += [f"digits/{s}/{g}/{n}/s0" for n in by_need for s in DIGIT_SOLVERS for g in DIGIT_GRIDS if tuned(g, n)]
