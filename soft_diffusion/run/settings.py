@@ -570,11 +570,12 @@ def with_levels(settings: Settings, levels: tuple[float, ...]) -> Settings:
   return dataclasses.replace(settings, corruption=dataclasses.replace(settings.corruption, blur_sigma_table=levels))
 
 
-def grid_key(sample: SampleConfig, num_steps: int) -> str:
-  """The name of a tuned grid in time_grid.json: what it was fitted for (order, resolved form, end, N)."""
+def grid_key(sample: SampleConfig, num_steps: int | None) -> str:
+  """The name of a tuned grid in time_grid.json: what it was fitted for (order, resolved form, end, N);
+  with num_steps None, the prefix every N of those settings shares."""
   form = multistep.resolve_form(sample.order, sample.form)
   end = "denoise" if samplers.ends_denoised(sample.sampler, sample.final) else "noise"
-  return f"order{sample.order}/{form}/final_{end}/N{num_steps}"
+  return f"order{sample.order}/{form}/final_{end}/N" + ("" if num_steps is None else str(num_steps))
 
 
 def grid_fingerprint(settings: Settings) -> dict[str, Any]:

@@ -249,11 +249,11 @@ class Workdir:
     expected = json.loads(json.dumps(settings_lib.grid_fingerprint(settings)))
     if made_for != expected:
       raise errors.ConfigError(f"{path} was tuned for other corruption settings; {hint}")
-    prefix = settings_lib.grid_key(settings.sample, 0)[: -len("N0")]
+    prefix = settings_lib.grid_key(settings.sample, None)
     mine = tuple(times for key, times in sorted(tables.items()) if key.startswith(prefix))
     if not mine:
       have = ", ".join(sorted(tables)) or "none"
-      raise errors.ConfigError(f"{path} holds no grid for {prefix}N* (it holds: {have}); {hint}")
+      raise errors.ConfigError(f"{path} holds no grid for {prefix}* (it holds: {have}); {hint}")
     return mine
 
   def write_tuned_grids(self, settings: settings_lib.Settings, grids: dict[str, Any]) -> epath.Path:

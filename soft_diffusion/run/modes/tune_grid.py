@@ -54,8 +54,8 @@ def tune_grid(
   final = "denoise" if samplers.ends_denoised(sample.sampler, sample.final) else "noise"
   solver = grid_tuning.solver(sample.order, sample.form, final=final)
   denoise_fn = run.denoise_fn()
-  height, width = settings.data.image_size, settings.data.image_size
   x_1 = priors.sample_p1(run.prior, run.corruption, jax.random.key(cfg.seed), cfg.num_images)
+  height, width = x_1.shape[1:3]  # the sampled images' size (a crop, when data.crop_size is set)
   start = time.perf_counter()
   reference = jax.jit(
     lambda x: solver(
