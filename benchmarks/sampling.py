@@ -15,6 +15,7 @@ the initialisation (timing does not depend on training). A benchmark, not a test
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -22,7 +23,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import corruption_for_timing, markdown_table, seconds_per_call
+from timing import corruption_for_timing, interleaved_seconds, markdown_table, seconds_per_call
 
 from soft_diffusion import evaluation, models, preconditioning, samplers
 from soft_diffusion.models import make_denoise_fn
@@ -113,10 +114,7 @@ def main(argv=None) -> int:
 
     return jax.lax.fori_loop(0, nfe, body, x)
 
-  bare_s = seconds_per_call(jax.jit(bare, out_shardings=sharded), params, x, repeats=args.repeats)
-  print(f"{'bare forwards':16s} {bare_s:8.3f} s/batch  {batch / bare_s:9.1f} images/s  (baseline)")
-  record = {"device": device, "config": args.config, "batch": batch, "nfe": nfe, "repeats": args.repeats}
-  record["seconds_per_batch"] = {"bare forwards": bare_s}
+  calls = {"bare forwards": functools.partial(jax.jit(bare, out_shardings=sharded), params, x)}
   for name in args.samplers:
     sampler_name, _, form = name.partition("@")  # 'multistep@midpoint': the multistep sampler in that form
     sampler = samplers.get(sampler_name, **({"form": form} if form else {}))
@@ -130,9 +128,15 @@ def main(argv=None) -> int:
       ),
       out_shardings=sharded,
     )
-    s = seconds_per_call(fn, params, x, repeats=args.repeats)
+    calls[name] = functools.partial(fn, params, x)
+  seconds = interleaved_seconds(calls, repeats=args.repeats)  # in rounds: a drift falls on all alike
+  bare_s = seconds["bare forwards"]
+  print(f"{'bare forwards':16s} {bare_s:8.3f} s/batch  {batch / bare_s:9.1f} images/s  (baseline)")
+  for name in args.samplers:
+    s = seconds[name]
     print(f"{name:16s} {s:8.3f} s/batch  {batch / s:9.1f} images/s  overhead {100 * (s / bare_s - 1):+6.2f}%")
-    record["seconds_per_batch"][name] = s
+  record = {"device": device, "config": args.config, "batch": batch, "nfe": nfe, "repeats": args.repeats}
+  record["seconds_per_batch"] = seconds
   record["overhead"] = {k: v / bare_s - 1 for k, v in record["seconds_per_batch"].items() if k != "bare forwards"}
   if args.json:
     args.json.write_text(json.dumps(record, indent=1) + "\n")

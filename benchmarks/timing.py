@@ -22,6 +22,21 @@ def seconds_per_call(fn, *args, repeats: int) -> float:
   return statistics.median(times)
 
 
+def interleaved_seconds(calls: dict, *, repeats: int) -> dict:
+  """Median wall time of each `calls[name]()` after one compile-and-warm-up call each, timed in
+  rounds (every call once per round) so that a slow drift of the machine's speed falls on all of
+  them alike instead of on whichever ran last."""
+  for fn in calls.values():
+    jax.block_until_ready(fn())
+  times = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, fn in calls.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
 def compile_with_flops(jitted, *args):
   """(compiled program, FLOPs of one call over all its devices by XLA's cost analysis, compile seconds).
 
