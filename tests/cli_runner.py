@@ -18,8 +18,12 @@ import tempfile
 
 
 def preload() -> None:
-  """What every mode imports, loaded before the forks (children share it)."""
+  """What every mode imports, loaded before the forks (children share it). Nothing here starts
+  JAX's backend or parses flags: each child still does both itself."""
   import jax  # noqa: F401
+
+  from soft_diffusion.run import main  # noqa: F401
+  from soft_diffusion.run.modes import evaluate, levels, restore, sample, train, tune_grid  # noqa: F401
 
 
 def run_case(argv: list[str], env: dict[str, str]) -> dict:

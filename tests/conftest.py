@@ -56,14 +56,21 @@ def rng():
 
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
-  """One persistent XLA cache per test session: identical programs compiled by separate
-  train/sample calls (new jit closures), and by the command-line runs the tests start as
-  subprocesses (they inherit the environment), are compiled once."""
+  """One persistent XLA cache per test session, shared by the xdist workers: identical programs
+  compiled by separate train/sample calls (new jit closures), by the command-line runs the tests
+  start as subprocesses (they inherit the environment) and by the other worker are compiled once
+  (JAX writes an entry in place; a half-written one read by the other worker is a warning and a
+  compile, not an error)."""
   import os
 
   import jax
 
-  cache = str(tmp_path_factory.mktemp("xla_cache"))
+  if os.environ.get("PYTEST_XDIST_WORKER"):  # one cache for the workers of the run (their base folders' parent)
+    cache = tmp_path_factory.getbasetemp().parent / "xla_cache"
+    cache.mkdir(exist_ok=True)
+    cache = str(cache)
+  else:
+    cache = str(tmp_path_factory.mktemp("xla_cache"))
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
