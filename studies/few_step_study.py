@@ -134,11 +134,12 @@ def optimal_grid(variant: str, corruption, v, solver: str, nfe: int, final: str)
 
 
 CHECKED_OPTIMUM = "blur_noise/ms2/5"  # the 5-NFE target's point: is its optimal grid the fit's minimum?
+CHECK_ITERATIONS = 600
 
 
 def check_optimum(record: dict, corruption, v, final: str) -> None:
   """Refits the optimal grid of CHECKED_OPTIMUM from more starts (the grid itself, the three
-  families, three random grids) with longer fits (600 updates, learning rates 0.05 and 0.01):
+  families, three random grids) with longer fits (CHECK_ITERATIONS, learning rates 0.05 and 0.01):
   record['optimum_check'] gets each fit's exact FD and grid."""
   from soft_diffusion import grid_tuning, time_grids
 
@@ -152,7 +153,7 @@ def check_optimum(record: dict, corruption, v, final: str) -> None:
   fits = []
   for name, grid in starts.items():
     for lr in (0.05, 0.01):
-      tuned = grid_tuning.tune(objective, grid, iterations=600, learning_rate=lr)
+      tuned = grid_tuning.tune(objective, grid, iterations=CHECK_ITERATIONS, learning_rate=lr)
       fits.append({"start": name, "learning_rate": lr, "exact_fd": tuned.loss, "times": tuned.times.tolist()})
       print(f"optimum check {CHECKED_OPTIMUM} from {name}, lr {lr}: exact FD {tuned.loss:.4g}", flush=True)
   record["optimum_check"] = {
@@ -170,8 +171,9 @@ def optimum_check_line(fields: dict) -> str:
   again = sorted({f["start"] for f in fits if f["exact_fd"] <= optimal * 1.001})
   others = [f["exact_fd"] for f in fits if f["exact_fd"] > optimal * 1.001]
   return (
-    f"optimum check ({check['point']}): {len(fits)} fits of 600 updates from {len({f['start'] for f in fits})} "
-    f"starts; lowest exact FD {harness.fmt(min(f['exact_fd'] for f in fits))} against the optimal grid's "
+    f"optimum check ({check['point']}): {len(fits)} fits of {CHECK_ITERATIONS} updates from "
+    f"{len({f['start'] for f in fits})} starts; lowest exact FD {harness.fmt(min(f['exact_fd'] for f in fits))} "
+    f"against the optimal grid's "
     f"{harness.fmt(optimal)}, reached from: {', '.join(again)}"
     + (f"; the other fits stop at {harness.fmt(min(others))}–{harness.fmt(max(others))}" if others else "")
   )
@@ -434,7 +436,8 @@ def digit_table(record: dict) -> str:
   for key, what in (("kid_e3", "Inception KID ×10³"), ("fid", "Inception FID"), ("pixel_kid_e3", "pixel KID ×10³")):
     rows = [
       [f"{SOLVER_NAMES[s]} @ {g}", *[mean_std(f"digits/{s}/{g}/{n}", key, SEEDS if n == 10 else (0,)) for n in NFES]]
-      for s in ("ms1", *DIGIT_SOLVERS, "ms2m", "ms3")
+      for s in SOLVERS  # in SOLVERS' order: the measured ones
+      if s in (*DIGIT_SOLVERS, *DIGIT_FORMS_AT_10)
       for g in DIGIT_GRIDS
     ]
     rows = [row for row in rows if any(cell != "—" for cell in row[1:])]
@@ -489,8 +492,9 @@ def tables(results: pathlib.Path) -> str:
   digits = harness.read_json(results / "few_step_digits.json", {"points": {}})
   if digits["points"]:
     out.append(digit_table(digits))
-  if optimum_check_line(fields):  # last: the parts above keep their numbers
-    out.append(optimum_check_line(fields))
+  check = optimum_check_line(fields)
+  if check:  # last: the parts above keep their numbers
+    out.append(check)
   return "\n\n".join(out)
 
 
